@@ -1,0 +1,55 @@
+"""podium: dependable multi-agent orchestration on LangGraph.
+
+Import the pieces you need from the top level::
+
+    from podium import Agent, PodiumError
+    from podium.graphs import create_agent_graph
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from podium.agents import Agent
+from podium.errors import (
+    ApprovalError,
+    ApproverNotAllowedError,
+    ConfigurationError,
+    CorruptDatabaseError,
+    InvalidDecisionError,
+    InvalidModelOutputError,
+    LimitError,
+    LocalModelError,
+    MaxStepsExceededError,
+    MissingCredentialsError,
+    ModelError,
+    ModelUnavailableError,
+    PersistenceError,
+    PodiumError,
+    UnknownRequestError,
+    UnknownThreadError,
+)
+
+try:
+    __version__ = version("podium")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "Agent",
+    "ApprovalError",
+    "ApproverNotAllowedError",
+    "ConfigurationError",
+    "CorruptDatabaseError",
+    "InvalidDecisionError",
+    "InvalidModelOutputError",
+    "LimitError",
+    "LocalModelError",
+    "MaxStepsExceededError",
+    "MissingCredentialsError",
+    "ModelError",
+    "ModelUnavailableError",
+    "PersistenceError",
+    "PodiumError",
+    "UnknownRequestError",
+    "UnknownThreadError",
+    "__version__",
+]

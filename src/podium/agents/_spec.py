@@ -1,0 +1,151 @@
+"""The :class:`Agent` specification: who an agent is, what it may do, and its limits."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.tools import BaseTool
+from langchain_core.tools import tool as as_tool
+
+from podium.errors import ConfigurationError
+
+__all__ = ["NAME_PATTERN", "Agent", "ToolCalling", "validate_name"]
+
+ToolCalling = Literal["native", "json", "auto"]
+"""How an agent asks its model for tool calls (see :class:`Agent`)."""
+
+NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,47}$")
+"""Agent and tool names: a letter, then letters, digits, ``_`` or ``-`` (48 at most).
+
+The bound keeps ``transfer_to_<name>`` within the 64 characters model APIs allow
+for tool names.
+"""
+
+
+def validate_name(name: object, what: str) -> str:
+    """Check that ``name`` is a usable agent, stage or tool name.
+
+    Args:
+        name: The candidate name.
+        what: What is being named, for the error message (``"agent"``, ``"stage"``).
+
+    Returns:
+        The name, unchanged.
+
+    Raises:
+        ConfigurationError: If the name is not a string matching :data:`NAME_PATTERN`.
+    """
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ConfigurationError(
+            f"Invalid {what} name {name!r}: names start with a letter and contain only "
+            "letters, digits, '_' or '-', at most 48 characters.",
+            fix=f"Rename the {what}, e.g. {_suggest(name)!r}.",
+        )
+    return name
+
+
+def _suggest(name: object) -> str:
+    text = re.sub(r"[^A-Za-z0-9_-]+", "_", str(name)).strip("_-") or "agent"
+    if not text[0].isalpha():
+        text = f"a_{text}"
+    return text[:48]
+
+
+def _to_tool(item: object, agent: str) -> BaseTool:
+    if isinstance(item, BaseTool):
+        return item
+    if callable(item):
+        if not getattr(item, "__doc__", None):
+            raise ConfigurationError(
+                f"Tool {getattr(item, '__name__', item)!r} of agent {agent!r} has no docstring; "
+                "the model needs a description to know when to call it.",
+                fix="Add a docstring, or decorate it with @podium.tools.tool(description=...).",
+            )
+        return as_tool(item)
+    raise ConfigurationError(
+        f"Agent {agent!r} was given {item!r} as a tool; tools are langchain BaseTool objects "
+        "or plain functions with a docstring.",
+        fix="Pass a function or a @podium.tools.tool-decorated function.",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Agent:
+    """An agent: a model with instructions, granted tools and limits.
+
+    An ``Agent`` is a frozen description; graphs are built from it with
+    :func:`podium.graphs.create_agent_graph` or any pattern factory.
+
+    Example:
+        >>> from podium import Agent
+        >>> Agent(name="billing", description="Refunds and invoices").name
+        'billing'
+    """
+
+    name: str
+    """Unique name within a graph; also names the node and, in a manager, the tool."""
+    description: str = ""
+    """One line that tells a manager or a handoff peer when to choose this agent."""
+    instructions: str = ""
+    """The system prompt: how the agent should work."""
+    model: str | BaseChatModel = "default"
+    """``"default"``, ``"local"``, ``"openai:<model>"`` or a chat model object."""
+    tools: Sequence[BaseTool | Callable[..., Any]] = field(default_factory=tuple)
+    """The agent's **grants**: the only tools it can ever run. Functions are wrapped
+    with langchain's ``@tool``; their docstring is the description."""
+    max_steps: int = 10
+    """Model calls allowed per turn before the run stops with
+    :class:`~podium.errors.MaxStepsExceededError`."""
+    tool_calling: ToolCalling = "auto"
+    """``"native"`` uses the provider's tool calling; ``"json"`` asks for a
+    JSON-schema-constrained choice ``{tool, args}`` and converts it to standard tool
+    calls (for small or local models); ``"auto"`` is ``"json"`` for the local model
+    and ``"native"`` otherwise."""
+    max_tokens: int | None = None
+    """Upper bound on tokens generated per model call (``None``: the model's default)."""
+
+    def __post_init__(self) -> None:
+        """Validate fields and normalise ``tools`` to a tuple of ``BaseTool``."""
+        validate_name(self.name, "agent")
+        if not isinstance(self.max_steps, int) or self.max_steps < 1:
+            raise ConfigurationError(
+                f"Agent {self.name!r}: max_steps must be a positive integer, got "
+                f"{self.max_steps!r}.",
+                fix="Pass max_steps=10 (the default) or another positive integer.",
+            )
+        if self.tool_calling not in ("native", "json", "auto"):
+            raise ConfigurationError(
+                f"Agent {self.name!r}: tool_calling={self.tool_calling!r} is not one of "
+                "'native', 'json', 'auto'.",
+                fix="Use tool_calling='auto' unless you know the model's tool calling works.",
+            )
+        if not isinstance(self.model, str | BaseChatModel):
+            raise ConfigurationError(
+                f"Agent {self.name!r}: model must be a string such as 'local' or "
+                f"'openai:gpt-4.1-mini', or a langchain BaseChatModel; got {self.model!r}.",
+                fix="Pass model='default' to use OPENAI_API_KEY when set, else the local model.",
+            )
+        tools = tuple(_to_tool(t, self.name) for t in self.tools)
+        seen: set[str] = set()
+        for t in tools:
+            if t.name in seen:
+                raise ConfigurationError(
+                    f"Agent {self.name!r} lists tool {t.name!r} twice.",
+                    fix="Each tool name may appear once in an agent's tools.",
+                )
+            seen.add(t.name)
+        object.__setattr__(self, "tools", tools)
+
+    @property
+    def tool_names(self) -> tuple[str, ...]:
+        """Names of the granted tools, in declaration order."""
+        return tuple(t.name for t in self.granted_tools)
+
+    @property
+    def granted_tools(self) -> tuple[BaseTool, ...]:
+        """The granted tools as ``BaseTool`` objects."""
+        return tuple(t for t in self.tools if isinstance(t, BaseTool))

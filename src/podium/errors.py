@@ -1,0 +1,112 @@
+"""The podium error taxonomy.
+
+Every error podium raises on purpose derives from :class:`PodiumError`. The
+hierarchy follows the four questions a user asks when something stops:
+
+* :class:`ConfigurationError` -- *I built or configured something wrong*
+  (invalid names, unknown routes, a missing API key). Raised at build time
+  where possible.
+* :class:`ModelError` -- *the model or its server misbehaved* (a server that
+  is down, output that does not fit the required schema).
+* :class:`LimitError` -- *a limit I set tripped* (steps, handoffs, budgets).
+* :class:`ApprovalError` -- *a human decision or resume was not acceptable*
+  (unknown thread or request, malformed decision).
+* :class:`PersistenceError` -- *stored state is unusable* (corrupt database).
+
+Messages say what is wrong, what is allowed, and how to fix it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ApprovalError",
+    "ApproverNotAllowedError",
+    "ConfigurationError",
+    "CorruptDatabaseError",
+    "InvalidDecisionError",
+    "InvalidModelOutputError",
+    "LimitError",
+    "LocalModelError",
+    "MaxStepsExceededError",
+    "MissingCredentialsError",
+    "ModelError",
+    "ModelUnavailableError",
+    "PersistenceError",
+    "PodiumError",
+    "UnknownRequestError",
+    "UnknownThreadError",
+]
+
+
+class PodiumError(Exception):
+    """Root of every error podium raises deliberately.
+
+    Args:
+        message: What is wrong (and, where useful, what is allowed).
+        fix: How to fix it; appended to the message as ``Fix: ...``.
+    """
+
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
+        self.message = message
+        self.fix = fix
+        super().__init__(f"{message} Fix: {fix}" if fix else message)
+
+
+class ConfigurationError(PodiumError):
+    """Something was built or configured wrong; raised before any run starts."""
+
+
+class MissingCredentialsError(ConfigurationError):
+    """A model needs credentials (such as ``OPENAI_API_KEY``) that are not set."""
+
+
+class ModelError(PodiumError):
+    """The model, or the server behind it, did not behave as required."""
+
+
+class ModelUnavailableError(ModelError):
+    """The model server could not be reached, did not start, or stopped."""
+
+
+class LocalModelError(ModelUnavailableError):
+    """The embedded local model could not be assembled, verified or started."""
+
+
+class InvalidModelOutputError(ModelError):
+    """The model's output did not fit the schema it was required to follow."""
+
+
+class LimitError(PodiumError):
+    """A limit configured by the user tripped (steps, handoffs, budgets)."""
+
+
+class MaxStepsExceededError(LimitError):
+    """An agent used all of its ``max_steps`` model calls without answering."""
+
+
+class ApprovalError(PodiumError):
+    """A decision or resume was rejected; nothing was changed and nothing ran."""
+
+
+class ApproverNotAllowedError(ApprovalError):
+    """The person named in ``Decision.by`` may not decide this request."""
+
+
+class UnknownThreadError(ApprovalError):
+    """The thread named in a resume or decision has no stored state."""
+
+
+class UnknownRequestError(ApprovalError):
+    """A decision names a request that is unknown, stale, or no longer pending."""
+
+
+class InvalidDecisionError(ApprovalError):
+    """A decision is malformed (wrong type, missing fields, bad arguments)."""
+
+
+class PersistenceError(PodiumError):
+    """Stored state cannot be used as it is."""
+
+
+class CorruptDatabaseError(PersistenceError):
+    """A database file is corrupt, empty where state was expected, or foreign."""
