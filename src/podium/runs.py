@@ -43,8 +43,7 @@ def _snapshot(app: Pregel[Any, Any, Any, Any], config: RunnableConfig) -> StateS
     thread = _thread(config)
     if app.checkpointer is None or app.checkpointer is True or app.checkpointer is False:
         raise ConfigurationError(
-            "This graph was compiled without a checkpointer, so its runs cannot pause or "
-            "resume.",
+            "This graph was compiled without a checkpointer, so its runs cannot pause or resume.",
             fix="Compile with a checkpointer, e.g. .compile(checkpointer=sqlite_saver(path)).",
         )
     snapshot = app.get_state(config)
@@ -75,8 +74,9 @@ def pending(app: Pregel[Any, Any, Any, Any], config: RunnableConfig) -> list[App
     return [request for request, _ in _requests(_snapshot(app, config)).values()]
 
 
-def _not_pending(app: Pregel[Any, Any, Any, Any], thread: str, request_id: str,
-                 open_ids: list[str]) -> UnknownRequestError:
+def _not_pending(
+    app: Pregel[Any, Any, Any, Any], thread: str, request_id: str, open_ids: list[str]
+) -> UnknownRequestError:
     for record in current_ledger(app.config).approvals(thread):
         if record.request.id == request_id and record.decision is not None:
             return UnknownRequestError(

@@ -76,13 +76,27 @@ def ledger_for(checkpointer: object) -> ToolLedger:
 
 
 class GovernedGraph(StateGraph[StateT, ContextT, InputT, OutputT]):
-    """A ``StateGraph`` whose :meth:`compile` binds podium's tool ledger."""
+    """A ``StateGraph`` whose :meth:`compile` binds podium's tool ledger.
+
+    Factories set :attr:`podium_name` and :attr:`podium_description` so the graph
+    can stand where an :class:`~podium.Agent` stands (a manager's specialist, a
+    handoff peer, a branch, a stage).
+    """
+
+    podium_name: str | None = None
+    """The name the graph has as a member of another pattern (and its default
+    compiled name)."""
+    podium_description: str = ""
+    """What the graph does, for managers and handoff peers choosing it."""
 
     def compile(
         self, checkpointer: Any = None, **kwargs: Any
     ) -> CompiledStateGraph[StateT, ContextT, InputT, OutputT]:
         """Compile as ``StateGraph.compile`` does, then bind the ledger (module docs)."""
+        if kwargs.get("name") is None and self.podium_name:
+            kwargs["name"] = self.podium_name
         compiled = super().compile(checkpointer, **kwargs)
-        if checkpointer is True:  # a subgraph sharing its parent's checkpointer and ledger
-            return compiled
-        return compiled.with_config(configurable={LEDGER_KEY: ledger_for(checkpointer)})
+        config: dict[str, Any] = {"metadata": {"podium_description": self.podium_description}}
+        if checkpointer is not True:  # True: a subgraph sharing its parent's ledger
+            config["configurable"] = {LEDGER_KEY: ledger_for(checkpointer)}
+        return compiled.with_config(config)  # type: ignore[arg-type]

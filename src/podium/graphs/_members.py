@@ -1,0 +1,128 @@
+"""Members: what can stand where an agent stands (an Agent, or any pattern graph).
+
+Every pattern factory takes members -- :class:`~podium.Agent` objects or pattern
+graphs, compiled or not -- and needs the same three things from each: a name, a
+description, and a runnable that takes ``{"messages": [...]}`` and returns the
+member's final ``{"messages": [...]}``. This module is the one place that knows how.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any
+
+from langgraph.graph import StateGraph
+from langgraph.pregel import Pregel
+
+from podium.agents import Agent
+from podium.agents._loop import build_agent_loop
+from podium.agents._spec import validate_name
+from podium.errors import ConfigurationError
+from podium.tools import GovernedGraph, Policy
+
+__all__ = [
+    "Member",
+    "check_members",
+    "member_description",
+    "member_name",
+    "member_runnable",
+    "member_tool_names",
+]
+
+Member = Agent | StateGraph[Any, Any, Any, Any] | Pregel[Any, Any, Any, Any]
+"""An Agent, or a pattern graph (compiled or not) standing where an agent stands."""
+
+
+def member_name(member: object) -> str:
+    """The member's name (an agent's name, or a graph's ``name=``)."""
+    if isinstance(member, Agent):
+        return member.name
+    if isinstance(member, GovernedGraph):
+        name = member.podium_name
+    elif isinstance(member, Pregel):
+        name = member.name
+    elif isinstance(member, StateGraph):
+        name = None
+    else:
+        raise ConfigurationError(
+            f"{member!r} cannot stand where an agent stands; members are podium Agents or "
+            "LangGraph graphs (compiled or not) whose state has 'messages'.",
+            fix="Wrap logic in an Agent, or build it with a podium create_*_graph factory.",
+        )
+    if not name or name == "LangGraph":
+        raise ConfigurationError(
+            f"A graph used as a member needs a name; {type(member).__name__} has none.",
+            fix="Pass name='...' to the podium factory that built it, or compile it with "
+            ".compile(name='...').",
+        )
+    return validate_name(name, "member")
+
+
+def member_description(member: object) -> str:
+    """What the member does (for managers and handoff peers)."""
+    if isinstance(member, Agent):
+        return member.description
+    if isinstance(member, GovernedGraph):
+        return member.podium_description
+    if isinstance(member, Pregel):
+        return str(((member.config or {}).get("metadata") or {}).get("podium_description", ""))
+    return ""
+
+
+def member_tool_names(member: object) -> set[str]:
+    """Names of the tools an Agent member is granted (graphs govern their own)."""
+    return set(member.tool_names) if isinstance(member, Agent) else set()
+
+
+def check_members(members: Iterable[object], what: str) -> list[str]:
+    """Validate a group of members: at least one, names valid and unique.
+
+    Returns:
+        The names, in order.
+
+    Raises:
+        ConfigurationError: Saying which name is duplicated or invalid.
+    """
+    items = list(members)
+    if not items:
+        raise ConfigurationError(f"No {what} given; at least one is required.")
+    names = [member_name(m) for m in items]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ConfigurationError(
+                f"Two {what} are named {name!r}; names must be unique within a graph.",
+                fix="Rename one of them.",
+            )
+        seen.add(name)
+    return names
+
+
+def member_runnable(
+    member: Member,
+    *,
+    policy: Policy | None = None,
+    known_tools: Collection[str] = (),
+) -> Pregel[Any, Any, Any, Any]:
+    """A compiled graph for the member, ready to be a node or to be invoked in one.
+
+    An Agent becomes its agent loop under ``policy``; an uncompiled graph is compiled
+    without a checkpointer (so it runs as a subgraph on its parent's); a compiled
+    graph is used as it is.
+    """
+    if isinstance(member, Agent):
+        loop = build_agent_loop(member, known_tools=known_tools, policy=policy)
+        return loop.compile(checkpointer=None, name=member.name)
+    if isinstance(member, Pregel):
+        return member
+    if isinstance(member, StateGraph):
+        return member.compile(name=member_name(member))
+    raise ConfigurationError(f"{member!r} is not an Agent or a graph.")
+
+
+def all_tool_names(members: Sequence[object]) -> set[str]:
+    """Every tool granted to any Agent member."""
+    names: set[str] = set()
+    for m in members:
+        names |= member_tool_names(m)
+    return names
