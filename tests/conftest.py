@@ -5,10 +5,15 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
+
+from podium.checkpoints import sqlite_saver
 
 # ---------------------------------------------------------------------------
 # No-network guard and hermetic environment
@@ -138,3 +143,44 @@ def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---------------------------------------------------------------------------
 # End of the no-network guard.
 # ---------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------
+# Checkpointers: every persistence and interrupt test runs against each kind
+# through these fixtures (LangGraph's own tests/conftest.py does the same).
+#   checkpointer  -- a saver of the parametrized kind
+#   make_saver()  -- another saver object on the *same* storage, as a new process
+#                    would open it (for "finish the run with a new compiled graph")
+# ---------------------------------------------------------------------------
+CHECKPOINTER_KINDS = ["memory", "sqlite"]
+
+
+@pytest.fixture(params=CHECKPOINTER_KINDS)
+def checkpointer_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_saver(
+    checkpointer_kind: str, tmp_path: Path
+) -> Iterator[Callable[[], BaseCheckpointSaver[Any]]]:
+    memory = InMemorySaver()
+    opened: list[Any] = []
+
+    def make() -> BaseCheckpointSaver[Any]:
+        if checkpointer_kind == "memory":
+            return memory
+        saver = sqlite_saver(tmp_path / "checkpoints.sqlite")
+        opened.append(saver)
+        return saver
+
+    yield make
+    for saver in opened:
+        saver.close()
+
+
+@pytest.fixture
+def checkpointer(
+    make_saver: Callable[[], BaseCheckpointSaver[Any]],
+) -> BaseCheckpointSaver[Any]:
+    return make_saver()

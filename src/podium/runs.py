@@ -78,10 +78,11 @@ def _not_pending(
     app: Pregel[Any, Any, Any, Any], thread: str, request_id: str, open_ids: list[str]
 ) -> UnknownRequestError:
     for record in current_ledger(app.config).approvals(thread):
-        if record.request.id == request_id and record.decision is not None:
+        if record.request.get("id") == request_id and record.decision is not None:
+            done = Decision.parse(record.decision)
             return UnknownRequestError(
                 f"Request {request_id!r} on thread {thread!r} was already decided "
-                f"({record.decision.action} by {record.decision.by}); a decision is final.",
+                f"({done.action} by {done.by}); a decision is final.",
                 fix="Nothing to do; run `podium inspect` to see the thread's state.",
             )
     listing = ", ".join(open_ids) or "none"

@@ -4,7 +4,6 @@ from podium.tools._approvals import ApprovalRequest, Decision
 from podium.tools._decorator import Risk, ToolTraits, tool, traits_of
 from podium.tools._executor import GovernedExecutor, idempotency_key
 from podium.tools._graph import GovernedGraph, ledger_for
-from podium.tools._ledger import ToolLedger, args_hash
 from podium.tools._policy import Policy, PolicyDecision, Rule
 
 __all__ = [
@@ -16,9 +15,7 @@ __all__ = [
     "PolicyDecision",
     "Risk",
     "Rule",
-    "ToolLedger",
     "ToolTraits",
-    "args_hash",
     "idempotency_key",
     "ledger_for",
     "tool",

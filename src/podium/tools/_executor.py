@@ -35,10 +35,10 @@ from langgraph.types import interrupt
 from pydantic import BaseModel, ValidationError
 from typing_extensions import TypedDict
 
+from podium.checkpoints._ledger import ToolLedger, args_hash
 from podium.errors import ApprovalError, InvalidDecisionError
 from podium.tools._approvals import ApprovalRequest, Decision, RequestKind
 from podium.tools._decorator import traits_of
-from podium.tools._ledger import ToolLedger, args_hash
 from podium.tools._policy import ALLOW_ALL, Policy, PolicyDecision
 
 __all__ = [
@@ -302,19 +302,25 @@ class GovernedExecutor:
     ) -> dict[str, Any] | ToolMessage:
         """Ask a human; return the arguments to run with, or the message for the model."""
         fresh = self._request(req, where, kind, reason, approvers)
-        record = where.ledger.ensure_request(where.thread, f"{where.key}|{kind}", fresh)
-        decision = self._ask(req, record.request)
+        record = where.ledger.ensure_request(
+            where.thread, f"{where.key}|{kind}", fresh.id, fresh.to_json()
+        )
+        stored = ApprovalRequest.from_json(record.request)
+        decision = self._ask(req, stored)
         if record.status == "decided" and record.decision is not None:
-            decision = record.decision  # the first decision binds; later ones change nothing
-        elif record.request.expired():
+            # the first decision binds; later ones change nothing
+            decision = Decision.parse(record.decision)
+        elif stored.expired():
             decision = Decision.reject(
-                f"the approval request expired at {record.request.expires_at}; denied by default",
+                f"the approval request expired at {stored.expires_at}; denied by default",
                 by=decision.by,
             )
         run_args = decision.args if decision.action == "edit" else req["args"]
         bound = args_hash(run_args) if decision.action in ("approve", "edit") else None
         if record.status != "decided":
-            where.ledger.record_decision(where.thread, f"{where.key}|{kind}", decision, bound)
+            where.ledger.record_decision(
+                where.thread, f"{where.key}|{kind}", decision.to_json(), bound
+            )
             record = where.ledger.get_approval(where.thread, f"{where.key}|{kind}") or record
         name = req["name"]
         if decision.action == "reject":

@@ -28,8 +28,8 @@ from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.typing import ContextT, InputT, OutputT, StateT
 
+from podium.checkpoints._ledger import ToolLedger
 from podium.tools._executor import LEDGER_KEY
-from podium.tools._ledger import ToolLedger
 
 __all__ = ["GovernedGraph", "ledger_for"]
 

@@ -29,8 +29,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from podium.tools._approvals import ApprovalRequest, Decision
-
 __all__ = ["ApprovalRecord", "CallRecord", "ToolLedger", "args_hash"]
 
 CallStatus = Literal["started", "done"]
@@ -97,12 +95,12 @@ class CallRecord:
 class ApprovalRecord:
     """A row of ``podium_approvals``."""
 
-    request: ApprovalRequest
-    """The request shown to the human."""
+    request: dict[str, Any]
+    """The request shown to the human (``ApprovalRequest.to_json()``)."""
     status: ApprovalStatus
     """``pending`` or ``decided``."""
-    decision: Decision | None
-    """The accepted decision."""
+    decision: dict[str, Any] | None
+    """The accepted decision (``Decision.to_json()``)."""
     bound_args_hash: str | None
     """Hash of the arguments the decision allows to run."""
 
@@ -113,9 +111,11 @@ class ToolLedger:
     Args:
         path: The database file; ``None`` keeps the ledger in memory (for graphs
             compiled without a durable checkpointer).
+        synchronous: SQLite's ``synchronous`` level; ``NORMAL`` in WAL mode survives
+            process crashes.
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, synchronous: str = "NORMAL") -> None:
         self.path = str(path) if path is not None else None
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
@@ -123,7 +123,7 @@ class ToolLedger:
         )
         if self.path:
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -184,14 +184,14 @@ class ToolLedger:
 
     # -- approvals -----------------------------------------------------------------
     def ensure_request(
-        self, thread_id: str, call_key: str, request: ApprovalRequest
+        self, thread_id: str, call_key: str, request_id: str, request: dict[str, Any]
     ) -> ApprovalRecord:
         """Store ``request`` unless the call already has one; return the stored record."""
         with self._lock:
             self._db.execute(
                 "INSERT INTO podium_approvals (request_id, thread_id, call_key, request, status) "
                 "VALUES (?, ?, ?, ?, 'pending') ON CONFLICT DO NOTHING",
-                (request.id, thread_id, call_key, json.dumps(request.to_json())),
+                (request_id, thread_id, call_key, json.dumps(request)),
             )
         record = self.get_approval(thread_id, call_key)
         if record is None:  # pragma: no cover - the row was just written
@@ -209,14 +209,15 @@ class ToolLedger:
         if row is None:
             return None
         return ApprovalRecord(
-            ApprovalRequest.from_json(json.loads(row[0])),
-            row[1],
-            Decision.parse(json.loads(row[2])) if row[2] else None,
-            row[3],
+            json.loads(row[0]), row[1], json.loads(row[2]) if row[2] else None, row[3]
         )
 
     def record_decision(
-        self, thread_id: str, call_key: str, decision: Decision, bound_hash: str | None
+        self,
+        thread_id: str,
+        call_key: str,
+        decision: dict[str, Any],
+        bound_hash: str | None,
     ) -> bool:
         """Bind a decision to a pending request; ``False`` if it was already decided."""
         with self._lock:
@@ -225,9 +226,9 @@ class ToolLedger:
                 "decided_by=?, decided_at=? WHERE thread_id=? AND call_key=? "
                 "AND status='pending'",
                 (
-                    json.dumps(decision.to_json()),
+                    json.dumps(decision),
                     bound_hash,
-                    decision.by,
+                    str(decision.get("by", "")),
                     _now(),
                     thread_id,
                     call_key,
@@ -244,11 +245,6 @@ class ToolLedger:
                 (thread_id,),
             ).fetchall()
         return [
-            ApprovalRecord(
-                ApprovalRequest.from_json(json.loads(r[0])),
-                r[1],
-                Decision.parse(json.loads(r[2])) if r[2] else None,
-                r[3],
-            )
+            ApprovalRecord(json.loads(r[0]), r[1], json.loads(r[2]) if r[2] else None, r[3])
             for r in rows
         ]
