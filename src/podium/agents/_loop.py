@@ -9,6 +9,7 @@ sibling), and a conditional edge that routes between them.
 from __future__ import annotations
 
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -30,7 +31,12 @@ from podium.agents._structured import (
     render_for_json,
 )
 from podium.checkpoints._messages import Messages
-from podium.errors import ConfigurationError, MaxStepsExceededError, ModelUnavailableError
+from podium.errors import (
+    ConfigurationError,
+    MaxStepsExceededError,
+    ModelUnavailableError,
+    UnknownThreadError,
+)
 from podium.tools._executor import GovernedExecutor, ToolRequest
 from podium.tools._graph import GovernedGraph
 from podium.tools._policy import Policy
@@ -74,7 +80,14 @@ class _ModelStep:
         return mode == "json" or (mode == "auto" and is_local_model(model))
 
     def _prepare(self, state: AgentState) -> tuple[Any, list[Any], bool]:
-        messages = state["messages"]
+        messages = state.get("messages") or []
+        if not messages:
+            raise UnknownThreadError(
+                f"Agent {self.agent.name!r} has no messages to answer. If this was a resume "
+                "(Command(resume=...) or invoke(None)), the thread has no saved state.",
+                fix='Start a run with {"messages": [("user", "...")]}, or check the thread_id '
+                "and that the graph uses the same checkpointer (database file).",
+            )
         used = _steps_this_turn(messages)
         if used >= self.agent.max_steps:
             raise MaxStepsExceededError(
@@ -93,9 +106,14 @@ class _ModelStep:
         runnable: Any = model.bind_tools(tools) if tools else model
         return runnable, [*system, *messages], False
 
-    def _finish(self, reply: Any, json_mode: bool) -> dict[str, list[AnyMessage]]:
+    def _finish(
+        self, state: AgentState, reply: Any, json_mode: bool
+    ) -> dict[str, list[AnyMessage]]:
         if not isinstance(reply, AIMessage):
             reply = AIMessage(content=str(getattr(reply, "content", reply)))
+        if reply.id is None or any(m.id == reply.id for m in state.get("messages") or []):
+            # a reply must never replace an earlier message (add_messages merges by id)
+            reply = reply.model_copy(update={"id": f"{reply.id or 'ai'}-{uuid.uuid4().hex[:12]}"})
         if json_mode:
             reply = parse_choice(reply)
         calls = [
@@ -121,7 +139,7 @@ class _ModelStep:
             reply = runnable.invoke(prompt, config)
         except openai.APIConnectionError as exc:
             raise self._unavailable(exc) from exc
-        return self._finish(reply, json_mode)
+        return self._finish(state, reply, json_mode)
 
     async def ainvoke(
         self, state: AgentState, config: RunnableConfig
@@ -131,7 +149,7 @@ class _ModelStep:
             reply = await runnable.ainvoke(prompt, config)
         except openai.APIConnectionError as exc:
             raise self._unavailable(exc) from exc
-        return self._finish(reply, json_mode)
+        return self._finish(state, reply, json_mode)
 
 
 def route_tool_calls(message: AIMessage, node: str) -> list[Send]:

@@ -1,0 +1,106 @@
+"""A small governed app that a test runs in subprocesses and kills with SIGKILL.
+
+Usage: python crash_app.py DB EFFECTS ACTION [--crash POINT] [--idempotent] [--gate]
+           [--decision JSON]
+
+ACTION: start | resume | decide | pending. POINT: inside (after the side effect, inside
+the tool) | after_done (after the ledger recorded the result, before LangGraph saved
+the step) | at_approval (right after the run paused for approval). The side effect is
+a row in a separate SQLite file (EFFECTS), committed before any crash. Prints one
+JSON line describing the outcome.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+from langchain_core.messages import AIMessage
+
+from podium import Agent, runs
+from podium.checkpoints import ToolLedger, sqlite_saver
+from podium.graphs import create_agent_graph
+from podium.testing import ScriptedChatModel
+from podium.tools import Decision, Policy, Rule, idempotency_key, tool
+
+CFG = {"configurable": {"thread_id": "crash-thread"}}
+
+
+def die() -> None:
+    sys.stdout.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillingLedger(ToolLedger):
+    def finish_call(self, thread_id: str, call_key: str, result: dict[str, Any]) -> None:
+        super().finish_call(thread_id, call_key, result)
+        die()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("db")
+    p.add_argument("effects")
+    p.add_argument("action")
+    p.add_argument("--crash", default="")
+    p.add_argument("--idempotent", action="store_true")
+    p.add_argument("--gate", action="store_true")
+    p.add_argument("--decision", default="")
+    a = p.parse_args()
+
+    effects = sqlite3.connect(a.effects, isolation_level=None)
+    effects.execute("CREATE TABLE IF NOT EXISTS effects (key TEXT UNIQUE, order_id TEXT)")
+    effects.execute("CREATE TABLE IF NOT EXISTS attempts (key TEXT)")
+
+    @tool(risk="high", idempotent=a.idempotent)
+    def charge(order_id: str, amount: float) -> str:
+        """Charge a customer's card."""
+        key = idempotency_key() or "none"
+        effects.execute("INSERT INTO attempts VALUES (?)", (key,))
+        if a.idempotent:
+            effects.execute("INSERT OR IGNORE INTO effects VALUES (?, ?)", (key, order_id))
+        else:
+            effects.execute("INSERT INTO effects VALUES (NULL, ?)", (order_id,))
+        if a.crash == "inside":
+            die()
+        return f"charged {amount} to {order_id}"
+
+    first = AIMessage(
+        "", tool_calls=[{"name": "charge", "args": {"order_id": "A-1", "amount": 250}, "id": "c1"}]
+    )
+    script: list[Any] = [first, "Charged."] if a.action == "start" else ["Charged."]
+    model = ScriptedChatModel(script)
+    policy = Policy(rules=[Rule(tool="charge", action="approve")]) if a.gate else None
+    agent = Agent(name="billing", model=model, tools=[charge])
+    saver = sqlite_saver(Path(a.db))
+    if a.crash == "after_done":
+        saver.podium_ledger = KillingLedger(Path(a.db))
+    app = create_agent_graph(agent, policy=policy).compile(checkpointer=saver)
+
+    out: dict[str, Any] = {}
+    if a.action == "start":
+        out = app.invoke({"messages": [("user", "charge A-1 250")]}, CFG, durability="sync")
+    elif a.action == "resume":
+        out = runs.resume(app, CFG)
+    elif a.action == "decide":
+        [request] = runs.pending(app, CFG)
+        out = runs.decide(app, CFG, {request.id: Decision.parse(json.loads(a.decision))})
+    pending = [r.to_json() for r in runs.pending(app, CFG)]
+    if a.crash == "at_approval" and pending:
+        print(json.dumps({"pending": pending}))
+        die()
+    messages = [
+        {"type": m.type, "content": m.content, "tool_calls": getattr(m, "tool_calls", [])}
+        for m in out.get("messages", [])
+    ]
+    print(json.dumps({"pending": pending, "messages": messages}))
+
+
+if __name__ == "__main__":
+    main()

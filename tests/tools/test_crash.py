@@ -1,0 +1,112 @@
+"""Crash vectors: SIGKILL a process mid-run, resume in a new one, count side effects.
+
+The side effect is a row in a separate SQLite file; it is committed before any kill,
+so the count tells exactly how often the tool really acted.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+APP = Path(__file__).with_name("crash_app.py")
+
+
+class Crash:
+    def __init__(self, tmp: Path) -> None:
+        self.db = tmp / "runs.sqlite"
+        self.effects = tmp / "effects.sqlite"
+
+    def run(self, action: str, *flags: str, expect_kill: bool = False) -> dict[str, Any]:
+        proc = subprocess.run(
+            [sys.executable, str(APP), str(self.db), str(self.effects), action, *flags],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if expect_kill:
+            assert proc.returncode == -signal.SIGKILL, proc.stderr
+        else:
+            assert proc.returncode == 0, proc.stderr
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+        return json.loads(lines[-1]) if lines else {}
+
+    def count(self, table: str = "effects") -> int:
+        with sqlite3.connect(self.effects) as db:
+            return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+@pytest.fixture
+def crash(tmp_path: Path) -> Crash:
+    return Crash(tmp_path)
+
+
+def final_answer(result: dict[str, Any]) -> str:
+    return str(result["messages"][-1]["content"])
+
+
+def test_uninterrupted_reference(crash: Crash) -> None:
+    result = crash.run("start")
+    assert final_answer(result) == "Charged."
+    assert crash.count() == 1
+
+
+def test_killed_after_effect_before_step_completes(crash: Crash) -> None:
+    """(a) The ledger holds the result; the step's writes were lost with the process."""
+    crash.run("start", "--crash", "after_done", expect_kill=True)
+    assert crash.count() == 1
+    result = crash.run("resume")
+    assert final_answer(result) == "Charged."
+    assert crash.count() == 1
+    tool_msg = next(m for m in result["messages"] if m["type"] == "tool")
+    assert tool_msg["content"] == "charged 250.0 to A-1"
+
+
+def test_killed_while_waiting_for_approval(crash: Crash) -> None:
+    """(b) Nothing ran before the kill; the approval survives and runs once after it."""
+    paused = crash.run("start", "--gate", "--crash", "at_approval", expect_kill=True)
+    assert [r["tool"] for r in paused["pending"]] == ["charge"]
+    assert crash.count() == 0
+    listed = crash.run("pending", "--gate")
+    assert [r["id"] for r in listed["pending"]] == [paused["pending"][0]["id"]]
+    result = crash.run("decide", "--gate", "--decision", '{"action": "approve", "by": "ops"}')
+    assert final_answer(result) == "Charged."
+    assert crash.count() == 1
+
+
+def test_killed_inside_non_idempotent_tool_escalates(crash: Crash) -> None:
+    """(c) In doubt: the call is not silently re-run; a human is asked."""
+    crash.run("start", "--crash", "inside", expect_kill=True)
+    assert crash.count() == 1
+    result = crash.run("resume")
+    [request] = result["pending"]
+    assert request["kind"] == "in_doubt"
+    assert "may or may not have taken effect" in request["reason"]
+    assert crash.count() == 1
+    done = crash.run(
+        "decide",
+        "--decision",
+        '{"action": "respond", "message": "charged 250.0 to A-1", "by": "ops"}',
+    )
+    assert final_answer(done) == "Charged."
+    assert crash.count() == 1
+    assert crash.count("attempts") == 1
+
+
+def test_killed_inside_idempotent_tool_reruns_with_same_key(crash: Crash) -> None:
+    crash.run("start", "--idempotent", "--crash", "inside", expect_kill=True)
+    result = crash.run("resume", "--idempotent")
+    assert final_answer(result) == "Charged."
+    assert crash.count() == 1  # the second attempt carried the same idempotency key
+    with sqlite3.connect(crash.effects) as db:
+        keys = [r[0] for r in db.execute("SELECT key FROM attempts")]
+    assert len(keys) == 2
+    assert keys[0] == keys[1] != "none"
