@@ -63,7 +63,7 @@ def test_render_turns_tool_traffic_into_plain_dialogue() -> None:
     assert "- lookup: Look up an order." in rendered[0].content
     assert json.loads(rendered[2].content) == {"tool": "lookup", "args": {"order_id": "A-1"}}
     assert isinstance(rendered[3], HumanMessage)
-    assert rendered[3].content == "Result of lookup: Order A-1: shipped"
+    assert rendered[3].content.startswith("Tool result (lookup): Order A-1: shipped\n\nNow reply")
     assert all(not getattr(m, "tool_calls", None) for m in rendered)
 
 
@@ -101,3 +101,26 @@ def test_json_mode_garbage_reply_is_an_error_for_the_model_not_a_crash() -> None
     # the model's second prompt shows it the error as a user turn
     assert "could not be parsed" in model.calls[1].messages[-1].content
     assert messages[-1].content == "ok"
+
+
+def test_repeated_identical_call_forces_a_final_answer() -> None:
+    """A small model that repeats an answered call is only offered final_answer next."""
+    model = ScriptedChatModel(
+        [
+            '{"tool": "lookup", "args": {"order_id": "A-7"}}',
+            '{"tool": "lookup", "args": {"order_id": "A-7"}}',
+            '{"tool": "final_answer", "args": {"answer": "A-7 shipped"}}',
+        ]
+    )
+    agent = Agent(name="desk", model=model, tools=[lookup], tool_calling="json")
+    create_agent_graph(agent).compile().invoke({"messages": [("user", "A-7?")]})
+    offered = [
+        [
+            b["properties"]["tool"].get("const")
+            for b in c.kwargs["response_format"]["json_schema"]["schema"].get(
+                "anyOf", [c.kwargs["response_format"]["json_schema"]["schema"]]
+            )
+        ]
+        for c in model.calls
+    ]
+    assert offered == [["lookup", FINAL_ANSWER], ["lookup", FINAL_ANSWER], [FINAL_ANSWER]]

@@ -29,6 +29,7 @@ from podium.agents._structured import (
     choice_response_format,
     parse_choice,
     render_for_json,
+    repeated_call,
 )
 from podium.checkpoints._messages import Messages
 from podium.errors import (
@@ -99,7 +100,9 @@ class _ModelStep:
         model = self.model()
         tools = list(self.agent.granted_tools)
         if self._json_mode(model):
-            fmt = choice_response_format(tools)
+            # a repeated identical call means the answer is already in the history:
+            # only final_answer is offered (the grammar enforces it)
+            fmt = choice_response_format([] if repeated_call(messages) else tools)
             prompt = render_for_json(self.agent.instructions, messages, tools)
             return model.bind(response_format=fmt), prompt, True
         system = [SystemMessage(self.agent.instructions)] if self.agent.instructions else []

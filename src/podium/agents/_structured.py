@@ -27,7 +27,13 @@ from langchain_core.messages.tool import invalid_tool_call, tool_call
 from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-__all__ = ["FINAL_ANSWER", "choice_response_format", "parse_choice", "render_for_json"]
+__all__ = [
+    "FINAL_ANSWER",
+    "choice_response_format",
+    "parse_choice",
+    "render_for_json",
+    "repeated_call",
+]
 
 FINAL_ANSWER = "final_answer"
 """The reserved choice that ends the agent's turn with ``args.answer`` as its reply."""
@@ -129,11 +135,43 @@ def render_for_json(
                     AIMessage(json.dumps({"tool": FINAL_ANSWER, "args": {"answer": m.text}}))
                 )
         elif isinstance(m, ToolMessage):
-            label = f"Result of {m.name}" if m.name else "Tool result"
-            out.append(HumanMessage(f"{label}: {m.text}"))
+            out.append(HumanMessage(_render_result(m)))
         else:
             out.append(HumanMessage(m.text))
     return out
+
+
+_NEXT = (
+    f'Now reply to the user with {{"tool": "{FINAL_ANSWER}", "args": {{"answer": "..."}}}}, '
+    "using the facts above, unless you need a different tool call."
+)
+
+
+def _render_result(m: ToolMessage) -> str:
+    label = m.name or "tool"
+    if m.status == "error":
+        return (
+            f"Tool error ({label}): {m.text.removeprefix('Error: ')}\n\nFix the call and "
+            f"try again, or reply with {FINAL_ANSWER}."
+        )
+    return f"Tool result ({label}): {m.text}\n\n{_NEXT}"
+
+
+def repeated_call(messages: Sequence[BaseMessage]) -> bool:
+    """Whether the latest tool call repeats one already answered in this turn.
+
+    Used to force a final answer in JSON mode: a small model that asks the same
+    question twice has the answer in front of it.
+    """
+    seen: list[tuple[str, str]] = []
+    latest: list[tuple[str, str]] = []
+    for m in messages:
+        if isinstance(m, HumanMessage):
+            seen, latest = [], []
+        elif isinstance(m, AIMessage) and m.tool_calls:
+            seen.extend(latest)
+            latest = [(c["name"], json.dumps(c["args"], sort_keys=True)) for c in m.tool_calls]
+    return bool(latest) and all(c in seen for c in latest)
 
 
 def parse_choice(reply: AIMessage) -> AIMessage:
