@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
@@ -124,3 +125,44 @@ def test_repeated_identical_call_forces_a_final_answer() -> None:
         for c in model.calls
     ]
     assert offered == [["lookup", FINAL_ANSWER], ["lookup", FINAL_ANSWER], [FINAL_ANSWER]]
+
+
+def test_json_reply_cut_off_at_max_tokens_is_an_error_for_the_model() -> None:
+    """langchain-openai raises LengthFinishReasonError on a truncated structured reply."""
+    import openai
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.outputs import ChatGeneration, ChatResult
+    from openai.types import CompletionUsage
+    from openai.types.chat import ChatCompletion
+
+    class Truncating(BaseChatModel):
+        calls: int = 0
+
+        @property
+        def _llm_type(self) -> str:
+            return "truncating"
+
+        def _generate(
+            self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any
+        ) -> ChatResult:
+            self.calls += 1
+            if self.calls == 1:
+                usage = CompletionUsage(prompt_tokens=50, completion_tokens=8, total_tokens=58)
+                raise openai.LengthFinishReasonError(
+                    completion=ChatCompletion.model_construct(usage=usage)
+                )
+            reply = '{"tool": "final_answer", "args": {"answer": "short"}}'
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(reply))])
+
+    agent = Agent(
+        name="desk", model=Truncating(), tools=[lookup], tool_calling="json", max_tokens=8
+    )
+    messages = create_agent_graph(agent).compile().invoke({"messages": [("user", "x")]})["messages"]
+    cut = messages[1]
+    assert isinstance(cut, AIMessage)
+    assert cut.usage_metadata is not None
+    assert cut.usage_metadata["output_tokens"] == 8
+    error = messages[2]
+    assert isinstance(error, ToolMessage)
+    assert "cut off at max_tokens=8" in error.content
+    assert messages[-1].content == "short"

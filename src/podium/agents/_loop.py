@@ -17,6 +17,8 @@ from typing import Any
 import openai
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.tool import invalid_tool_call
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph import END, START
 from langgraph.types import Send
@@ -50,6 +52,17 @@ class AgentState(TypedDict):
 
     messages: Messages
     """The conversation, stored as deltas."""
+
+
+def _usage_of(exc: openai.LengthFinishReasonError) -> UsageMetadata | None:
+    usage = getattr(exc.completion, "usage", None)
+    if usage is None:
+        return None
+    return UsageMetadata(
+        input_tokens=usage.prompt_tokens,
+        output_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
+    )
 
 
 def _steps_this_turn(messages: Sequence[AnyMessage]) -> int:
@@ -136,13 +149,31 @@ class _ModelStep:
             "next call.",
         )
 
+    def _cut_off(self, exc: openai.LengthFinishReasonError) -> AIMessage:
+        """A JSON reply cut off at ``max_tokens``: an invalid call the model can retry."""
+        return AIMessage(
+            content="",
+            invalid_tool_calls=[
+                invalid_tool_call(
+                    name=None,
+                    args=None,
+                    id=f"cut_{uuid.uuid4().hex[:12]}",
+                    error=f"the reply was cut off at max_tokens={self.agent.max_tokens} "
+                    "before the JSON was complete; reply with a shorter choice",
+                )
+            ],
+            usage_metadata=_usage_of(exc),
+        )
+
     def invoke(self, state: AgentState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
         runnable, prompt, json_mode = self._prepare(state)
         try:
             reply = runnable.invoke(prompt, config)
         except openai.APIConnectionError as exc:
             raise self._unavailable(exc) from exc
-        return self._finish(state, reply, json_mode)
+        except openai.LengthFinishReasonError as exc:
+            reply = self._cut_off(exc)
+        return self._finish(state, reply, json_mode and not getattr(reply, "invalid_tool_calls", None))
 
     async def ainvoke(
         self, state: AgentState, config: RunnableConfig
@@ -152,7 +183,9 @@ class _ModelStep:
             reply = await runnable.ainvoke(prompt, config)
         except openai.APIConnectionError as exc:
             raise self._unavailable(exc) from exc
-        return self._finish(state, reply, json_mode)
+        except openai.LengthFinishReasonError as exc:
+            reply = self._cut_off(exc)
+        return self._finish(state, reply, json_mode and not getattr(reply, "invalid_tool_calls", None))
 
 
 def route_tool_calls(message: AIMessage, node: str) -> list[Send]:
