@@ -7,13 +7,14 @@ import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 
-from podium.checkpoints import sqlite_saver
+import _postgres  # tests/_postgres.py: the throwaway PostgreSQL server
+from podium.checkpoints import postgres_saver, sqlite_saver
 
 # ---------------------------------------------------------------------------
 # No-network guard and hermetic environment
@@ -151,8 +152,32 @@ def _hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
 #   checkpointer  -- a saver of the parametrized kind
 #   make_saver()  -- another saver object on the *same* storage, as a new process
 #                    would open it (for "finish the run with a new compiled graph")
+#   postgres_url  -- an empty PostgreSQL database (podium's tables in place) per test
+# The PostgreSQL server is a private throwaway cluster (tests/_postgres.py),
+# installed from Debian's packages and started once per session when first needed;
+# `-m "not postgres"` skips those tests.
 # ---------------------------------------------------------------------------
-CHECKPOINTER_KINDS = ["memory", "sqlite"]
+CHECKPOINTER_KINDS = ["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[_postgres.Server]:
+    server, reason = _postgres.start_server()
+    if server is None:
+        pytest.skip(f"PostgreSQL unavailable: {reason}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _postgres_shared(postgres_server: _postgres.Server) -> str:
+    return postgres_server.create_database()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: _postgres.Server, _postgres_shared: str) -> str:
+    postgres_server.reset(_postgres_shared)
+    return _postgres_shared
 
 
 @pytest.fixture(params=CHECKPOINTER_KINDS)
@@ -162,17 +187,22 @@ def checkpointer_kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def make_saver(
-    checkpointer_kind: str, tmp_path: Path
+    checkpointer_kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Callable[[], BaseCheckpointSaver[Any]]]:
     memory = InMemorySaver()
     opened: list[Any] = []
+    url = request.getfixturevalue("postgres_url") if checkpointer_kind == "postgres" else ""
 
     def make() -> BaseCheckpointSaver[Any]:
         if checkpointer_kind == "memory":
             return memory
-        saver = sqlite_saver(tmp_path / "checkpoints.sqlite")
+        saver: Any = (
+            postgres_saver(url, pool_size=4)
+            if checkpointer_kind == "postgres"
+            else sqlite_saver(tmp_path / "checkpoints.sqlite")
+        )
         opened.append(saver)
-        return saver
+        return cast(BaseCheckpointSaver[Any], saver)
 
     yield make
     for saver in opened:

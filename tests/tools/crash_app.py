@@ -24,7 +24,7 @@ from typing import Any
 from langchain_core.messages import AIMessage
 
 from podium import Agent, runs
-from podium.checkpoints import ToolLedger, sqlite_saver
+from podium.checkpoints import SQLiteLedger, sqlite_saver
 from podium.graphs import create_agent_graph
 from podium.testing import ScriptedChatModel
 from podium.tools import Decision, Policy, Rule, idempotency_key, tool
@@ -37,7 +37,7 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-class KillingLedger(ToolLedger):
+class KillingLedger(SQLiteLedger):
     def finish_call(self, thread_id: str, call_key: str, result: dict[str, Any]) -> None:
         super().finish_call(thread_id, call_key, result)
         die()

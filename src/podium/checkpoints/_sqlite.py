@@ -1,87 +1,109 @@
-"""``sqlite_saver``: LangGraph's SqliteSaver tuned for podium, with integrity checks.
+"""``sqlite_saver`` / ``async_sqlite_saver``: LangGraph's SQLite savers tuned for podium.
 
 Settings (applied to every connection podium opens on the file):
 
-* ``journal_mode=WAL`` -- readers never block the writer; many processes may share
-  the file.
+* ``journal_mode=WAL`` -- readers never block the writer; many threads and
+  processes may share the file.
 * ``synchronous=NORMAL`` (default, configurable) -- in WAL mode a committed
   transaction survives a process crash (SIGKILL); only an operating-system crash
   or power loss can lose the last few commits. Pass ``synchronous="FULL"`` to
   survive those too, at the cost of an fsync per commit.
 * ``busy_timeout`` 30 s -- a writer waits for the lock instead of failing with
-  "database is locked".
+  "database is locked". Every write LangGraph's savers and the ledger make is a
+  single-statement transaction that starts by writing, so the wait always applies
+  (no read-then-write upgrade that SQLite would refuse at once).
+* One connection per saver object (share the object between threads); each
+  process opens its own saver.
 
-The exactly-once tool ledger lives in the same file (tables ``podium_*``).
+A new file is created whole -- in a temporary file beside it, then linked into
+place -- so another process never sees a half-made database, and a zero-length
+file always means lost data (:class:`~podium.errors.CorruptDatabaseError`).
+
+The exactly-once tool ledger lives in the same file (tables ``podium_*``), on a
+second, autocommit connection. The savers deserialise strictly (see
+:func:`~podium.checkpoints.podium_serde`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
+import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import aiosqlite
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import WRITES_IDX_MAP
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from podium.checkpoints._ledger import ToolLedger
-from podium.errors import CorruptDatabaseError
+from podium.checkpoints._common import AsyncOpener, podium_serde
+from podium.checkpoints._integrity import check_database_file
+from podium.checkpoints._ledger import SQLiteLedger, ledger_schema
+from podium.errors import ConfigurationError
 
-__all__ = ["PodiumSqliteSaver", "Synchronous", "sqlite_saver"]
+__all__ = [
+    "PodiumAsyncSqliteSaver",
+    "PodiumSqliteSaver",
+    "Synchronous",
+    "async_sqlite_saver",
+    "sqlite_saver",
+]
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
-_HEADER = b"SQLite format 3\x00"
-_OURS = {"checkpoints", "writes", "podium_tool_calls", "podium_approvals"}
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_ROWS_PER_INSERT = 3000  # 9 parameters a row, below SQLite's 32766-parameter limit
 
 
-def check_database_file(path: Path) -> None:
-    """Refuse files that would silently lose state: empty, not SQLite, or foreign.
+def _pragmas(synchronous: str, busy_timeout: float) -> list[str]:
+    if synchronous not in _SYNCHRONOUS:
+        raise ConfigurationError(
+            f"synchronous={synchronous!r} is not a SQLite synchronous level.",
+            fix=f"Use one of {', '.join(_SYNCHRONOUS)} (podium's default is NORMAL).",
+        )
+    return [
+        f"PRAGMA busy_timeout={int(busy_timeout * 1000)}",
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA synchronous={synchronous}",
+    ]
 
-    Raises:
-        CorruptDatabaseError: Naming the file, what is wrong, and what to do.
-    """
-    if not path.exists():
+
+def _create_atomically(path: Path) -> None:
+    """Create a ready database at ``path`` unless a file is already there."""
+    if path.exists():
         return
-    if path.is_dir():
-        raise CorruptDatabaseError(
-            f"{path} is a directory, not a database file.", fix="Pass the path of a .sqlite file."
-        )
-    size = path.stat().st_size
-    if size == 0:
-        raise CorruptDatabaseError(
-            f"{path} is empty (0 bytes): any state it held is gone, and podium will not "
-            "silently treat it as a new database.",
-            fix="Restore it from a backup, or delete the file to start with no threads.",
-        )
-    with path.open("rb") as fh:
-        header = fh.read(len(_HEADER))
-    if header != _HEADER:
-        raise CorruptDatabaseError(
-            f"{path} is not a SQLite database (its first bytes are {header[:16]!r}).",
-            fix="Point podium at its own database file, or move this file away.",
-        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    os.close(fd)
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db = sqlite3.connect(name)
         try:
-            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-            (check,) = db.execute("PRAGMA quick_check").fetchone()
+            db.execute("PRAGMA journal_mode=WAL")
+            SqliteSaver(db).setup()
+            db.executescript(ledger_schema(""))
+            db.commit()
         finally:
             db.close()
-    except sqlite3.DatabaseError as exc:
-        raise CorruptDatabaseError(
-            f"{path} cannot be read as a SQLite database: {exc}.",
-            fix="Restore it from a backup, or delete it to start with no threads.",
-        ) from exc
-    if check != "ok":
-        raise CorruptDatabaseError(
-            f"{path} failed SQLite's integrity check: {check}.",
-            fix="Restore it from a backup; `sqlite3 FILE .recover` may salvage rows.",
-        )
-    foreign = {t for t in tables if not t.startswith("sqlite_")} - _OURS
-    if foreign and not tables & _OURS:
-        raise CorruptDatabaseError(
-            f"{path} is another application's database (tables: {', '.join(sorted(foreign))}); "
-            "podium will not add its tables to it.",
-            fix="Use a separate file for podium's checkpoints.",
-        )
+        try:
+            os.link(name, path)  # atomic; fails if another process made it first
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links
+            if not path.exists():
+                os.replace(name, path)
+    finally:
+        for leftover in (name, f"{name}-wal", f"{name}-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(leftover)
+
+
+def _prepare(path: Path, integrity_check: bool) -> None:
+    check_database_file(path, quick_check=integrity_check)
+    _create_atomically(path)
 
 
 class PodiumSqliteSaver(SqliteSaver):
@@ -90,22 +112,34 @@ class PodiumSqliteSaver(SqliteSaver):
     Use it as a plain object (``saver.close()`` when done) or as a context manager.
     """
 
-    podium_ledger: ToolLedger
+    podium_ledger: SQLiteLedger
     """The exactly-once ledger stored in the same file."""
     path: Path
     """The database file."""
 
-    def __init__(self, path: Path, *, synchronous: Synchronous, busy_timeout: float) -> None:
-        check_database_file(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: Synchronous,
+        busy_timeout: float,
+        serde: JsonPlusSerializer,
+        integrity_check: bool = True,
+    ) -> None:
+        pragmas = _pragmas(synchronous, busy_timeout)
+        _prepare(path, integrity_check)
         conn = sqlite3.connect(path, check_same_thread=False, timeout=busy_timeout)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={synchronous}")
-        conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
-        super().__init__(conn)
+        for pragma in pragmas:
+            conn.execute(pragma)
+        super().__init__(conn, serde=serde)
         self.path = path
         self.setup()
-        self.podium_ledger = ToolLedger(path, synchronous=synchronous)
+        self.podium_ledger = SQLiteLedger(path, synchronous=synchronous, busy_timeout=busy_timeout)
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete the thread's checkpoints, writes, and its ledger rows."""
+        super().delete_thread(thread_id)
+        self.podium_ledger.delete_thread(str(thread_id))
 
     def close(self) -> None:
         """Close the checkpoint and ledger connections."""
@@ -120,7 +154,12 @@ class PodiumSqliteSaver(SqliteSaver):
 
 
 def sqlite_saver(
-    path: str | Path, *, synchronous: Synchronous = "NORMAL", busy_timeout: float = 30.0
+    path: str | Path,
+    *,
+    synchronous: Synchronous = "NORMAL",
+    busy_timeout: float = 30.0,
+    allowed_types: Iterable[type | tuple[str, str]] = (),
+    integrity_check: bool = True,
 ) -> PodiumSqliteSaver:
     """Open (or create) a podium SQLite checkpointer at ``path``.
 
@@ -130,6 +169,11 @@ def sqlite_saver(
         path: The database file; created if missing.
         synchronous: SQLite's ``synchronous`` level (see the module docs).
         busy_timeout: Seconds a writer waits for the lock before failing.
+        allowed_types: Extra classes the serializer may rebuild (see
+            :func:`~podium.checkpoints.podium_serde`).
+        integrity_check: Run SQLite's ``quick_check`` when opening (reads the
+            whole file: about a second per GB). Header, size and table checks
+            always run.
 
     Raises:
         CorruptDatabaseError: If the file is empty, not SQLite, corrupt, or foreign.
@@ -141,4 +185,127 @@ def sqlite_saver(
         ...     saver.path.name
         'runs.sqlite'
     """
-    return PodiumSqliteSaver(Path(path), synchronous=synchronous, busy_timeout=busy_timeout)
+    return PodiumSqliteSaver(
+        Path(path),
+        synchronous=synchronous,
+        busy_timeout=busy_timeout,
+        serde=podium_serde(allowed_types),
+        integrity_check=integrity_check,
+    )
+
+
+class PodiumAsyncSqliteSaver(AsyncSqliteSaver):
+    """An ``AsyncSqliteSaver`` with podium's settings and its ledger in the same file.
+
+    The ledger keeps a synchronous connection of its own (its writes are single
+    short statements). Close with ``await saver.aclose()`` or ``async with``.
+
+    Its aiosqlite connection runs in autocommit mode and every write is one
+    statement, committed inside aiosqlite's thread. (LangGraph's saver commits with
+    a second ``await``; if the event loop is busy in a synchronous ledger write
+    meanwhile, the two connections wait on each other until "database is locked".)
+    """
+
+    podium_ledger: SQLiteLedger
+    """The exactly-once ledger stored in the same file."""
+    path: Path
+    """The database file."""
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's writes in one statement (atomic in autocommit mode)."""
+        conf = config["configurable"]
+        rows = [
+            (
+                str(conf["thread_id"]),
+                str(conf["checkpoint_ns"]),
+                str(conf["checkpoint_id"]),
+                task_id,
+                task_path,
+                WRITES_IDX_MAP.get(channel, idx),
+                channel,
+                *self.serde.dumps_typed(value),
+            )
+            for idx, (channel, value) in enumerate(writes)
+        ]
+        if not rows:
+            return
+        verb = "REPLACE" if all(w[0] in WRITES_IDX_MAP for w in writes) else "IGNORE"
+        await self.setup()
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            part = rows[start : start + _ROWS_PER_INSERT]
+            sql = (
+                f"INSERT OR {verb} INTO writes (thread_id, checkpoint_ns, checkpoint_id, "
+                "task_id, task_path, idx, channel, type, value) VALUES "
+                + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(part))
+            )
+            async with self.lock, self.conn.execute(sql, [v for row in part for v in row]):
+                pass
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """Delete the thread's checkpoints, writes, and its ledger rows."""
+        await super().adelete_thread(thread_id)
+        self.podium_ledger.delete_thread(str(thread_id))
+
+    async def aclose(self) -> None:
+        """Close the checkpoint and ledger connections."""
+        self.podium_ledger.close()
+        await self.conn.close()
+
+    async def __aenter__(self) -> PodiumAsyncSqliteSaver:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+
+def async_sqlite_saver(
+    path: str | Path,
+    *,
+    synchronous: Synchronous = "NORMAL",
+    busy_timeout: float = 30.0,
+    allowed_types: Iterable[type | tuple[str, str]] = (),
+    integrity_check: bool = True,
+) -> AsyncOpener[PodiumAsyncSqliteSaver]:
+    """Open (or create) a podium async SQLite checkpointer at ``path``.
+
+    Same file format, settings and checks as :func:`sqlite_saver`; for
+    ``ainvoke`` / ``astream``. Use ``async with async_sqlite_saver(path) as saver:``
+    or ``saver = await async_sqlite_saver(path)`` (then ``await saver.aclose()``).
+
+    Args:
+        path: The database file; created if missing.
+        synchronous: SQLite's ``synchronous`` level.
+        busy_timeout: Seconds a writer waits for the lock before failing.
+        allowed_types: Extra classes the serializer may rebuild.
+        integrity_check: Run SQLite's ``quick_check`` when opening.
+
+    Raises:
+        CorruptDatabaseError: If the file is empty, not SQLite, corrupt, or foreign.
+    """
+    file = Path(path)
+    pragmas = _pragmas(synchronous, busy_timeout)
+
+    async def open_() -> PodiumAsyncSqliteSaver:
+        _prepare(file, integrity_check)
+        conn = await aiosqlite.connect(file, timeout=busy_timeout, isolation_level=None)
+        try:
+            for pragma in pragmas:
+                await conn.execute(pragma)
+            saver = PodiumAsyncSqliteSaver(conn, serde=podium_serde(allowed_types))
+            await saver.setup()
+            saver.path = file
+            saver.podium_ledger = SQLiteLedger(
+                file, synchronous=synchronous, busy_timeout=busy_timeout
+            )
+        except BaseException:
+            await conn.close()
+            raise
+        return saver
+
+    return AsyncOpener(open_)

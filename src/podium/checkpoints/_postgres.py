@@ -1,0 +1,321 @@
+"""``postgres_saver`` / ``async_postgres_saver``: the scale-out path.
+
+Any number of stateless worker processes, on any number of machines, share
+threads through one PostgreSQL database: a run paused on one worker is listed,
+decided and finished on another. The checkpoints are LangGraph's own
+``PostgresSaver`` tables; the exactly-once ledger (:class:`PostgresLedger`) lives in
+the same database (tables ``podium_tool_calls`` and ``podium_approvals``), so the
+approval and exactly-once guarantees hold across workers.
+
+Each saver owns a ``psycopg_pool`` connection pool (autocommit, as LangGraph's
+saver requires). Schema set-up (LangGraph's migrations and the ledger's tables)
+runs under a PostgreSQL advisory lock, so many workers may start at once on a
+fresh database.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from psycopg import Connection
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import DictRow, dict_row, tuple_row
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+
+from podium.checkpoints._common import AsyncOpener, podium_serde
+from podium.checkpoints._ledger import Row, ToolLedger, ledger_schema
+from podium.errors import ConfigurationError, PersistenceError
+
+__all__ = [
+    "PodiumAsyncPostgresSaver",
+    "PodiumPostgresSaver",
+    "PostgresLedger",
+    "async_postgres_saver",
+    "postgres_saver",
+]
+
+_SETUP_LOCK = 7_301_116_105_117_109  # advisory lock key: podium's schema set-up
+_CONN_KWARGS: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0}
+
+
+def redact(url: str) -> str:
+    """The connection string without its password (for error messages)."""
+    try:
+        params = conninfo_to_dict(url)
+    except Exception:  # an unparseable string: show nothing of it
+        return "<unparseable connection string>"
+    if "password" in params:
+        params["password"] = "***"
+    return make_conninfo("", **params)
+
+
+def _unreachable(url: str, exc: BaseException) -> PersistenceError:
+    return PersistenceError(
+        f"Cannot connect to PostgreSQL at {redact(url)!r}: {exc}.",
+        fix="Check that the server runs and the URL (host, port, database, user, password) "
+        "is right, e.g. postgresql://user:pass@localhost:5432/podium.",
+    )
+
+
+@contextmanager
+def _setup_lock(conn: Connection[Any]) -> Iterator[None]:
+    conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
+    try:
+        yield
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
+
+
+class PostgresLedger(ToolLedger):
+    """The exactly-once ledger in a PostgreSQL database.
+
+    Args:
+        conn: A connection string (the ledger opens a small pool of its own), a
+            ``psycopg_pool.ConnectionPool`` (shared, e.g. with the saver), or one
+            ``psycopg.Connection``.
+        setup: Create the ledger's tables if missing.
+    """
+
+    _placeholder = "%s"
+    _order = "seq"
+
+    def __init__(
+        self, conn: str | ConnectionPool[Any] | Connection[Any], *, setup: bool = True
+    ) -> None:
+        self._owned = isinstance(conn, str)
+        if isinstance(conn, str):
+            pool: ConnectionPool[Any] = ConnectionPool(
+                conn, min_size=1, max_size=4, kwargs=dict(_CONN_KWARGS), open=False
+            )
+            try:
+                pool.open(wait=True, timeout=10)
+            except PoolTimeout as exc:
+                pool.close()
+                raise _unreachable(conn, exc) from exc
+            self._conn: ConnectionPool[Any] | Connection[Any] = pool
+        else:
+            self._conn = conn
+        self._lock = threading.Lock()
+        if setup:
+            self.setup()
+
+    @contextmanager
+    def _connection(self) -> Iterator[Connection[Any]]:
+        if isinstance(self._conn, ConnectionPool):
+            with self._conn.connection() as conn:
+                yield conn
+        else:
+            with self._lock:
+                yield self._conn
+
+    def setup(self) -> None:
+        """Create the ledger's tables if missing (safe with many workers at once)."""
+        with self._connection() as conn, _setup_lock(conn):
+            for statement in ledger_schema("BIGSERIAL").split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            if not conn.autocommit:
+                conn.commit()
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[Row], int]:
+        with self._connection() as conn:
+            rows: list[Row] = []
+            if conn.autocommit:
+                with conn.cursor(row_factory=tuple_row) as cur:
+                    cur.execute(sql, tuple(params))
+                    rows.extend(cur.fetchall() if cur.description else ())
+                    return rows, cur.rowcount
+            with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+                cur.execute(sql, tuple(params))
+                rows.extend(cur.fetchall() if cur.description else ())
+                return rows, cur.rowcount
+
+    def close(self) -> None:
+        """Close the ledger's own pool (a shared pool or connection is left open)."""
+        if self._owned and isinstance(self._conn, ConnectionPool):
+            self._conn.close()
+
+
+def _check_pool_size(pool_size: int) -> None:
+    if pool_size < 2:
+        raise ConfigurationError(
+            f"pool_size={pool_size} is too small: set-up holds one connection while it "
+            "runs migrations on another.",
+            fix="Use pool_size=2 or more (the default is 10).",
+        )
+
+
+class PodiumPostgresSaver(PostgresSaver):
+    """A ``PostgresSaver`` on its own connection pool, with the ledger in the same database.
+
+    Use it as a plain object (``saver.close()`` when done) or as a context manager.
+    """
+
+    podium_ledger: PostgresLedger
+    """The exactly-once ledger, in the same database (sharing the pool)."""
+    url: str
+    """The connection string."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int,
+        serde: JsonPlusSerializer,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        _check_pool_size(pool_size)
+        pool: ConnectionPool[Connection[DictRow]] = ConnectionPool(
+            url,
+            connection_class=Connection[DictRow],
+            min_size=1,
+            max_size=pool_size,
+            kwargs={**_CONN_KWARGS, "row_factory": dict_row},
+            open=False,
+        )
+        try:
+            pool.open(wait=True, timeout=connect_timeout)
+        except PoolTimeout as exc:
+            pool.close()
+            raise _unreachable(url, exc) from exc
+        super().__init__(pool, serde=serde)
+        self.url = url
+        with pool.connection() as conn, _setup_lock(conn):
+            self.setup()
+        self.podium_ledger = PostgresLedger(pool)
+
+    def delete_thread(self, thread_id: str) -> None:
+        """Delete the thread's checkpoints, writes, blobs, and its ledger rows."""
+        super().delete_thread(thread_id)
+        self.podium_ledger.delete_thread(str(thread_id))
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        if isinstance(self.conn, ConnectionPool):
+            self.conn.close()
+
+    def __enter__(self) -> PodiumPostgresSaver:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def postgres_saver(
+    url: str,
+    *,
+    pool_size: int = 10,
+    allowed_types: Iterable[type | tuple[str, str]] = (),
+    connect_timeout: float = 10.0,
+) -> PodiumPostgresSaver:
+    """Open a podium checkpointer on a PostgreSQL database (tables created if missing).
+
+    Returns a plain object, also usable as a context manager that closes it.
+
+    Args:
+        url: A libpq connection string, e.g. ``postgresql://user:pass@host:5432/db``
+            (or ``postgresql:///db?host=/run/postgresql`` for a Unix socket).
+        pool_size: The most connections this saver opens (at least 2).
+        allowed_types: Extra classes the serializer may rebuild (see
+            :func:`~podium.checkpoints.podium_serde`).
+        connect_timeout: Seconds to wait for the first connection.
+
+    Raises:
+        PersistenceError: If the server cannot be reached within ``connect_timeout``.
+    """
+    return PodiumPostgresSaver(
+        url,
+        pool_size=pool_size,
+        serde=podium_serde(allowed_types),
+        connect_timeout=connect_timeout,
+    )
+
+
+class PodiumAsyncPostgresSaver(AsyncPostgresSaver):
+    """An ``AsyncPostgresSaver`` on its own async pool, with the ledger in the same database.
+
+    The ledger uses a small synchronous pool of its own (its statements are short
+    and single). Close with ``await saver.aclose()`` or ``async with``.
+    """
+
+    podium_ledger: PostgresLedger
+    """The exactly-once ledger, in the same database."""
+    url: str
+    """The connection string."""
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        """Delete the thread's checkpoints, writes, blobs, and its ledger rows."""
+        await super().adelete_thread(thread_id)
+        self.podium_ledger.delete_thread(str(thread_id))
+
+    async def aclose(self) -> None:
+        """Close both pools."""
+        self.podium_ledger.close()
+        if isinstance(self.conn, AsyncConnectionPool):
+            await self.conn.close()
+
+    async def __aenter__(self) -> PodiumAsyncPostgresSaver:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()
+
+
+def async_postgres_saver(
+    url: str,
+    *,
+    pool_size: int = 10,
+    allowed_types: Iterable[type | tuple[str, str]] = (),
+    connect_timeout: float = 10.0,
+) -> AsyncOpener[PodiumAsyncPostgresSaver]:
+    """Open a podium async checkpointer on a PostgreSQL database.
+
+    Use ``async with async_postgres_saver(url) as saver:`` or
+    ``saver = await async_postgres_saver(url)`` (then ``await saver.aclose()``).
+
+    Args:
+        url: A libpq connection string.
+        pool_size: The most connections the saver's async pool opens (at least 2).
+        allowed_types: Extra classes the serializer may rebuild.
+        connect_timeout: Seconds to wait for the first connection.
+
+    Raises:
+        PersistenceError: If the server cannot be reached within ``connect_timeout``.
+    """
+    _check_pool_size(pool_size)
+
+    async def open_() -> PodiumAsyncPostgresSaver:
+        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={**_CONN_KWARGS, "row_factory": dict_row},
+            open=False,
+        )
+        try:
+            await pool.open(wait=True, timeout=connect_timeout)
+        except PoolTimeout as exc:
+            await pool.close()
+            raise _unreachable(url, exc) from exc
+        try:
+            saver = PodiumAsyncPostgresSaver(pool, serde=podium_serde(allowed_types))
+            saver.url = url
+            async with pool.connection() as conn:
+                await conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
+                try:
+                    await saver.setup()
+                finally:
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
+            saver.podium_ledger = PostgresLedger(url)
+        except BaseException:
+            await pool.close()
+            raise
+        return saver
+
+    return AsyncOpener(open_)
