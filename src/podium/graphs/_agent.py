@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from podium.agents import Agent
+from podium.agents import Agent, Budget
+from podium.agents._budget import budget_binding
 from podium.agents._loop import AgentState, build_agent_loop
 from podium.errors import ConfigurationError
 from podium.tools import GovernedGraph, Policy
@@ -11,7 +12,7 @@ __all__ = ["create_agent_graph"]
 
 
 def create_agent_graph(
-    agent: Agent, *, policy: Policy | None = None
+    agent: Agent, *, policy: Policy | None = None, budget: Budget | None = None
 ) -> GovernedGraph[AgentState, None, AgentState, AgentState]:
     """Build one agent's loop as an uncompiled LangGraph ``StateGraph``.
 
@@ -26,6 +27,9 @@ def create_agent_graph(
         agent: The agent to run.
         policy: Rules applied to every tool call: allow, deny, or wait for a human
             (:class:`~podium.Policy`; default: allow every granted, well-formed call).
+        budget: What the whole run (the thread) may use (:class:`~podium.Budget`),
+            checked before every model call; the state's ``usage`` key holds what
+            was used. ``agent.failure`` and ``agent.budget`` apply as well.
 
     Returns:
         An uncompiled graph; compile it with ``.compile(checkpointer=...)``.
@@ -53,4 +57,9 @@ def create_agent_graph(
             f"policy must be a podium Policy, got {type(policy).__name__}.",
             fix="Pass Policy(rules=[Rule(...)]).",
         )
-    return build_agent_loop(agent, policy=policy)
+    binding = budget_binding("create_agent_graph", budget, agent.name)
+    graph = build_agent_loop(agent, policy=policy)
+    graph.podium_name = agent.name  # so the graph can stand where an agent stands
+    graph.podium_description = agent.description
+    graph.podium_configurable = binding
+    return graph

@@ -1,0 +1,424 @@
+"""The parallel pattern: fan out to N branches, each in private state, then join.
+
+Graph: ``START → fan_out ⇢ <branch>… → join → END``. ``fan_out`` clears the last
+turn's results and sends the conversation to every branch (or to the ones
+``select`` picks) with one ``Send`` each, so each branch is its own task: branches
+run concurrently (asyncio tasks under ``ainvoke``; LangGraph's thread pool under
+``invoke``), and an interrupt in one branch never re-runs a sibling on resume --
+finished siblings' writes are already saved. A branch sees only the conversation,
+never another branch's work; its outcome (``ok``, ``error`` or ``timeout``) lands in
+``branch_results``. ``join`` checks the quorum and combines the answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Annotated, Any, Literal, NotRequired
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langgraph.errors import GraphBubbleUp
+from langgraph.graph import END, START
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.pregel import Pregel
+from langgraph.types import Overwrite, Send
+from typing_extensions import TypedDict
+
+from podium.agents import Agent, Budget
+from podium.agents._budget import UsageChannel, budget_binding, member_config, usage_of
+from podium.agents._spec import validate_name
+from podium.checkpoints._messages import Messages
+from podium.errors import ConfigurationError, QuorumNotMetError
+from podium.graphs._joins import JoinFunction, final_answer, resolve_join
+from podium.graphs._members import Member, all_tool_names, check_members, member_runnable
+from podium.tools import GovernedGraph, Policy
+
+__all__ = ["BranchResult", "ParallelState", "create_parallel_graph"]
+
+_RESERVED = ("fan_out", "join")
+
+
+class BranchResult(TypedDict):
+    """One branch's outcome in a parallel graph's ``branch_results``."""
+
+    status: Literal["ok", "error", "timeout"]
+    """``ok``; ``error`` (it raised); or ``timeout`` (it ran past ``branch_timeout``)."""
+    answer: str
+    """Its final answer (``""`` unless ``ok``)."""
+    error: str
+    """What went wrong (``""`` if ``ok``)."""
+    seconds: float
+    """How long it ran."""
+
+
+def _merge_results(
+    current: dict[str, BranchResult], update: dict[str, BranchResult]
+) -> dict[str, BranchResult]:
+    return {**current, **update}
+
+
+class ParallelState(TypedDict):
+    """State of a parallel graph."""
+
+    messages: Messages
+    """The conversation: the user's turns and the joined answers."""
+    branch_results: NotRequired[Annotated[dict[str, BranchResult], _merge_results]]
+    """This turn's outcome per branch that ran."""
+    join_result: NotRequired[dict[str, Any]]
+    """How this turn's answer was chosen (``join`` kind and its details)."""
+    usage: NotRequired[UsageChannel]
+    """What the run used, every branch's calls included."""
+
+
+class _Branch:
+    """A branch node: run the member on the conversation, record the outcome."""
+
+    def __init__(self, name: str, runnable: Pregel[Any, Any, Any, Any], timeout: float | None):
+        self.name = name
+        self.runnable = runnable
+        self.timeout = timeout
+
+    def _record(
+        self, started: float, status: Literal["ok", "error", "timeout"], answer: str, error: str
+    ) -> dict[str, Any]:
+        result = BranchResult(
+            status=status, answer=answer, error=error, seconds=time.monotonic() - started
+        )
+        return {"branch_results": {self.name: result}}
+
+    def _ok(self, started: float, output: Any) -> dict[str, Any]:
+        return {**self._record(started, "ok", final_answer(output), ""), "usage": usage_of(output)}
+
+    def _failed(self, started: float, exc: Exception) -> dict[str, Any]:
+        return self._record(started, "error", "", f"{type(exc).__name__}: {exc}")
+
+    def _timed_out(self, started: float) -> dict[str, Any]:
+        return self._record(started, "timeout", "", f"timed out after {self.timeout:g}s")
+
+    def invoke(self, inp: ParallelState, config: RunnableConfig) -> dict[str, Any]:
+        payload, started = {"messages": inp["messages"]}, time.monotonic()
+        config = member_config(config, inp.get("usage"))
+        try:
+            if self.timeout is None:
+                output = self.runnable.invoke(payload, config)
+            else:
+                # A thread we can stop waiting for; a sync branch cannot be killed, so a
+                # timed-out one finishes in the background and its result is dropped.
+                pool = concurrent.futures.ThreadPoolExecutor(1, f"podium-{self.name}")
+                try:
+                    ctx = contextvars.copy_context()
+                    future = pool.submit(ctx.run, lambda: self.runnable.invoke(payload, config))
+                    done, _ = concurrent.futures.wait([future], timeout=self.timeout)
+                finally:
+                    pool.shutdown(wait=False)
+                if not done:
+                    return self._timed_out(started)
+                output = future.result()
+        except GraphBubbleUp:
+            raise
+        except Exception as exc:
+            return self._failed(started, exc)
+        return self._ok(started, output)
+
+    async def ainvoke(self, inp: ParallelState, config: RunnableConfig) -> dict[str, Any]:
+        payload, started = {"messages": inp["messages"]}, time.monotonic()
+        config = member_config(config, inp.get("usage"))
+        task = asyncio.ensure_future(self.runnable.ainvoke(payload, config))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not done:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return self._timed_out(started)
+        try:
+            output = task.result()
+        except GraphBubbleUp:
+            raise
+        except Exception as exc:
+            return self._failed(started, exc)
+        return self._ok(started, output)
+
+
+class _Join:
+    """The ``join`` node: enforce the quorum, then combine the answers."""
+
+    def __init__(
+        self,
+        join: JoinFunction | Pregel[Any, Any, Any, Any],
+        kind: str,
+        order: Sequence[str],
+        quorum: int | None,
+        graph: str | None,
+    ) -> None:
+        self.join = join
+        self.kind, self.order, self.quorum, self.graph = kind, list(order), quorum, graph
+
+    def _answers(self, state: ParallelState) -> tuple[dict[str, str], dict[str, BranchResult]]:
+        results = state.get("branch_results") or {}
+        ran = {n: results[n] for n in self.order if n in results}
+        answers = {n: r["answer"] for n, r in ran.items() if r["status"] == "ok"}
+        required = len(ran) if self.quorum is None else min(self.quorum, len(ran))
+        if len(answers) < required:
+            failed = ", ".join(f"{n} ({r['error']})" for n, r in ran.items() if n not in answers)
+            raise QuorumNotMetError(
+                f"Only {len(answers)} of {len(ran)} branches of "
+                f"{self.graph or 'the parallel graph'} succeeded; {required} must "
+                f"(quorum={self.quorum}). Failed: {failed}.",
+                fix="Fix or time-box the failing branches, or lower quorum=...; each branch's "
+                "outcome is in the state's 'branch_results'.",
+            )
+        return answers, ran
+
+    def _prompt(self, state: ParallelState, ran: Mapping[str, BranchResult]) -> list[AnyMessage]:
+        parts = []
+        for n, r in ran.items():
+            body = r["answer"].strip() if r["status"] == "ok" else f"(failed: {r['error']})"
+            parts.append(f"## {n}\n{body}")
+        note = (
+            "Results from the parallel branches, each of which worked on the request "
+            "independently:\n\n" + "\n\n".join(parts) + "\n\nWrite the final answer to the "
+            "request from these results."
+        )
+        return [*state["messages"], HumanMessage(note)]
+
+    def _finish(self, answer: str, details: Mapping[str, Any]) -> dict[str, Any]:
+        message = AIMessage(answer, name=self.graph) if self.graph else AIMessage(answer)
+        return {"messages": [message], "join_result": {"join": self.kind, **details}}
+
+    def _combine(self, function: JoinFunction, answers: dict[str, str]) -> dict[str, Any]:
+        raw = function(answers)
+        if isinstance(raw, str):
+            return self._finish(raw, {})
+        if isinstance(raw, Mapping) and isinstance(raw.get("answer"), str):
+            return self._finish(raw["answer"], {k: v for k, v in raw.items() if k != "answer"})
+        raise ConfigurationError(
+            f"The join function {self.kind!r} returned {raw!r:.80}; a join returns the final "
+            "answer as a str, or a mapping with an 'answer' str (and details).",
+            fix="Return a str from the join function.",
+        )
+
+    def invoke(self, state: ParallelState, config: RunnableConfig) -> dict[str, Any]:
+        answers, ran = self._answers(state)
+        if not isinstance(self.join, Pregel):
+            return self._combine(self.join, answers)
+        config = member_config(config, state.get("usage"))
+        output = self.join.invoke({"messages": self._prompt(state, ran)}, config)
+        done = self._finish(final_answer(output), {"agent": self.join.name})
+        return {**done, "usage": usage_of(output)}
+
+    async def ainvoke(self, state: ParallelState, config: RunnableConfig) -> dict[str, Any]:
+        answers, ran = self._answers(state)
+        if not isinstance(self.join, Pregel):
+            return self._combine(self.join, answers)
+        config = member_config(config, state.get("usage"))
+        output = await self.join.ainvoke({"messages": self._prompt(state, ran)}, config)
+        done = self._finish(final_answer(output), {"agent": self.join.name})
+        return {**done, "usage": usage_of(output)}
+
+
+class _ParallelGraph(GovernedGraph[ParallelState, None, ParallelState, ParallelState]):
+    """A parallel graph; ``compile`` also applies the factory's ``max_concurrency``."""
+
+    podium_max_concurrency: int | None = None
+
+    def compile(
+        self, checkpointer: Any = None, **kwargs: Any
+    ) -> CompiledStateGraph[ParallelState, None, ParallelState, ParallelState]:
+        """Compile as :meth:`GovernedGraph.compile`; bind ``max_concurrency`` as config."""
+        compiled = super().compile(checkpointer, **kwargs)
+        if self.podium_max_concurrency is None:
+            return compiled
+        return compiled.with_config({"max_concurrency": self.podium_max_concurrency})
+
+
+def _check_options(
+    names: Sequence[str],
+    quorum: int | None,
+    branch_timeout: float | None,
+    select: object,
+    max_concurrency: int | None,
+    policy: object,
+) -> None:
+    for reserved in _RESERVED:
+        if reserved in names:
+            raise ConfigurationError(
+                f"A branch is named {reserved!r}, which the parallel graph uses for its "
+                f"own node; reserved names: {', '.join(_RESERVED)}.",
+                fix="Rename the branch.",
+            )
+    if quorum is not None and (
+        isinstance(quorum, bool) or not isinstance(quorum, int) or not 1 <= quorum <= len(names)
+    ):
+        raise ConfigurationError(
+            f"quorum={quorum!r} is not allowed: it is how many branches must succeed, a whole "
+            f"number from 1 to the number of branches ({len(names)}).",
+            fix=f"Pass quorum=1..{len(names)}, or None to require every branch that runs.",
+        )
+    if branch_timeout is not None and (
+        isinstance(branch_timeout, bool)
+        or not isinstance(branch_timeout, int | float)
+        or branch_timeout <= 0
+    ):
+        raise ConfigurationError(
+            f"branch_timeout={branch_timeout!r} is not allowed; it is seconds per branch (> 0).",
+            fix="Pass e.g. branch_timeout=30, or None for no limit.",
+        )
+    if select is not None and not callable(select):
+        raise ConfigurationError(
+            f"select={select!r} is not a function; it maps the state to branch names.",
+            fix="Pass select=lambda state: ['branch_a', 'branch_b'], or None for every branch.",
+        )
+    if max_concurrency is not None and (
+        isinstance(max_concurrency, bool)
+        or not isinstance(max_concurrency, int)
+        or max_concurrency < 1
+    ):
+        raise ConfigurationError(
+            f"max_concurrency={max_concurrency!r} is not allowed; it is a positive integer.",
+            fix="Pass e.g. max_concurrency=4, or None for no limit.",
+        )
+    if policy is not None and not isinstance(policy, Policy):
+        raise ConfigurationError(
+            f"policy must be a podium Policy, got {type(policy).__name__}.",
+            fix="Pass Policy(rules=[Rule(...)]).",
+        )
+
+
+def _selector(
+    select: Callable[[ParallelState], Sequence[str]] | None, names: Sequence[str]
+) -> Callable[[ParallelState], list[Send]]:
+    def route(state: ParallelState) -> list[Send]:
+        chosen = list(names) if select is None else select(state)
+        if isinstance(chosen, str) or not isinstance(chosen, Sequence):
+            raise ConfigurationError(
+                f"select returned {chosen!r}; it must return a list of branch names.",
+                fix=f"Return a list drawn from: {', '.join(names)}.",
+            )
+        unknown = [c for c in chosen if c not in names]
+        if unknown or not chosen or len(set(chosen)) != len(chosen):
+            what = f"unknown branch(es) {unknown}" if unknown else f"{list(chosen)!r}"
+            raise ConfigurationError(
+                f"select returned {what}; it must return one or more distinct branch names.",
+                fix=f"Return a non-empty list drawn from: {', '.join(names)}.",
+            )
+        request = list(state["messages"])
+        usage = state.get("usage") or {}
+        return [Send(n, {"messages": request, "usage": usage}) for n in names if n in chosen]
+
+    return route
+
+
+def create_parallel_graph(
+    branches: Sequence[Member],
+    *,
+    join: Literal["concat", "vote"] | JoinFunction | Agent = "concat",
+    quorum: int | None = None,
+    branch_timeout: float | None = None,
+    select: Callable[[ParallelState], Sequence[str]] | None = None,
+    max_concurrency: int | None = None,
+    policy: Policy | None = None,
+    name: str | None = None,
+    description: str = "",
+    budget: Budget | None = None,
+) -> GovernedGraph[ParallelState, None, ParallelState, ParallelState]:
+    """Fan the conversation out to several branches at once, then join their answers.
+
+    Each branch (an :class:`~podium.Agent` or any pattern graph) gets the
+    conversation in private state -- never another branch's work -- and runs as its
+    own task, concurrently with the others. Its outcome is recorded in
+    ``branch_results`` (:class:`BranchResult`); a branch that raises or outlives
+    ``branch_timeout`` counts as failed, which is not fatal while ``quorum``
+    branches succeed. An approval inside one branch interrupts the run; on resume
+    only that branch continues.
+
+    Args:
+        branches: The branches; names must be unique (a graph needs ``name=``).
+        join: How answers become the final answer: ``"concat"`` (each answer under
+            a ``## <branch>`` heading, in branch order); ``"vote"`` (the plurality
+            answer after normalising each with :func:`~podium.graphs.ballot` --
+            JSON canonicalised, text case-folded; a tie is reported in the answer
+            and ``join_result``); ``best_of(scorer)``; a function
+            ``{branch: answer} -> str`` (or a mapping with ``"answer"`` and details
+            for ``join_result``); or an ``Agent`` that receives every branch's
+            result and writes the answer. Joins see successful branches only.
+        quorum: How many branches must succeed (default: every branch that runs;
+            with ``select``, at most the number selected).
+        branch_timeout: Seconds a branch may run before it counts as failed.
+        select: ``state -> [branch names]`` chooses the branches each turn
+            (default: all).
+        max_concurrency: At most this many branches run at once (LangGraph's
+            ``max_concurrency`` config, bound at compile; a value passed in the
+            invoke config wins).
+        policy: Applied to every tool call of every Agent branch and the synthesiser.
+        name: The graph's name as a member elsewhere (and its compiled name).
+        description: What it does, for managers and handoff peers choosing it.
+        budget: What the whole run may use (:class:`~podium.Budget`), every
+            branch's calls included. Branches run at once and see each other's
+            usage only after they return, so together they may overshoot it.
+
+    Returns:
+        An uncompiled graph; compile it with ``.compile(checkpointer=...)``.
+
+    Raises:
+        ConfigurationError: No branches, duplicate or reserved names, a bad
+            quorum, join, timeout or concurrency; at run time, ``select`` naming
+            unknown branches.
+        QuorumNotMetError: At run time, when fewer than ``quorum`` branches succeed.
+
+    Example:
+        >>> from podium import Agent
+        >>> from podium.graphs import create_parallel_graph
+        >>> from podium.testing import ScriptedChatModel
+        >>> pros = Agent(name="pros", model=ScriptedChatModel(["Cheap."]))
+        >>> cons = Agent(name="cons", model=ScriptedChatModel(["Slow."]))
+        >>> app = create_parallel_graph([pros, cons]).compile()
+        >>> print(app.invoke({"messages": [("user", "Trains?")]})["messages"][-1].content)
+        ## pros
+        Cheap.
+        <BLANKLINE>
+        ## cons
+        Slow.
+    """
+    members = list(branches)
+    names = check_members(members, "branches")
+    if name is not None:
+        validate_name(name, "graph")
+    _check_options(names, quorum, branch_timeout, select, max_concurrency, policy)
+    known = all_tool_names([*members, join])
+    join_fn, kind = resolve_join(join, policy, known)
+
+    graph = _ParallelGraph(ParallelState)
+    graph.podium_name, graph.podium_description = name, description
+    graph.podium_configurable = budget_binding("create_parallel_graph", budget, name or "parallel")
+    graph.podium_max_concurrency = max_concurrency
+
+    def fan_out(state: ParallelState) -> dict[str, Any]:
+        return {"branch_results": Overwrite({}), "join_result": {}}
+
+    graph.add_node("fan_out", fan_out, metadata={"select": "run time"} if select else None)
+    graph.add_edge(START, "fan_out")
+    graph.add_conditional_edges("fan_out", _selector(select, names), names)
+    for branch_name, member in zip(names, members, strict=True):
+        node = _Branch(
+            branch_name, member_runnable(member, policy=policy, known_tools=known), branch_timeout
+        )
+        graph.add_node(
+            branch_name,
+            RunnableLambda(node.invoke, afunc=node.ainvoke, name=branch_name),
+            metadata={"timeout": f"{branch_timeout:g}s"} if branch_timeout else None,
+        )
+        graph.add_edge(branch_name, "join")
+    joiner = _Join(join_fn, kind, names, quorum, name)
+    shown = {"join": kind, **({"quorum": quorum} if quorum is not None else {})}
+    graph.add_node(
+        "join", RunnableLambda(joiner.invoke, afunc=joiner.ainvoke, name="join"), metadata=shown
+    )
+    graph.add_edge("join", END)
+    return graph

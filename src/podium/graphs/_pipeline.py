@@ -1,0 +1,438 @@
+"""The pipeline pattern: ordered stages with typed outputs, rework, and approval gates.
+
+Graph: ``START → <stage 1> → <stage 2> → … → END``; each stage node routes with
+``Command(goto=...)`` to the next stage, or back to an earlier one when it asks for
+:class:`~podium.graphs.Rework`. Outputs are stored in ``stage_outputs`` as JSON
+values (pydantic outputs as ``model_dump(mode="json")``), re-validated into the
+stage's model whenever a later stage reads them. The last stage's output becomes the
+pipeline's answer message. An action stage is preceded by an approval gate
+(:mod:`podium.graphs._gate`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langgraph.graph import END, START
+from langgraph.pregel import Pregel
+from langgraph.types import Command, Overwrite
+from pydantic import BaseModel, ValidationError
+
+from podium.agents import Agent, Budget
+from podium.agents._budget import Usage, add_usage, budget_binding, member_config, usage_of
+from podium.agents._spec import validate_name
+from podium.errors import (
+    ConfigurationError,
+    ReworkLimitError,
+)
+from podium.graphs._gate import ActionGate, Verdict
+from podium.graphs._joins import final_answer
+from podium.graphs._members import Member, all_tool_names, member_runnable
+from podium.graphs._stage import (
+    PipelineState,
+    Rework,
+    Stage,
+    StageInput,
+    StageRecord,
+    check_output,
+    check_stages,
+    find_rework,
+    invalid_output,
+    parse_answer,
+    problems,
+    render,
+    stage_prompt,
+    to_json_value,
+    typed,
+)
+from podium.tools import GovernedGraph, Policy
+
+__all__ = ["create_pipeline_graph"]
+
+
+def _last_human(messages: Sequence[AnyMessage]) -> AnyMessage | None:
+    return next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
+
+
+@dataclass
+class _Step:
+    """One execution of a stage: what it sees and what it writes besides its result."""
+
+    inp: StageInput
+    stored_previous: Any
+    new_turn: bool
+    reworks: int
+    turn: str
+    edited_request: bool = False
+
+
+class _StageNode:
+    """Runs one stage: gate, run (agent with retries, or function), route onwards."""
+
+    def __init__(
+        self,
+        stages: Sequence[Stage],
+        index: int,
+        runnable: Pregel[Any, Any, Any, Any] | None,
+        graph: str | None,
+        policy: Policy | None,
+        max_rework: int,
+    ) -> None:
+        self.stage, self.index, self.runnable = stages[index], index, runnable
+        run = self.stage.run
+        self.function: Callable[[StageInput], Any] | None = (
+            None if self.stage.is_member or not callable(run) else run
+        )
+        self.graph, self.max_rework = graph, max_rework
+        self.models = {s.name: s.output for s in stages}
+        self.earlier = [s.name for s in stages[:index]]
+        self.prev = stages[index - 1].name if index else None
+        self.next: str = stages[index + 1].name if index + 1 < len(stages) else END
+        self.gate = (
+            ActionGate(
+                self.stage.name,
+                graph,
+                policy,
+                first=self.prev is None,
+                previous_model=self.models[self.prev] if self.prev else None,
+                ledgered=not self.stage.is_member,
+            )
+            if self.stage.action
+            else None
+        )
+
+    # -- before ----------------------------------------------------------------------
+    def _begin(self, state: PipelineState) -> _Step:
+        messages = list(state["messages"])
+        human = _last_human(messages)
+        turn = str(human.id) if human is not None else ""
+        pending = state.get("rework") or {}
+        here = pending.get("to") == self.stage.name and pending.get("turn") == turn
+        new_turn = self.index == 0 and not here
+        stored = {} if new_turn else dict(state.get("stage_outputs") or {})
+        outputs = {n: typed(stored[n], self.models[n]) for n in self.earlier if n in stored}
+        inp = StageInput(
+            request=human.text if human is not None else "",
+            messages=messages,
+            outputs=outputs,
+            previous=outputs.get(self.prev) if self.prev else None,
+            feedback=pending.get("feedback") if here else None,
+        )
+        reworks = 0 if new_turn else int(state.get("reworks") or 0)
+        return _Step(inp, stored.get(self.prev) if self.prev else None, new_turn, reworks, turn)
+
+    def _apply(self, step: _Step, value: Any) -> None:
+        """Make an edited input what the stage acts on."""
+        if self.prev is None:
+            step.inp = replace(step.inp, request=str(value))
+            step.edited_request = True
+        else:
+            outputs = {**step.inp.outputs, self.prev: value}
+            step.inp = replace(step.inp, outputs=outputs, previous=value)
+
+    def _replayed(self, stored: dict[str, Any]) -> Any:
+        if "rework" in stored:
+            return Rework.model_validate(stored["rework"])
+        return typed(stored.get("value"), self.stage.output)
+
+    def _gates(self, step: _Step, config: RunnableConfig) -> Command[Any] | None:
+        """Pass an action stage's gates: a ``Command`` ends the step, ``None`` runs it.
+
+        The ``Command`` is a skip (rejected or answered) or the stored result of a
+        function action that already ran.
+        """
+        if self.gate is None:
+            return None
+        passage = self.gate.passage(config, step.inp.request, step.stored_previous)
+        if passage.skip is not None:
+            return self._skip(step, passage.skip)
+        if passage.edited:
+            self._apply(step, passage.value)
+        if passage.replayed is not None:
+            return self._finish(step, self._replayed(passage.replayed), {"replayed": True})
+        return None
+
+    # -- after -----------------------------------------------------------------------
+    @staticmethod
+    def _write(step: _Step, value: Any) -> Any:
+        return Overwrite(value) if step.new_turn else value
+
+    def _route(
+        self, step: _Step, goto: str, record: StageRecord, update: dict[str, Any]
+    ) -> Command[Any]:
+        full = {
+            "stage_log": self._write(step, [record]),
+            "rework": update.pop("rework", None),
+            "reworks": step.reworks,
+            **update,
+        }
+        if step.new_turn and "stage_outputs" not in full:
+            full["stage_outputs"] = Overwrite({})
+        return Command(goto=goto, update=full)
+
+    def _answer(self, text: str) -> dict[str, Any]:
+        if self.next != END:
+            return {}
+        message = AIMessage(text, name=self.graph) if self.graph else AIMessage(text)
+        return {"messages": [message]}
+
+    def _skip(self, step: _Step, verdict: Verdict) -> Command[Any]:
+        record = StageRecord(
+            stage=self.stage.name, status="skipped", detail={"decision": verdict.decision.to_json()}
+        )
+        text = (
+            verdict.why
+            if verdict.decision.action == "respond"
+            else f"Stage {self.stage.name!r} was not run: {verdict.why}."
+        )
+        return self._route(step, self.next, record, self._answer(text))
+
+    def _rework_problem(self, rework: Rework) -> str | None:
+        allowed = list(self.stage.rework_to) or self.earlier
+        if rework.to not in allowed:
+            return (
+                f"it named stage {rework.to!r}; stage {self.stage.name!r} may send work back "
+                f"to: {', '.join(allowed) or '(no earlier stage)'}"
+            )
+        return None
+
+    def _finish(self, step: _Step, result: Any, detail: dict[str, Any]) -> Command[Any]:
+        rework = find_rework(result)
+        if rework is not None:
+            problem = self._rework_problem(rework)
+            if problem is not None:
+                raise ConfigurationError(
+                    f"Stage {self.stage.name!r} asked for rework, but {problem}."
+                )
+            if step.reworks >= self.max_rework:
+                raise ReworkLimitError(
+                    f"Stage {self.stage.name!r} sent work back to {rework.to!r} again, but the "
+                    f"pipeline allows max_rework={self.max_rework} per run. Last feedback: "
+                    f"{rework.feedback or '-'}",
+                    fix="Raise max_rework=..., or make the earlier stage meet the check.",
+                )
+            step.reworks += 1
+            request = {**rework.model_dump(), "by": self.stage.name, "turn": step.turn}
+            record = StageRecord(stage=self.stage.name, status="rework", detail=request)
+            return self._route(step, rework.to, record, {"rework": request})
+        value = check_output(result, self.stage.output, self.stage.name)
+        record = StageRecord(stage=self.stage.name, status="done", detail=detail)
+        update = {
+            "stage_outputs": self._write(step, {self.stage.name: value}),
+            **self._answer(render(value)),
+        }
+        return self._route(step, self.next, record, update)
+
+    # -- agent / graph stages ---------------------------------------------------------
+    def _accept(self, text: str) -> tuple[Any, str | None]:
+        model = self.stage.output
+        if model is None:
+            return text, None
+        try:
+            value: BaseModel = parse_answer(text, model)
+        except ValidationError as exc:
+            return None, f"Your answer is not a valid {model.__name__} JSON object: {problems(exc)}"
+        rework = find_rework(value)
+        problem = self._rework_problem(rework) if rework is not None else None
+        if problem is not None:
+            return None, f"Your answer asks for rework, but {problem}"
+        return value, None
+
+    def _retry(self, output: Any, problem: str) -> list[AnyMessage]:
+        return [
+            *output.get("messages", []),
+            HumanMessage(f"{problem}. Reply again with only the corrected JSON object."),
+        ]
+
+    # -- entry points ----------------------------------------------------------------
+    def invoke(self, state: PipelineState, config: RunnableConfig) -> Command[Any]:
+        step = self._begin(state)
+        gated = self._gates(step, config)
+        if gated is not None:
+            return gated
+        if self.function is not None:
+            result = self.function(step.inp)
+            if inspect.isawaitable(result):  # an async stage function under invoke()
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+                raise ConfigurationError(
+                    f"Stage {self.stage.name!r} is an async function; run the pipeline with "
+                    "ainvoke/astream.",
+                    fix="Call await app.ainvoke(...), or make the stage function synchronous.",
+                )
+            return self._done(step, config, result, {})
+        if self.runnable is None:  # pragma: no cover - a stage is a member or a function
+            raise ConfigurationError(f"Stage {self.stage.name!r} has nothing to run.")
+        messages = stage_prompt(self.stage, step.inp, edited_request=step.edited_request)
+        text = problem = ""
+        used = Usage()
+        for attempt in range(1, self.stage.retries + 2):
+            inner = member_config(config, add_usage(state.get("usage"), used))
+            output = self.runnable.invoke({"messages": messages}, inner)
+            used = add_usage(used, usage_of(output))
+            text = final_answer(output)
+            value, trouble = self._accept(text)
+            if trouble is None:
+                return _with_usage(self._done(step, config, value, {"attempts": attempt}), used)
+            problem, messages = trouble, self._retry(output, trouble)
+        raise invalid_output(self.stage, text, problem)
+
+    async def ainvoke(self, state: PipelineState, config: RunnableConfig) -> Command[Any]:
+        step = self._begin(state)
+        gated = self._gates(step, config)
+        if gated is not None:
+            return gated
+        if self.function is not None:
+            if inspect.iscoroutinefunction(self.function):
+                result = await self.function(step.inp)
+            else:
+                result = await asyncio.to_thread(self.function, step.inp)
+            return self._done(step, config, result, {})
+        if self.runnable is None:  # pragma: no cover - a stage is a member or a function
+            raise ConfigurationError(f"Stage {self.stage.name!r} has nothing to run.")
+        messages = stage_prompt(self.stage, step.inp, edited_request=step.edited_request)
+        text = problem = ""
+        used = Usage()
+        for attempt in range(1, self.stage.retries + 2):
+            inner = member_config(config, add_usage(state.get("usage"), used))
+            output = await self.runnable.ainvoke({"messages": messages}, inner)
+            used = add_usage(used, usage_of(output))
+            text = final_answer(output)
+            value, trouble = self._accept(text)
+            if trouble is None:
+                return _with_usage(self._done(step, config, value, {"attempts": attempt}), used)
+            problem, messages = trouble, self._retry(output, trouble)
+        raise invalid_output(self.stage, text, problem)
+
+    def _done(
+        self, step: _Step, config: RunnableConfig, result: Any, detail: dict[str, Any]
+    ) -> Command[Any]:
+        if self.gate is not None and self.gate.ledgered:
+            rework = find_rework(result)
+            stored = (
+                {"rework": rework.model_dump()}
+                if rework is not None and rework is result
+                else {"value": to_json_value(result, self.stage.name)}
+            )
+            self.gate.finish(config, stored)
+        return self._finish(step, result, detail)
+
+
+def _with_usage(command: Command[Any], used: Usage) -> Command[Any]:
+    """Add what an agent stage used to the stage's update."""
+    update = dict(command.update) if isinstance(command.update, dict) else {}
+    return Command(goto=command.goto, update={**update, "usage": used})
+
+
+def _typed(stage: Stage) -> Member:
+    """A stage's member; an Agent stage with ``output`` answers in that type.
+
+    Setting :attr:`Agent.output <podium.Agent.output>` lets JSON tool calling
+    constrain the answer by grammar, so a small model cannot get its shape wrong.
+    """
+    run = stage.run
+    if isinstance(run, Agent) and stage.output is not None and run.output is None:
+        return replace(run, output=stage.output)
+    return run  # type: ignore[return-value]
+
+
+def _shown(stage: Stage) -> dict[str, Any] | None:
+    """What a stage's node shows in drawings (and carries as run metadata)."""
+    shown: dict[str, Any] = {}
+    if stage.output is not None:
+        shown["output"] = stage.output.__name__
+    if stage.action:
+        shown["action"] = "approval first"
+    return shown or None
+
+
+def create_pipeline_graph(
+    stages: Sequence[Stage],
+    *,
+    max_rework: int = 2,
+    policy: Policy | None = None,
+    name: str | None = None,
+    description: str = "",
+    budget: Budget | None = None,
+) -> GovernedGraph[PipelineState, None, PipelineState, PipelineState]:
+    """Run stages in order, each handing its (typed) output to the next.
+
+    Every stage gets the conversation and the outputs of the stages before it (a
+    function stage as a :class:`~podium.graphs.StageInput`; an agent or graph stage
+    as a note appended to the conversation). With ``Stage(output=Model)`` an agent's
+    answer must be JSON that validates as ``Model``: an invalid answer is sent back
+    with the errors (``Stage.retries`` times), then the run fails with
+    :class:`~podium.errors.InvalidModelOutputError`. A stage sends work back by
+    returning :class:`~podium.graphs.Rework` (or a model whose ``rework`` field is
+    set); the target stage and every stage after it run again, at most
+    ``max_rework`` times per run. Before an ``action=True`` stage a human approves,
+    edits (replacing what it acts on) or rejects (the stage is skipped and the reason
+    recorded) through :func:`podium.runs.pending` / :func:`podium.runs.decide`; a
+    function action's result is kept in the ledger, so a resumed step never acts twice.
+    The last stage's output (JSON for models) is the pipeline's answer message; what
+    happened at each stage is in ``stage_log``.
+
+    Args:
+        stages: The stages, in order; names must be unique.
+        max_rework: How many times per run work may be sent back (then
+            :class:`~podium.errors.ReworkLimitError`).
+        policy: Applied to every tool call of every Agent stage; its ``approvers``
+            and ``approval_timeout`` also govern the action gates.
+        name: The graph's name as a member elsewhere (and its compiled name).
+        description: What it does, for managers and handoff peers choosing it.
+        budget: What the whole run may use (:class:`~podium.Budget`), every agent
+            stage's calls included, checked before each model call.
+
+    Returns:
+        An uncompiled graph; compile it with ``.compile(checkpointer=...)``.
+
+    Raises:
+        ConfigurationError: No stages, duplicate names, a ``rework_to`` that does not
+            name an earlier stage, or a bad ``max_rework``/``policy``.
+
+    Example:
+        >>> from pydantic import BaseModel
+        >>> from podium import Agent
+        >>> from podium.graphs import Stage, create_pipeline_graph
+        >>> from podium.testing import ScriptedChatModel
+        >>> class Facts(BaseModel):
+        ...     facts: list[str]
+        >>> research = Agent(name="research", model=ScriptedChatModel(['{"facts": ["a", "b"]}']))
+        >>> count = Stage("count", lambda inp: f"{len(inp.previous.facts)} facts")
+        >>> app = create_pipeline_graph([Stage("research", research, Facts), count]).compile()
+        >>> app.invoke({"messages": [("user", "Research X")]})["messages"][-1].content
+        '2 facts'
+    """
+    items = list(stages)
+    check_stages(items, max_rework, policy)
+    if name is not None:
+        validate_name(name, "graph")
+    members = [s.run for s in items if s.is_member]
+    known = all_tool_names(members)
+    graph: GovernedGraph[PipelineState, None, PipelineState, PipelineState] = GovernedGraph(
+        PipelineState
+    )
+    graph.podium_name, graph.podium_description = name, description
+    graph.podium_configurable = budget_binding("create_pipeline_graph", budget, name or "pipeline")
+    for index, stage in enumerate(items):
+        runnable = (
+            member_runnable(_typed(stage), policy=policy, known_tools=known)
+            if stage.is_member
+            else None
+        )
+        node = _StageNode(items, index, runnable, name, policy, max_rework)
+        graph.add_node(
+            stage.name,
+            RunnableLambda(node.invoke, afunc=node.ainvoke, name=stage.name),
+            destinations=(node.next, *stage.rework_to),
+            metadata=_shown(stage),
+        )
+    graph.add_edge(START, items[0].name)
+    return graph
