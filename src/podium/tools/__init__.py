@@ -4,6 +4,7 @@ from podium.tools._approvals import ApprovalRequest, Decision
 from podium.tools._decorator import Risk, ToolTraits, tool, traits_of
 from podium.tools._executor import GovernedExecutor, idempotency_key
 from podium.tools._graph import GovernedGraph, ledger_for
+from podium.tools._memory import memory_tools
 from podium.tools._policy import Policy, PolicyDecision, Rule
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "ToolTraits",
     "idempotency_key",
     "ledger_for",
+    "memory_tools",
     "tool",
     "traits_of",
 ]

@@ -18,6 +18,8 @@ garbage resumes) reach the same checks and cannot run a gated tool.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextvars
 import hashlib
 import json
@@ -29,14 +31,16 @@ from typing import Any, Literal, NotRequired
 
 from langchain_core.messages import ToolMessage
 from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import merge_configs
 from langchain_core.tools import BaseTool
-from langgraph.errors import GraphBubbleUp
+from langgraph.errors import GraphBubbleUp, GraphInterrupt
 from langgraph.types import interrupt
 from pydantic import BaseModel, ValidationError
 from typing_extensions import TypedDict
 
-from podium.checkpoints._ledger import ToolLedger, args_hash
+from podium.checkpoints._ledger import SQLiteLedger, ToolLedger, args_hash
 from podium.errors import ApprovalError, InvalidDecisionError
+from podium.observe import emit
 from podium.tools._approvals import ApprovalRequest, Decision, RequestKind
 from podium.tools._decorator import traits_of
 from podium.tools._policy import ALLOW_ALL, Policy, PolicyDecision
@@ -69,14 +73,23 @@ def idempotency_key() -> str | None:
 
 
 def current_ledger(config: RunnableConfig | None) -> ToolLedger:
-    """The ledger bound to the running graph (an in-memory one if none is bound)."""
+    """The ledger bound to the running graph (an in-memory one if none is bound).
+
+    Any :class:`~podium.checkpoints.ToolLedger` implementation works (SQLite,
+    Postgres); :meth:`GovernedGraph.compile <podium.tools.GovernedGraph.compile>`
+    binds the one beside the checkpointer.
+    """
     global _FALLBACK_LEDGER
     found = ((config or {}).get("configurable") or {}).get(LEDGER_KEY)
     if isinstance(found, ToolLedger):
         return found
     if _FALLBACK_LEDGER is None:
-        _FALLBACK_LEDGER = ToolLedger()
+        _FALLBACK_LEDGER = SQLiteLedger()
     return _FALLBACK_LEDGER
+
+
+class _ToolTimeout(Exception):
+    """A tool call outlived the executor's timeout."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +170,10 @@ class GovernedExecutor:
         known: Names of every tool in the surrounding graph, so a call to another
             agent's tool is reported as *not granted* rather than *unknown*.
         policy: The policy applied to every call (default: allow all).
+        timeout: Seconds a tool call may run; then the model gets an error tool
+            message. A sync tool's thread cannot be killed: it may still finish, and
+            take effect, in the background (the message says so). Async tools are
+            cancelled.
     """
 
     def __init__(
@@ -165,8 +182,11 @@ class GovernedExecutor:
         granted: Sequence[BaseTool],
         known: Collection[str] = (),
         policy: Policy | None = None,
+        *,
+        timeout: float | None = None,
     ) -> None:
         self.agent = agent
+        self.timeout = timeout
         self.policy = policy or ALLOW_ALL
         self.granted = {t.name: t for t in granted}
         self.known = frozenset(known) | frozenset(self.granted)
@@ -276,7 +296,20 @@ class GovernedExecutor:
         """Interrupt until a valid decision arrives (invalid ones re-ask with a note)."""
         note = request.note
         while True:
-            value = interrupt(replace(request, note=note).to_json())
+            try:
+                value = interrupt(replace(request, note=note).to_json())
+            except GraphInterrupt:
+                emit(
+                    "approval_requested",
+                    {
+                        "agent": self.agent,
+                        "name": request.tool,
+                        "request_id": request.id,
+                        "kind": request.kind,
+                        "note": note,
+                    },
+                )
+                raise
             try:
                 decision = Decision.parse(value)
                 request.check_approver(decision.by)
@@ -306,6 +339,12 @@ class GovernedExecutor:
             where.thread, f"{where.key}|{kind}", fresh.id, fresh.to_json()
         )
         stored = ApprovalRequest.from_json(record.request)
+        if record.status == "decided" and record.decision is not None:
+            done = Decision.parse(record.decision)  # asked again after a restart
+            stored = replace(
+                stored,
+                note=f"Already decided ({done.action} by {done.by}); that decision stands.",
+            )
         decision = self._ask(req, stored)
         if record.status == "decided" and record.decision is not None:
             # the first decision binds; later ones change nothing
@@ -322,6 +361,18 @@ class GovernedExecutor:
                 where.thread, f"{where.key}|{kind}", decision.to_json(), bound
             )
             record = where.ledger.get_approval(where.thread, f"{where.key}|{kind}") or record
+            emit(
+                "approval_decided",
+                {
+                    "agent": self.agent,
+                    "name": stored.tool,
+                    "request_id": stored.id,
+                    "kind": kind,
+                    "action": decision.action,
+                    "by": decision.by,
+                    "waited_seconds": (datetime.now(UTC) - stored.created_at).total_seconds(),
+                },
+            )
         name = req["name"]
         if decision.action == "reject":
             return refusal(
@@ -350,6 +401,24 @@ class GovernedExecutor:
     # -- execution --------------------------------------------------------------
     def plan(self, req: ToolRequest, config: RunnableConfig | None) -> _Plan | ToolMessage:
         """Run every check and gate; return a cleared plan or the model's answer."""
+        outcome = self._plan(req, config)
+        if isinstance(outcome, ToolMessage) and isinstance(outcome.artifact, dict):
+            code = outcome.artifact.get("error")
+            if code is not None:
+                emit(
+                    "refusal",
+                    {
+                        "agent": self.agent,
+                        "name": req["name"],
+                        "code": code,
+                        "status": "error",
+                        "tool_call_id": req["id"],
+                    },
+                    config,
+                )
+        return outcome
+
+    def _plan(self, req: ToolRequest, config: RunnableConfig | None) -> _Plan | ToolMessage:
         refused = self.check(req)
         if refused is not None:
             return refused
@@ -357,6 +426,19 @@ class GovernedExecutor:
         traits = traits_of(self.granted[name])
         verdict: PolicyDecision = self.policy.decide(
             agent=self.agent, tool=name, traits=traits, args=req["args"]
+        )
+        emit(
+            "policy",
+            {
+                "agent": self.agent,
+                "name": name,
+                "action": verdict.action,
+                "reason": verdict.reason,
+                "rule": verdict.rule,
+                "args": req["args"],
+                "args_hash": args_hash(req["args"]),
+            },
+            config,
         )
         if verdict.action == "deny":
             return refusal(
@@ -423,6 +505,9 @@ class GovernedExecutor:
         finally:
             _IDEMPOTENCY_KEY.reset(token)
 
+    def _tagged(self, config: RunnableConfig | None) -> RunnableConfig:
+        return merge_configs(config, {"metadata": {"podium_agent": self.agent}})
+
     def _call(self, req: ToolRequest, plan: _Plan) -> dict[str, Any]:
         return {"type": "tool_call", "name": plan.name, "args": plan.args, "id": req["id"]}
 
@@ -441,6 +526,30 @@ class GovernedExecutor:
             artifact={"error": "tool_failed", "executed": True},
         )
 
+    def _timed_out(self, req: ToolRequest) -> ToolMessage:
+        return ToolMessage(
+            content=f"Error: tool {req['name']!r} did not finish within {self.timeout:g}s. It "
+            "may still finish, and take effect, in the background: check before calling it "
+            "again.",
+            tool_call_id=req["id"],
+            name=req["name"] or "unknown",
+            status="error",
+            artifact={"error": "tool_timeout", "executed": True},
+        )
+
+    def _invoke(self, tool: BaseTool, call: dict[str, Any], config: RunnableConfig) -> Any:
+        if self.timeout is None:
+            return tool.invoke(call, config)
+        pool = concurrent.futures.ThreadPoolExecutor(1, "podium-tool-call")
+        try:
+            future = pool.submit(contextvars.copy_context().run, tool.invoke, call, config)
+            done, _ = concurrent.futures.wait([future], timeout=self.timeout)
+            if not done:
+                raise _ToolTimeout
+            return future.result()
+        finally:
+            pool.shutdown(wait=False)
+
     def run(self, req: ToolRequest, config: RunnableConfig | None = None) -> ToolMessage:
         """Check, gate and run one tool call synchronously; tool failures become messages."""
         plan = self.plan(req, config)
@@ -448,26 +557,40 @@ class GovernedExecutor:
             return plan
         try:
             with self._keyed(plan):
-                message = self._finish(
-                    req, self.granted[plan.name].invoke(self._call(req, plan), config)
-                )
+                tool, call = self.granted[plan.name], self._call(req, plan)
+                message = self._finish(req, self._invoke(tool, call, self._tagged(config)))
         except GraphBubbleUp:
             raise
+        except _ToolTimeout:
+            message = self._timed_out(req)
         except Exception as exc:
             message = self._failure(req, exc)
         return self._done(req, plan, message)
 
     async def arun(self, req: ToolRequest, config: RunnableConfig | None = None) -> ToolMessage:
-        """Check, gate and run one tool call asynchronously; tool failures become messages."""
-        plan = self.plan(req, config)
+        """Check, gate and run one tool call asynchronously; tool failures become messages.
+
+        The ledger is synchronous (SQLite or a Postgres pool), so its work runs in a
+        worker thread (with this task's context, so interrupts and events still work)
+        and never blocks the event loop.
+        """
+        plan = await asyncio.to_thread(self.plan, req, config)
         if isinstance(plan, ToolMessage):
             return plan
         try:
             with self._keyed(plan):
-                output = await self.granted[plan.name].ainvoke(self._call(req, plan), config)
+                pending = self.granted[plan.name].ainvoke(
+                    self._call(req, plan), self._tagged(config)
+                )
+                output = await asyncio.wait_for(pending, self.timeout)
                 message = self._finish(req, output)
         except GraphBubbleUp:
             raise
+        except TimeoutError as exc:
+            if self.timeout is None or not isinstance(exc.__cause__, asyncio.CancelledError):
+                message = self._failure(req, exc)
+            else:
+                message = self._timed_out(req)
         except Exception as exc:
             message = self._failure(req, exc)
-        return self._done(req, plan, message)
+        return await asyncio.to_thread(self._done, req, plan, message)

@@ -5,10 +5,14 @@ Every podium factory returns a ``GovernedGraph``: an ordinary, uncompiled LangGr
 exactly-once ledger beside the checkpointer and carries it in the compiled graph's
 config, where the governed executor finds it:
 
-1. ``PODIUM_LEDGER=/path/ledger.sqlite`` (environment) wins -- for LangGraph Server,
-   which owns the checkpointer;
-2. a SQLite checkpointer on a file → the ledger tables live in that same file;
-3. anything else (in-memory saver, no checkpointer) → an in-memory ledger shared by
+1. ``PODIUM_LEDGER`` (environment) wins -- for LangGraph Server, which owns the
+   checkpointer: a file path (``/data/ledger.sqlite``) or a PostgreSQL URL
+   (``postgresql://...``, normally the server's own database);
+2. a podium saver (``sqlite_saver``, ``postgres_saver`` and their async variants)
+   carries its ledger, in the same file or database;
+3. LangGraph's own ``SqliteSaver`` on a file or ``PostgresSaver`` → the ledger
+   tables live in that same file or database;
+4. anything else (in-memory saver, no checkpointer) → an in-memory ledger shared by
    every graph compiled with that same checkpointer object.
 
 A podium graph used as a subgraph inherits the parent's ledger: the parent's
@@ -23,19 +27,23 @@ import weakref
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.typing import ContextT, InputT, OutputT, StateT
 
-from podium.checkpoints._ledger import ToolLedger
+from podium.checkpoints._events import EventStore
+from podium.checkpoints._ledger import SQLiteLedger, ToolLedger
+from podium.checkpoints._postgres import PostgresLedger
+from podium.observe._events import RunLedgerHandler
 from podium.tools._executor import LEDGER_KEY
 
-__all__ = ["GovernedGraph", "ledger_for"]
+__all__ = ["GovernedGraph", "event_store_for", "ledger_for", "run_ledger_for"]
 
 _LOCK = threading.Lock()
 _BY_SAVER: weakref.WeakKeyDictionary[object, ToolLedger] = weakref.WeakKeyDictionary()
-_BY_PATH: dict[str, ToolLedger] = {}
+_BY_LOCATION: dict[str, ToolLedger] = {}
 
 
 def _sqlite_file(saver: SqliteSaver) -> str | None:
@@ -47,12 +55,13 @@ def _sqlite_file(saver: SqliteSaver) -> str | None:
     return None
 
 
-def _ledger_at(path: str) -> ToolLedger:
-    real = os.path.realpath(path)
+def _ledger_at(location: str) -> ToolLedger:
+    is_url = location.startswith(("postgres://", "postgresql://"))
+    key = location if is_url else os.path.realpath(location)
     with _LOCK:
-        if real not in _BY_PATH:
-            _BY_PATH[real] = ToolLedger(real)
-        return _BY_PATH[real]
+        if key not in _BY_LOCATION:
+            _BY_LOCATION[key] = PostgresLedger(key) if is_url else SQLiteLedger(key)
+        return _BY_LOCATION[key]
 
 
 def ledger_for(checkpointer: object) -> ToolLedger:
@@ -68,10 +77,14 @@ def ledger_for(checkpointer: object) -> ToolLedger:
         if path:
             return _ledger_at(path)
     if checkpointer is None or not isinstance(checkpointer, BaseCheckpointSaver):
-        return ToolLedger()
+        return SQLiteLedger()
     with _LOCK:
         if checkpointer not in _BY_SAVER:
-            _BY_SAVER[checkpointer] = ToolLedger()
+            _BY_SAVER[checkpointer] = (
+                PostgresLedger(checkpointer.conn)
+                if isinstance(checkpointer, PostgresSaver)
+                else SQLiteLedger()
+            )
         return _BY_SAVER[checkpointer]
 
 
@@ -88,6 +101,8 @@ class GovernedGraph(StateGraph[StateT, ContextT, InputT, OutputT]):
     compiled name)."""
     podium_description: str = ""
     """What the graph does, for managers and handoff peers choosing it."""
+    podium_configurable: dict[str, Any] | None = None
+    """Entries a factory adds to the compiled graph's ``configurable`` (a run budget)."""
 
     def compile(
         self, checkpointer: Any = None, **kwargs: Any
@@ -97,6 +112,56 @@ class GovernedGraph(StateGraph[StateT, ContextT, InputT, OutputT]):
             kwargs["name"] = self.podium_name
         compiled = super().compile(checkpointer, **kwargs)
         config: dict[str, Any] = {"metadata": {"podium_description": self.podium_description}}
+        config["configurable"] = dict(self.podium_configurable or {})
         if checkpointer is not True:  # True: a subgraph sharing its parent's ledger
-            config["configurable"] = {LEDGER_KEY: ledger_for(checkpointer)}
+            config["configurable"][LEDGER_KEY] = ledger_for(checkpointer)
+        handler = run_ledger_for(checkpointer)
+        if handler is not None:
+            config["callbacks"] = [handler]
         return compiled.with_config(config)  # type: ignore[arg-type]
+
+
+_STORES: dict[str, EventStore] = {}
+_HANDLERS: dict[int, RunLedgerHandler] = {}
+_MEMORY_STORES: weakref.WeakKeyDictionary[object, EventStore] = weakref.WeakKeyDictionary()
+
+
+def event_store_for(checkpointer: object) -> EventStore | None:
+    """Where the run events of graphs compiled with ``checkpointer`` are stored.
+
+    ``PODIUM_RUN_LEDGER=off`` disables the run ledger; ``PODIUM_RUN_LEDGER=/path``
+    puts it in that SQLite file; otherwise a SQLite checkpointer's file holds it, and
+    any other checkpointer gets an in-memory store. Graphs compiled without a
+    checkpointer (subgraphs) record nothing themselves: their parent's run ledger
+    sees their model and tool calls.
+    """
+    configured = os.environ.get("PODIUM_RUN_LEDGER", "")
+    if configured.lower() in ("off", "0", "false", "no"):
+        return None
+    if checkpointer in (None, True, False) or not isinstance(checkpointer, BaseCheckpointSaver):
+        return None
+    path = configured or (
+        _sqlite_file(checkpointer) if isinstance(checkpointer, SqliteSaver) else None
+    )
+    with _LOCK:
+        if path:
+            real = os.path.realpath(path)
+            if real not in _STORES:
+                _STORES[real] = EventStore(real)
+            return _STORES[real]
+        if checkpointer not in _MEMORY_STORES:
+            _MEMORY_STORES[checkpointer] = EventStore()
+        return _MEMORY_STORES[checkpointer]
+
+
+def run_ledger_for(checkpointer: object) -> RunLedgerHandler | None:
+    """The callback handler that records runs of graphs compiled with ``checkpointer``."""
+    store = event_store_for(checkpointer)
+    if store is None:
+        return None
+    with _LOCK:
+        handler = _HANDLERS.get(id(store))
+        if handler is None:
+            handler = RunLedgerHandler(lambda batch: store.write([e.as_row() for e in batch]))
+            _HANDLERS[id(store)] = handler
+        return handler

@@ -1,0 +1,40 @@
+"""Observability: run events, usage and cost, and the local-first run ledger."""
+
+from podium.observe._events import RunEvent, RunLedgerHandler, Sink, emit
+from podium.observe._otel import otel_sink
+from podium.observe._prices import DEFAULT_PRICES, Price, cost_of
+from podium.observe._redact import REDACTED, Redactor, default_redactor, redact, set_redactor
+from podium.observe._report import (
+    CostLine,
+    TimelineRow,
+    cost_report,
+    draw_run,
+    plot_timeline,
+    render_cost,
+    render_trace,
+    timeline,
+)
+
+__all__ = [
+    "DEFAULT_PRICES",
+    "REDACTED",
+    "CostLine",
+    "Price",
+    "Redactor",
+    "RunEvent",
+    "RunLedgerHandler",
+    "Sink",
+    "TimelineRow",
+    "cost_of",
+    "cost_report",
+    "default_redactor",
+    "draw_run",
+    "emit",
+    "otel_sink",
+    "plot_timeline",
+    "redact",
+    "render_cost",
+    "render_trace",
+    "set_redactor",
+    "timeline",
+]

@@ -1,0 +1,325 @@
+"""Run events and the callback handler that records them off the hot path.
+
+Model and tool calls are observed through LangChain's callback system (the same
+events LangSmith sees); podium's own decisions -- policy, approvals, handoffs,
+delegations, retries, escalations, budget use -- are dispatched as custom events
+named ``podium.<kind>`` with :func:`emit`. :class:`RunLedgerHandler` turns both into
+:class:`RunEvent` rows and hands them in batches to a sink on a background thread:
+a run never waits for, and never fails because of, the run ledger. Events the sink
+could not take are counted in :attr:`RunLedgerHandler.dropped`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.callbacks.manager import dispatch_custom_event
+from langchain_core.messages import BaseMessage, ToolMessage
+from langchain_core.outputs import LLMResult
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphBubbleUp
+
+from podium.observe._prices import Price, cost_of
+from podium.observe._redact import redact
+
+__all__ = ["RunEvent", "RunLedgerHandler", "Sink", "emit"]
+
+Sink = Callable[[Sequence["RunEvent"]], None]
+"""Where batches of events go (e.g. the SQLite run ledger)."""
+
+
+@dataclass
+class RunEvent:
+    """One thing that happened in a run."""
+
+    kind: str
+    """``model``, ``tool``, or a podium kind (``policy``, ``approval_requested``,
+    ``approval_decided``, ``handoff``, ``delegation``, ``retry``, ``fallback``,
+    ``escalation``, ``budget``)."""
+    thread_id: str
+    """The thread (run) it belongs to."""
+    agent: str | None = None
+    """The agent it happened in."""
+    node: str | None = None
+    """The LangGraph node."""
+    name: str | None = None
+    """Model name, tool name, or the subject of a podium event."""
+    started_at: float = field(default_factory=time.time)
+    """Epoch seconds."""
+    ended_at: float | None = None
+    """Epoch seconds (``None`` for instantaneous events)."""
+    status: str = "ok"
+    """``ok`` or ``error`` (tool calls refused by governance count as ``error``)."""
+    input_tokens: int = 0
+    """Prompt tokens (model calls)."""
+    output_tokens: int = 0
+    """Generated tokens (model calls)."""
+    cost: float = 0.0
+    """USD (model calls)."""
+    run_id: str | None = None
+    """LangChain run id."""
+    parent_run_id: str | None = None
+    """Parent LangChain run id."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """Kind-specific details (finish reason, argument hash, decision, ...)."""
+
+    def as_row(self) -> dict[str, Any]:
+        """A flat dict for storage."""
+        return asdict(self)
+
+
+def emit(kind: str, data: Mapping[str, Any], config: RunnableConfig | None = None) -> None:
+    """Record a podium event in the current run (no-op outside a run).
+
+    Args:
+        kind: The event kind (``policy``, ``handoff``, ...).
+        data: JSON-serialisable details; ``agent`` and ``name`` keys fill those columns.
+        config: The node's config, when called outside the runnable context.
+    """
+    try:
+        dispatch_custom_event(f"podium.{kind}", redact(dict(data)), config=config)
+    except RuntimeError:  # not inside a runnable: nothing to attach the event to
+        return
+
+
+def _meta_str(meta: Mapping[str, Any] | None, key: str) -> str | None:
+    value = (meta or {}).get(key)
+    return str(value) if value is not None else None
+
+
+class RunLedgerHandler(BaseCallbackHandler):
+    """Collects run events and writes them in batches on a background thread.
+
+    Args:
+        sink: Receives batches; exceptions it raises count the batch as dropped.
+        prices: Price overrides for the cost column.
+        batch_size: Events per write at most.
+        interval: Seconds between flushes when events trickle in.
+        max_queue: Events held in memory at most; more are dropped and counted.
+    """
+
+    raise_error = False
+    run_inline = False
+
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        prices: Mapping[str, Price] | None = None,
+        batch_size: int = 200,
+        interval: float = 0.2,
+        max_queue: int = 20_000,
+    ) -> None:
+        self.sink = sink
+        self.prices = prices
+        self.batch_size = batch_size
+        self.interval = interval
+        self.dropped = 0
+        self.written = 0
+        self._queue: queue.Queue[RunEvent | None] = queue.Queue(maxsize=max_queue)
+        self._open: dict[UUID, RunEvent] = {}
+        self._lock = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread = threading.Thread(target=self._drain, name="podium-run-ledger", daemon=True)
+        self._thread.start()
+        ref = weakref.ref(self)
+
+        def _flush_at_exit() -> None:
+            handler = ref()
+            if handler is not None:
+                handler.flush()
+
+        atexit.register(_flush_at_exit)
+
+    # -- queue --------------------------------------------------------------------
+    def _put(self, event: RunEvent) -> None:
+        try:
+            self._idle.clear()
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self.dropped += 1
+
+    def _drain(self) -> None:
+        while True:
+            batch: list[RunEvent] = []
+            try:
+                first = self._queue.get(timeout=self.interval)
+            except queue.Empty:
+                self._idle.set()
+                continue
+            if first is None:
+                return
+            batch.append(first)
+            while len(batch) < self.batch_size:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._write(batch)
+                    return
+                batch.append(item)
+            self._write(batch)
+            if self._queue.empty():
+                self._idle.set()
+
+    def _write(self, batch: list[RunEvent]) -> None:
+        try:
+            self.sink(batch)
+            self.written += len(batch)
+        except Exception:
+            self.dropped += len(batch)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until queued events are written (or ``timeout`` passes)."""
+        deadline = time.monotonic() + timeout
+        while not (self._queue.empty() and self._idle.is_set()):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
+
+    # -- helpers ------------------------------------------------------------------
+    def _start(
+        self,
+        kind: str,
+        run_id: UUID,
+        parent: UUID | None,
+        meta: Mapping[str, Any] | None,
+        name: str | None,
+    ) -> None:
+        event = RunEvent(
+            kind=kind,
+            thread_id=_meta_str(meta, "thread_id") or "",
+            agent=_meta_str(meta, "podium_agent"),
+            node=_meta_str(meta, "langgraph_node"),
+            name=name,
+            run_id=str(run_id),
+            parent_run_id=str(parent) if parent else None,
+        )
+        with self._lock:
+            self._open[run_id] = event
+
+    def _end(self, run_id: UUID) -> RunEvent | None:
+        with self._lock:
+            event = self._open.pop(run_id, None)
+        if event is not None:
+            event.ended_at = time.time()
+        return event
+
+    # -- model calls --------------------------------------------------------------
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Open a model event."""
+        params = kwargs.get("invocation_params") or {}
+        name = (
+            params.get("model") or params.get("model_name") or (metadata or {}).get("ls_model_name")
+        )
+        self._start("model", run_id, parent_run_id, metadata, str(name) if name else None)
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        """Close a model event with tokens, cost and finish reason."""
+        event = self._end(run_id)
+        if event is None:
+            return
+        generation: Any = response.generations[0][0] if response.generations else None
+        message = getattr(generation, "message", None)
+        usage = getattr(message, "usage_metadata", None) or {}
+        meta = getattr(message, "response_metadata", None) or {}
+        event.input_tokens = int(usage.get("input_tokens", 0))
+        event.output_tokens = int(usage.get("output_tokens", 0))
+        event.name = str(meta.get("model_name") or event.name or "")
+        event.cost = cost_of(event.name, event.input_tokens, event.output_tokens, self.prices)
+        event.data = {
+            "finish_reason": meta.get("finish_reason"),
+            "tool_calls": len(getattr(message, "tool_calls", None) or []),
+        }
+        self._put(event)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        """Close a model event as failed."""
+        event = self._end(run_id)
+        if event is not None:
+            event.status = "error"
+            event.data = {"error": f"{type(error).__name__}: {error}"[:500]}
+            self._put(event)
+
+    # -- tool calls -----------------------------------------------------------------
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any],
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Open a tool event."""
+        self._start("tool", run_id, parent_run_id, metadata, (serialized or {}).get("name"))
+
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        """Close a tool event."""
+        event = self._end(run_id)
+        if event is not None:
+            if isinstance(output, ToolMessage):
+                event.status = "error" if output.status == "error" else "ok"
+                event.data = {"tool_call_id": output.tool_call_id}
+            self._put(event)
+
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        """Close a tool event as failed (or as interrupted, when a human was asked)."""
+        event = self._end(run_id)
+        if event is not None:
+            if isinstance(error, GraphBubbleUp):
+                event.status = "interrupted"
+                event.data = {"interrupted": "waiting for a human"}
+            else:
+                event.status = "error"
+                event.data = {"error": f"{type(error).__name__}: {error}"[:500]}
+            self._put(event)
+
+    # -- podium events ----------------------------------------------------------------
+    def on_custom_event(
+        self,
+        name: str,
+        data: Any,
+        *,
+        run_id: UUID,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Record ``podium.<kind>`` events."""
+        if not name.startswith("podium."):
+            return
+        details = dict(data) if isinstance(data, Mapping) else {"value": data}
+        self._put(
+            RunEvent(
+                kind=name.removeprefix("podium."),
+                thread_id=_meta_str(metadata, "thread_id") or "",
+                agent=str(details.pop("agent", None) or _meta_str(metadata, "podium_agent") or "")
+                or None,
+                node=_meta_str(metadata, "langgraph_node"),
+                name=str(details.pop("name")) if "name" in details else None,
+                status=str(details.pop("status", "ok")),
+                run_id=str(run_id),
+                data=details,
+            )
+        )
