@@ -5,6 +5,7 @@ Usage:
     python3 scripts/dev.py demo ["question"]   # run the demo on the local model
     python3 scripts/dev.py test [pytest args]  # ruff + mypy + the whole test suite
     python3 scripts/dev.py lint                # ruff + mypy only
+    python3 scripts/dev.py bench [--quick]     # regenerate benchmarks/REPORT.md
     python3 scripts/dev.py setup               # only create/refresh .venv
 
 Set-up is idempotent: a private venv ``.uv/`` holds uv (installed from PyPI with pip),
@@ -54,8 +55,9 @@ def main(argv: list[str]) -> int:
     if task in ("test", "lint"):
         setup()
         for cmd in (
-            [str(bin_ / "ruff"), "check", "src", "tests", "scripts"],
-            [str(bin_ / "ruff"), "format", "--check", "src", "tests", "scripts"],
+            [str(bin_ / "ruff"), "check", "src", "tests", "scripts", "notebooks", "benchmarks"],
+            [str(bin_ / "ruff"), "format", "--check", "src", "tests", "scripts", "notebooks",
+             "benchmarks"],
             [str(bin_ / "mypy")],
         ):
             if code := _run(cmd):
@@ -63,6 +65,9 @@ def main(argv: list[str]) -> int:
         if task == "lint":
             return 0
         return _run([str(bin_ / "python"), "-m", "pytest", *rest])
+    if task == "bench":
+        setup()
+        return _run([str(bin_ / "python"), "-m", "benchmarks.run", *rest])
     print(__doc__)
     return 0 if task in ("help", "-h", "--help") else 2
 

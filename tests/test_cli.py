@@ -37,7 +37,7 @@ def test_demo_with_missing_key_is_a_clear_error(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PODIUM_HOME", str(tmp_path))
-    assert main(["demo", "--model", "openai:gpt-4.1-mini"]) == 1
+    assert main(["demo", "orders", "--model", "openai:gpt-4.1-mini"]) == 1
     err = capsys.readouterr().err
     assert "OPENAI_API_KEY, which is not set" in err
 
@@ -61,12 +61,11 @@ def test_demo_answers_from_the_tool_on_the_local_model(
 ) -> None:
     """End to end: ChatOpenAI → llama.cpp → JSON tool call → governed tool → answer."""
     monkeypatch.setenv("PODIUM_HOME", str(tmp_path))
-    assert main(["demo", "--model", "local", "--json"]) == 0
+    assert main(["demo", "orders", "--model", "local", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    steps = [s["text"] for s in report["steps"]]
+    steps = report["steps"]
     assert steps[0] == '[order_desk] calls lookup_order({"order_id": "A-1002"})'
-    assert steps[1].startswith("[lookup_order] Order A-1002 for Alan Turing: shipped")
+    assert steps[1].startswith("  [lookup_order] Order A-1002 for Alan Turing: shipped")
+    assert report["status"] == "done"
     assert report["answer"]
     assert "2026-11-27" in report["answer"]
-    assert report["tokens"]["input"] > 0
-    assert report["tokens"]["output"] > 0

@@ -14,7 +14,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +25,9 @@ from langgraph.types import Command, StateSnapshot
 from podium.errors import ConfigurationError, UnknownRequestError, UnknownThreadError
 from podium.tools import ApprovalRequest, Decision
 from podium.tools._executor import current_ledger
+from podium.tools._graph import event_store_for, run_ledger_for
 
-__all__ = ["RunInfo", "decide", "inspect", "pending", "resume"]
+__all__ = ["RunInfo", "decide", "events", "inspect", "pending", "resume", "resume_command"]
 
 
 def _thread(config: RunnableConfig) -> str:
@@ -65,13 +66,46 @@ def _requests(snapshot: StateSnapshot) -> dict[str, tuple[ApprovalRequest, str]]
     return found
 
 
+def _open(
+    app: Pregel[Any, Any, Any, Any], config: RunnableConfig, snapshot: StateSnapshot
+) -> tuple[dict[str, tuple[ApprovalRequest, str]], dict[str, Any]]:
+    """The requests still open, and resume values for those the ledger already decided.
+
+    A process that dies after a decision was recorded in the ledger but before
+    LangGraph saved the step loses the resume value (LangGraph keeps a resume map in
+    memory until the task finishes), so the run asks again. The ledger's decision
+    binds, so such a request is not open: it is answered with the recorded decision.
+    A task that *failed* after consuming its answer saved that answer with the
+    error; its old interrupt is shown again but must not be answered twice.
+    """
+    ledger = current_ledger(app.config)
+    bound = {
+        str(r.request.get("id")): r.decision
+        for r in ledger.approvals(_thread(config))
+        if r.status == "decided" and r.decision is not None
+    }
+    failed = {i.id for task in snapshot.tasks if task.error for i in task.interrupts}
+    still_open: dict[str, tuple[ApprovalRequest, str]] = {}
+    replay: dict[str, Any] = {}
+    for request_id, (request, interrupt_id) in _requests(snapshot).items():
+        if request_id not in bound:
+            still_open[request_id] = (request, interrupt_id)
+        elif interrupt_id not in failed:
+            replay[interrupt_id] = bound[request_id]
+    return still_open, replay
+
+
 def pending(app: Pregel[Any, Any, Any, Any], config: RunnableConfig) -> list[ApprovalRequest]:
     """The approval requests the thread is waiting for, oldest first.
+
+    A request the ledger already holds a decision for (asked again after a crash) is
+    not listed: :func:`resume` and :func:`decide` answer it with that decision.
 
     Raises:
         UnknownThreadError: If the thread has no saved state.
     """
-    return [request for request, _ in _requests(_snapshot(app, config)).values()]
+    still_open, _ = _open(app, config, _snapshot(app, config))
+    return [request for request, _ in still_open.values()]
 
 
 def _not_pending(
@@ -91,6 +125,40 @@ def _not_pending(
         f"for another thread). Pending requests: {listing}.",
         fix="List them with runs.pending(app, config) or `podium pending THREAD`.",
     )
+
+
+def resume_command(
+    app: Pregel[Any, Any, Any, Any],
+    config: RunnableConfig,
+    decisions: Mapping[str, Decision | Mapping[str, Any]],
+) -> Command[Any]:
+    """Validate decisions for pending requests; return the ``Command`` that resumes.
+
+    Use it to resume with your own streaming (``app.stream(command, config)``);
+    :func:`decide` is this plus ``app.invoke``. Nothing is changed here.
+
+    Raises:
+        UnknownThreadError: The thread has no saved state.
+        UnknownRequestError: A request id is unknown, stale, already decided, or
+            belongs to another thread.
+        InvalidDecisionError: A decision is malformed.
+        ApproverNotAllowedError: The approver may not decide that request.
+    """
+    thread = _thread(config)
+    if not isinstance(decisions, Mapping) or not decisions:
+        raise UnknownRequestError(
+            "decide() needs a mapping {request_id: decision} with at least one entry.",
+            fix="Call runs.pending(app, config) to get the request ids.",
+        )
+    open_requests, resume = _open(app, config, _snapshot(app, config))
+    for request_id, raw in decisions.items():
+        if request_id not in open_requests:
+            raise _not_pending(app, thread, request_id, list(open_requests))
+        request, interrupt_id = open_requests[request_id]
+        decision = Decision.parse(dict(raw) if isinstance(raw, Mapping) else raw)
+        request.check_approver(decision.by)
+        resume[interrupt_id] = decision.to_json()
+    return Command(resume=resume)
 
 
 def decide(
@@ -118,33 +186,21 @@ def decide(
         InvalidDecisionError: A decision is malformed.
         ApproverNotAllowedError: The approver may not decide that request.
     """
-    thread = _thread(config)
-    if not isinstance(decisions, Mapping) or not decisions:
-        raise UnknownRequestError(
-            "decide() needs a mapping {request_id: decision} with at least one entry.",
-            fix="Call runs.pending(app, config) to get the request ids.",
-        )
-    open_requests = _requests(_snapshot(app, config))
-    resume: dict[str, Any] = {}
-    for request_id, raw in decisions.items():
-        if request_id not in open_requests:
-            raise _not_pending(app, thread, request_id, list(open_requests))
-        request, interrupt_id = open_requests[request_id]
-        decision = Decision.parse(dict(raw) if isinstance(raw, Mapping) else raw)
-        request.check_approver(decision.by)
-        resume[interrupt_id] = decision.to_json()
-    result: dict[str, Any] = app.invoke(Command(resume=resume), config)
+    result: dict[str, Any] = app.invoke(resume_command(app, config, decisions), config)
     return result
 
 
 def resume(app: Pregel[Any, Any, Any, Any], config: RunnableConfig) -> dict[str, Any]:
     """Continue a thread from its last checkpoint (after a crash or a stopped model).
 
+    Requests asked again after a crash although the ledger holds their decision are
+    answered with it.
+
     Raises:
         UnknownThreadError: If the thread has no saved state.
     """
-    _snapshot(app, config)
-    result: dict[str, Any] = app.invoke(None, config)
+    _, replay = _open(app, config, _snapshot(app, config))
+    result: dict[str, Any] = app.invoke(Command(resume=replay) if replay else None, config)
     return result
 
 
@@ -175,7 +231,49 @@ def inspect(app: Pregel[Any, Any, Any, Any], config: RunnableConfig) -> RunInfo:
     return RunInfo(
         thread_id=_thread(config),
         next=tuple(snapshot.next),
-        pending=[r for r, _ in _requests(snapshot).values()],
+        pending=[r for r, _ in _open(app, config, snapshot)[0].values()],
         values=dict(snapshot.values) if isinstance(snapshot.values, dict) else {},
         step=step if isinstance(step, int) else None,
     )
+
+
+def events(
+    app: Pregel[Any, Any, Any, Any],
+    config: RunnableConfig | None = None,
+    *,
+    kinds: Sequence[str] | None = None,
+    since: float | None = None,
+) -> list[dict[str, Any]]:
+    """The run ledger's events for the config's thread (every thread without one).
+
+    Waits for the ledger's background writer first, so the events of a run that just
+    returned are included. Feed them to :func:`podium.observe.render_trace`,
+    :func:`~podium.observe.plot_timeline` or :func:`~podium.observe.cost_report`.
+
+    Args:
+        app: The compiled graph (its checkpointer locates the run ledger).
+        config: A config with ``thread_id``; ``None`` returns every thread's events.
+        kinds: Only these event kinds (``"model"``, ``"tool"``, ``"approval_requested"``...).
+        since: Only events that started at or after this time (epoch seconds).
+
+    Returns:
+        Events as dicts (thread, agent, kind, name, start/end, tokens, cost, status,
+        data), oldest first.
+
+    Raises:
+        ConfigurationError: The graph has no checkpointer, or the run ledger is off
+            (``PODIUM_RUN_LEDGER=off``).
+    """
+    thread = _thread(config) if config is not None else None
+    handler = run_ledger_for(app.checkpointer)
+    if handler is not None:
+        handler.flush()
+    store = event_store_for(app.checkpointer)
+    if store is None:
+        raise ConfigurationError(
+            "This graph records no run events: it was compiled without a checkpointer, or "
+            "the run ledger is off (PODIUM_RUN_LEDGER=off).",
+            fix="Compile with a checkpointer, e.g. .compile(checkpointer=sqlite_saver(path)), "
+            "and unset PODIUM_RUN_LEDGER (or point it at a file).",
+        )
+    return store.events(thread, kinds=kinds, since=since)
