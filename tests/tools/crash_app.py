@@ -3,6 +3,7 @@
 Usage: python crash_app.py DB EFFECTS ACTION [--crash POINT] [--idempotent] [--gate]
            [--decision JSON]
 
+DB: a SQLite path, or a postgresql:// URL (workers of a scale-out deployment).
 ACTION: start | resume | decide | pending. POINT: inside (after the side effect, inside
 the tool) | after_done (after the ledger recorded the result, before LangGraph saved
 the step) | at_approval (right after the run paused for approval). The side effect is
@@ -24,7 +25,7 @@ from typing import Any
 from langchain_core.messages import AIMessage
 
 from podium import Agent, runs
-from podium.checkpoints import SQLiteLedger, sqlite_saver
+from podium.checkpoints import PostgresLedger, SQLiteLedger, postgres_saver, sqlite_saver
 from podium.graphs import create_agent_graph
 from podium.testing import ScriptedChatModel
 from podium.tools import Decision, Policy, Rule, idempotency_key, tool
@@ -35,6 +36,12 @@ CFG = {"configurable": {"thread_id": "crash-thread"}}
 def die() -> None:
     sys.stdout.flush()
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillingPostgresLedger(PostgresLedger):
+    def finish_call(self, thread_id: str, call_key: str, result: dict[str, Any]) -> None:
+        super().finish_call(thread_id, call_key, result)
+        die()
 
 
 class KillingLedger(SQLiteLedger):
@@ -78,9 +85,10 @@ def main() -> None:
     model = ScriptedChatModel(script)
     policy = Policy(rules=[Rule(tool="charge", action="approve")]) if a.gate else None
     agent = Agent(name="billing", model=model, tools=[charge])
-    saver = sqlite_saver(Path(a.db))
+    postgres = a.db.startswith("postgresql://")  # a worker of a scale-out deployment
+    saver: Any = postgres_saver(a.db) if postgres else sqlite_saver(Path(a.db))
     if a.crash == "after_done":
-        saver.podium_ledger = KillingLedger(Path(a.db))
+        saver.podium_ledger = KillingPostgresLedger(a.db) if postgres else KillingLedger(Path(a.db))
     app = create_agent_graph(agent, policy=policy).compile(checkpointer=saver)
 
     out: dict[str, Any] = {}

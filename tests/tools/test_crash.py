@@ -110,3 +110,30 @@ def test_killed_inside_idempotent_tool_reruns_with_same_key(crash: Crash) -> Non
         keys = [r[0] for r in db.execute("SELECT key FROM attempts")]
     assert len(keys) == 2
     assert keys[0] == keys[1] != "none"
+
+
+# -- scale-out: workers share threads through PostgreSQL -------------------------------------
+@pytest.fixture
+def pg_crash(tmp_path: Path, postgres_url: str) -> Crash:
+    crash = Crash(tmp_path)
+    crash.db = postgres_url  # type: ignore[assignment]
+    return crash
+
+
+@pytest.mark.postgres
+def test_worker_killed_mid_run_another_worker_resumes_from_postgres(pg_crash: Crash) -> None:
+    """Worker A dies after the side effect; worker B (a new process) finishes the thread."""
+    pg_crash.run("start", "--crash", "after_done", expect_kill=True)
+    assert pg_crash.count() == 1
+    result = pg_crash.run("resume")
+    assert final_answer(result) == "Charged."
+    assert pg_crash.count() == 1
+
+
+@pytest.mark.postgres
+def test_worker_killed_at_approval_another_worker_approves_from_postgres(pg_crash: Crash) -> None:
+    paused = pg_crash.run("start", "--gate", "--crash", "at_approval", expect_kill=True)
+    assert [r["tool"] for r in paused["pending"]] == ["charge"]
+    result = pg_crash.run("decide", "--gate", "--decision", '{"action": "approve", "by": "ops"}')
+    assert final_answer(result) == "Charged."
+    assert pg_crash.count() == 1
