@@ -38,7 +38,7 @@ def setup() -> None:
         if _run([str(TOOLS / "bin" / "python"), "-m", "pip", "install", "-q", "uv>=0.5"]):
             sys.exit("could not install uv from PyPI; check the network to the package index")
     env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(VENV)}
-    if _run([str(uv), "sync", "--frozen", "--extra", "local", "--quiet"], env=env):
+    if _run([str(uv), "sync", "--frozen", "--extra", "local", "--extra", "plot", "--quiet"], env=env):
         sys.exit("uv sync failed; see the output above")
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
+from langgraph.types import StateSnapshot
 from rich.console import Console
 
 from podium import runs
@@ -67,6 +68,32 @@ def _messages_in(update: Any) -> list[BaseMessage]:
     return [m for m in found if isinstance(m, BaseMessage)]
 
 
+def _key(message: BaseMessage) -> str:
+    """Identity for display: a subgraph's message reappears in its parent under a new id."""
+    calls = getattr(message, "tool_calls", None) or []
+    return json.dumps(
+        [
+            message.type,
+            getattr(message, "name", None),
+            message.text,
+            [(c["name"], c["args"]) for c in calls],
+        ],
+        default=str,
+    )
+
+
+def _known_messages(app: Pregel[Any, Any, Any, Any], config: RunnableConfig) -> list[BaseMessage]:
+    """Messages already shown for this thread, including paused subgraphs' own."""
+    found: list[BaseMessage] = []
+    pending = [app.get_state(config, subgraphs=True)]
+    while pending:
+        snapshot = pending.pop()
+        values = snapshot.values if isinstance(snapshot.values, dict) else {}
+        found += [m for m in values.get("messages") or [] if isinstance(m, BaseMessage)]
+        pending += [t.state for t in snapshot.tasks if isinstance(t.state, StateSnapshot)]
+    return found
+
+
 def drive(
     app: Pregel[Any, Any, Any, Any],
     thread: str,
@@ -77,7 +104,7 @@ def drive(
 ) -> dict[str, Any]:
     """Run (or resume) a thread, showing progress; report where it stopped."""
     config = _config(thread)
-    seen: set[str] = set()
+    seen: set[str] = {_key(m) for m in _known_messages(app, config)}
     steps: list[str] = []
     started = time.perf_counter()
     quiet = as_json or not console.is_terminal
@@ -89,7 +116,7 @@ def drive(
                 if node.startswith("__"):
                     continue
                 for message in _messages_in(update):
-                    key = message.id or repr(message.content)
+                    key = _key(message)
                     if key in seen:
                         continue
                     seen.add(key)
