@@ -21,18 +21,24 @@ from __future__ import annotations
 __all__ = [
     "ApprovalError",
     "ApproverNotAllowedError",
+    "BudgetExceededError",
     "ConfigurationError",
     "CorruptDatabaseError",
     "InvalidDecisionError",
     "InvalidModelOutputError",
     "LimitError",
     "LocalModelError",
+    "MaxHandoffsExceededError",
+    "MaxRoundsExceededError",
     "MaxStepsExceededError",
     "MissingCredentialsError",
     "ModelError",
+    "ModelFailedError",
     "ModelUnavailableError",
     "PersistenceError",
     "PodiumError",
+    "QuorumNotMetError",
+    "ReworkLimitError",
     "UnknownRequestError",
     "UnknownThreadError",
 ]
@@ -72,6 +78,16 @@ class LocalModelError(ModelUnavailableError):
     """The embedded local model could not be assembled, verified or started."""
 
 
+class ModelFailedError(ModelError):
+    """A model call failed for good, after the agent's failure policy.
+
+    Its :class:`~podium.FailurePolicy` used up the retries and fallbacks with nobody
+    to escalate to, or a human aborted the escalation. When every attempt failed
+    with a transient error (timeout, 429, 5xx, connection),
+    :class:`ModelUnavailableError` is raised instead.
+    """
+
+
 class InvalidModelOutputError(ModelError):
     """The model's output did not fit the schema it was required to follow."""
 
@@ -80,8 +96,28 @@ class LimitError(PodiumError):
     """A limit configured by the user tripped (steps, handoffs, budgets)."""
 
 
+class BudgetExceededError(LimitError):
+    """A :class:`~podium.Budget` with ``on_exhausted="raise"`` ran out before a model call."""
+
+
 class MaxStepsExceededError(LimitError):
     """An agent used all of its ``max_steps`` model calls without answering."""
+
+
+class MaxRoundsExceededError(LimitError):
+    """A manager used all of its ``max_rounds`` model calls in one turn without answering."""
+
+
+class MaxHandoffsExceededError(LimitError):
+    """Agents handed off more than ``max_handoffs`` times in one user turn (a ping-pong)."""
+
+
+class QuorumNotMetError(LimitError):
+    """Fewer parallel branches succeeded than the graph's ``quorum`` requires."""
+
+
+class ReworkLimitError(LimitError):
+    """A pipeline sent work back to an earlier stage more than ``max_rework`` times."""
 
 
 class ApprovalError(PodiumError):

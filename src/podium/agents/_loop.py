@@ -1,191 +1,57 @@
 """The agent loop: model → governed tool step → model … until an answer or a limit.
 
-Built as a LangGraph subgraph from public primitives only: a ``model`` node, a
-``tools`` node that receives one ``Send`` per tool call (so parallel calls are
-separate tasks with their own interrupts, and a resumed call never re-runs a
-sibling), and a conditional edge that routes between them.
+Built as a LangGraph subgraph from public primitives only: a ``model`` node
+(:class:`~podium.agents._step.ModelStep`), a ``tools`` node that receives one
+``Send`` per tool call (so parallel calls are separate tasks with their own
+interrupts, and a resumed call never re-runs a sibling), a conditional edge that
+routes between them and, when the agent's failure policy escalates, an ``escalate``
+node that asks a human about a model that kept failing.
 """
 
 from __future__ import annotations
 
-import threading
-import uuid
 from collections import Counter
-from collections.abc import Collection, Sequence
-from typing import Any
+from collections.abc import Collection
+from typing import Any, NotRequired
 
-import openai
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
-from langchain_core.messages.ai import UsageMetadata
-from langchain_core.messages.tool import invalid_tool_call
+from langchain_core.messages import AIMessage, AnyMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph import END, START
 from langgraph.types import Send
 from typing_extensions import TypedDict
 
-from podium.agents._models import check_model_spec, is_local_model, resolve_model
+from podium.agents._budget import UsageChannel
+from podium.agents._escalate import ESCALATE_NODE, EscalateStep, Escalation, after_escalate
+from podium.agents._models import check_model_spec
 from podium.agents._spec import Agent
-from podium.agents._structured import (
-    FINAL_ANSWER,
-    choice_response_format,
-    parse_choice,
-    render_for_json,
-    repeated_call,
-)
+from podium.agents._step import ModelStep, steps_this_turn
+from podium.agents._structured import FINAL_ANSWER
 from podium.checkpoints._messages import Messages
-from podium.errors import (
-    ConfigurationError,
-    MaxStepsExceededError,
-    ModelUnavailableError,
-    UnknownThreadError,
-)
+from podium.errors import ConfigurationError
 from podium.tools._executor import GovernedExecutor, ToolRequest
 from podium.tools._graph import GovernedGraph
 from podium.tools._policy import Policy
 
-__all__ = ["AgentState", "build_agent_loop"]
+__all__ = [
+    "AgentState",
+    "ModelStep",
+    "add_escalation",
+    "build_agent_loop",
+    "check_alternate",
+    "route_tool_calls",
+    "steps_this_turn",
+]
 
 
 class AgentState(TypedDict):
-    """State of one agent's loop: its conversation."""
+    """State of one agent's loop: its conversation, usage, and a pending escalation."""
 
     messages: Messages
     """The conversation, stored as deltas."""
-
-
-def _usage_of(exc: openai.LengthFinishReasonError) -> UsageMetadata | None:
-    usage = getattr(exc.completion, "usage", None)
-    if usage is None:
-        return None
-    return UsageMetadata(
-        input_tokens=usage.prompt_tokens,
-        output_tokens=usage.completion_tokens,
-        total_tokens=usage.total_tokens,
-    )
-
-
-def _steps_this_turn(messages: Sequence[AnyMessage]) -> int:
-    steps = 0
-    for m in reversed(messages):
-        if isinstance(m, HumanMessage):
-            break
-        if isinstance(m, AIMessage):
-            steps += 1
-    return steps
-
-
-class _ModelStep:
-    """The ``model`` node: one model call, with the model resolved lazily once."""
-
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
-        self._model: BaseChatModel | None = None
-        self._lock = threading.Lock()
-
-    def model(self) -> BaseChatModel:
-        with self._lock:
-            if self._model is None:
-                self._model = resolve_model(self.agent.model, max_tokens=self.agent.max_tokens)
-            return self._model
-
-    def _json_mode(self, model: BaseChatModel) -> bool:
-        mode = self.agent.tool_calling
-        return mode == "json" or (mode == "auto" and is_local_model(model))
-
-    def _prepare(self, state: AgentState) -> tuple[Any, list[Any], bool]:
-        messages = state.get("messages") or []
-        if not messages:
-            raise UnknownThreadError(
-                f"Agent {self.agent.name!r} has no messages to answer. If this was a resume "
-                "(Command(resume=...) or invoke(None)), the thread has no saved state.",
-                fix='Start a run with {"messages": [("user", "...")]}, or check the thread_id '
-                "and that the graph uses the same checkpointer (database file).",
-            )
-        used = _steps_this_turn(messages)
-        if used >= self.agent.max_steps:
-            raise MaxStepsExceededError(
-                f"Agent {self.agent.name!r} made {used} model calls this turn without a final "
-                f"answer (max_steps={self.agent.max_steps}).",
-                fix="Raise Agent(max_steps=...), give clearer instructions, or check the tool "
-                "results the model keeps reacting to.",
-            )
-        model = self.model()
-        tools = list(self.agent.granted_tools)
-        if self._json_mode(model):
-            # a repeated identical call means the answer is already in the history:
-            # only final_answer is offered (the grammar enforces it)
-            fmt = choice_response_format([] if repeated_call(messages) else tools)
-            prompt = render_for_json(self.agent.instructions, messages, tools)
-            return model.bind(response_format=fmt), prompt, True
-        system = [SystemMessage(self.agent.instructions)] if self.agent.instructions else []
-        runnable: Any = model.bind_tools(tools) if tools else model
-        return runnable, [*system, *messages], False
-
-    def _finish(
-        self, state: AgentState, reply: Any, json_mode: bool
-    ) -> dict[str, list[AnyMessage]]:
-        if not isinstance(reply, AIMessage):
-            reply = AIMessage(content=str(getattr(reply, "content", reply)))
-        if reply.id is None or any(m.id == reply.id for m in state.get("messages") or []):
-            # a reply must never replace an earlier message (add_messages merges by id)
-            reply = reply.model_copy(update={"id": f"{reply.id or 'ai'}-{uuid.uuid4().hex[:12]}"})
-        if json_mode:
-            reply = parse_choice(reply)
-        calls = [
-            {**c, "id": c.get("id") or f"call_{reply.id or 'x'}_{i}"}
-            for i, c in enumerate(reply.tool_calls)
-        ]
-        reply = reply.model_copy(update={"name": self.agent.name, "tool_calls": calls})
-        return {"messages": [reply]}
-
-    def _unavailable(self, exc: openai.APIConnectionError) -> ModelUnavailableError:
-        where = str(exc.request.url) if exc.request is not None else "its server"
-        return ModelUnavailableError(
-            f"Agent {self.agent.name!r} could not reach its model at {where}: {exc}. The run "
-            "stopped before this model call; its state is saved.",
-            fix="Start (or restart) the model server, then resume the thread with "
-            "invoke(None, config). For model='local', the embedded server restarts on the "
-            "next call.",
-        )
-
-    def _cut_off(self, exc: openai.LengthFinishReasonError) -> AIMessage:
-        """A JSON reply cut off at ``max_tokens``: an invalid call the model can retry."""
-        return AIMessage(
-            content="",
-            invalid_tool_calls=[
-                invalid_tool_call(
-                    name=None,
-                    args=None,
-                    id=f"cut_{uuid.uuid4().hex[:12]}",
-                    error=f"the reply was cut off at max_tokens={self.agent.max_tokens} "
-                    "before the JSON was complete; reply with a shorter choice",
-                )
-            ],
-            usage_metadata=_usage_of(exc),
-        )
-
-    def invoke(self, state: AgentState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
-        runnable, prompt, json_mode = self._prepare(state)
-        try:
-            reply = runnable.invoke(prompt, config)
-        except openai.APIConnectionError as exc:
-            raise self._unavailable(exc) from exc
-        except openai.LengthFinishReasonError as exc:
-            reply = self._cut_off(exc)
-        return self._finish(state, reply, json_mode and not getattr(reply, "invalid_tool_calls", None))
-
-    async def ainvoke(
-        self, state: AgentState, config: RunnableConfig
-    ) -> dict[str, list[AnyMessage]]:
-        runnable, prompt, json_mode = self._prepare(state)
-        try:
-            reply = await runnable.ainvoke(prompt, config)
-        except openai.APIConnectionError as exc:
-            raise self._unavailable(exc) from exc
-        except openai.LengthFinishReasonError as exc:
-            reply = self._cut_off(exc)
-        return self._finish(state, reply, json_mode and not getattr(reply, "invalid_tool_calls", None))
+    usage: NotRequired[UsageChannel]
+    """Tokens, cost and model calls so far (see :mod:`podium.agents._budget`)."""
+    escalation: NotRequired[Escalation | None]
+    """A model failure waiting for a human (set by ``model``, cleared by ``escalate``)."""
 
 
 def route_tool_calls(message: AIMessage, node: str) -> list[Send]:
@@ -220,8 +86,42 @@ def route_tool_calls(message: AIMessage, node: str) -> list[Send]:
     return sends
 
 
+def check_alternate(agent: Agent) -> None:
+    """Refuse ``FailurePolicy(alternate=...)`` outside a handoff graph.
+
+    Raises:
+        ConfigurationError: Saying where an alternate works.
+    """
+    alternate = agent.failure.alternate if agent.failure else None
+    if alternate is not None:
+        raise ConfigurationError(
+            f"Agent {agent.name!r} names alternate={alternate!r}, but only a handoff graph "
+            "can hand an agent's conversation to another agent; here there is none to route "
+            "to.",
+            fix="Use alternate= in a handoff graph (with a route to the alternate), or remove "
+            "it and rely on fallbacks= and escalation.",
+        )
+
+
+def add_escalation(graph: Any, step: ModelStep, model_node: str) -> list[str]:
+    """Add the ``escalate`` step after ``model_node`` when the agent escalates failures.
+
+    Returns:
+        The extra targets for the model node's conditional edge.
+    """
+    if not step.escalates:
+        return []
+    escalate = EscalateStep(step.agent.name)
+    graph.add_node(ESCALATE_NODE, RunnableLambda(escalate.invoke, name=ESCALATE_NODE))
+    graph.add_conditional_edges(ESCALATE_NODE, after_escalate(model_node), [model_node, END])
+    return [ESCALATE_NODE]
+
+
 def build_agent_loop(
-    agent: Agent, *, known_tools: Collection[str] = (), policy: Policy | None = None
+    agent: Agent,
+    *,
+    known_tools: Collection[str] = (),
+    policy: Policy | None = None,
 ) -> GovernedGraph[AgentState, None, AgentState, AgentState]:
     """Build the uncompiled loop graph for one agent.
 
@@ -232,7 +132,12 @@ def build_agent_loop(
         policy: Applied to every tool call (default: allow every granted call).
 
     Returns:
-        An uncompiled ``StateGraph`` with nodes ``model`` and ``tools``.
+        An uncompiled ``StateGraph`` with nodes ``model`` and ``tools``, and
+        ``escalate`` when the agent's failure policy escalates to a human.
+
+    Raises:
+        ConfigurationError: For an invalid model spec, a tool named like the JSON
+            mode's reserved choice, or an ``alternate`` (only handoff graphs route).
     """
     check_model_spec(agent.model)
     if agent.tool_calling != "native" and FINAL_ANSWER in agent.tool_names:
@@ -241,8 +146,18 @@ def build_agent_loop(
             "reserves for the final reply.",
             fix="Rename the tool, or set tool_calling='native'.",
         )
-    step = _ModelStep(agent)
-    executor = GovernedExecutor(agent.name, agent.granted_tools, known_tools, policy)
+    check_alternate(agent)
+    step = ModelStep(agent)
+    timeout = agent.failure.tool_timeout if agent.failure else None
+    executor = GovernedExecutor(
+        agent.name, agent.granted_tools, known_tools, policy, timeout=timeout
+    )
+
+    def model(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+        return step.invoke(state, config)
+
+    async def amodel(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+        return await step.ainvoke(state, config)
 
     def run_tool(req: ToolRequest, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
         return {"messages": [executor.run(req, config)]}
@@ -251,15 +166,18 @@ def build_agent_loop(
         return {"messages": [await executor.arun(req, config)]}
 
     def route(state: AgentState) -> list[Send] | str:
+        if state.get("escalation"):
+            return ESCALATE_NODE
         last = state["messages"][-1] if state["messages"] else None
         if isinstance(last, AIMessage) and (last.tool_calls or last.invalid_tool_calls):
             return route_tool_calls(last, "tools")
         return END
 
     graph: GovernedGraph[AgentState, None, AgentState, AgentState] = GovernedGraph(AgentState)
-    graph.add_node("model", RunnableLambda(step.invoke, afunc=step.ainvoke, name="model"))
+    graph.add_node("model", RunnableLambda(model, afunc=amodel, name="model"))
     graph.add_node("tools", RunnableLambda(run_tool, afunc=arun_tool, name="tools"))
     graph.add_edge(START, "model")
-    graph.add_conditional_edges("model", route, ["tools", END])
+    extra = add_escalation(graph, step, "model")
+    graph.add_conditional_edges("model", route, ["tools", *extra, END])
     graph.add_edge("tools", "model")
     return graph

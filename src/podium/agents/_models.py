@@ -67,7 +67,10 @@ def check_model_spec(spec: str | BaseChatModel) -> None:
 
 
 def resolve_model(
-    spec: str | BaseChatModel = "default", *, max_tokens: int | None = None
+    spec: str | BaseChatModel = "default",
+    *,
+    max_tokens: int | None = None,
+    max_retries: int | None = None,
 ) -> BaseChatModel:
     """Turn a model spec into a chat model.
 
@@ -84,6 +87,9 @@ def resolve_model(
     Args:
         spec: The model spec.
         max_tokens: Upper bound on generated tokens per call, where the model takes one.
+        max_retries: Retries of the OpenAI client itself (``None``: its default, 2).
+            Agents with a :class:`~podium.FailurePolicy` pass ``0``: the policy
+            retries, with backoff, budget checks and run events.
 
     Returns:
         A chat model.
@@ -113,6 +119,7 @@ def resolve_model(
         api_key=SecretStr(key),
         base_url=os.environ.get("OPENAI_BASE_URL") or None,
         max_tokens=max_tokens,
+        max_retries=max_retries,
         metadata={"podium_model": spec},
     )
 

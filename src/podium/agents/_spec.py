@@ -10,7 +10,10 @@ from typing import Any, Literal
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool
 from langchain_core.tools import tool as as_tool
+from pydantic import BaseModel
 
+from podium.agents._budget import Budget
+from podium.agents._failure import FailurePolicy
 from podium.errors import ConfigurationError
 
 __all__ = ["NAME_PATTERN", "Agent", "ToolCalling", "validate_name"]
@@ -107,6 +110,26 @@ class Agent:
     and ``"native"`` otherwise."""
     max_tokens: int | None = None
     """Upper bound on tokens generated per model call (``None``: the model's default)."""
+    failure: FailurePolicy | None = None
+    """What to do when the model fails: retries, fallback models, an alternate agent,
+    a human (:class:`~podium.FailurePolicy`), and model/tool timeouts. ``None``: no
+    retries by podium (an unreachable server raises
+    :class:`~podium.errors.ModelUnavailableError`, other errors propagate)."""
+    budget: Budget | None = None
+    """What this agent may use over the whole run (:class:`~podium.Budget`), checked
+    before each of its model calls, besides any run or delegation budget."""
+    parallel_tool_calls: bool | None = None
+    """Whether one reply may call several tools, which then run in parallel. With
+    JSON tool calling, ``True`` also accepts ``{"calls": [{"tool", "args"}, ...]}``
+    (``None``/``False``: one call per reply); with native tool calling, ``False`` asks
+    the provider for one call per reply (``None``/``True``: the provider's default).
+    A manager graph sets ``True`` for its manager unless this is ``False``."""
+    output: type[BaseModel] | None = None
+    """The final answer's type: a JSON object of this pydantic model. With JSON tool
+    calling the grammar constrains the answer to the model's schema (small models
+    cannot get its shape wrong); a pipeline ``Stage(output=...)`` sets it for its
+    agent. Native tool calling leaves the answer to the prompt; the pipeline still
+    validates it."""
 
     def __post_init__(self) -> None:
         """Validate fields and normalise ``tools`` to a tuple of ``BaseTool``."""
@@ -128,6 +151,36 @@ class Agent:
                 f"Agent {self.name!r}: model must be a string such as 'local' or "
                 f"'openai:gpt-4.1-mini', or a langchain BaseChatModel; got {self.model!r}.",
                 fix="Pass model='default' to use OPENAI_API_KEY when set, else the local model.",
+            )
+        if self.failure is not None and not isinstance(self.failure, FailurePolicy):
+            raise ConfigurationError(
+                f"Agent {self.name!r}: failure must be a podium FailurePolicy, got "
+                f"{type(self.failure).__name__}.",
+                fix="Pass failure=FailurePolicy(retries=2, fallbacks=[...]).",
+            )
+        if self.parallel_tool_calls not in (None, True, False):
+            raise ConfigurationError(
+                f"Agent {self.name!r}: parallel_tool_calls must be True, False or None, got "
+                f"{self.parallel_tool_calls!r}.",
+                fix="Leave it None unless the agent should (not) call several tools at once.",
+            )
+        if self.output is not None and not (
+            isinstance(self.output, type) and issubclass(self.output, BaseModel)
+        ):
+            raise ConfigurationError(
+                f"Agent {self.name!r}: output={self.output!r} is not a pydantic model class.",
+                fix="Pass a BaseModel subclass, or output=None for a text answer.",
+            )
+        if self.budget is not None and not isinstance(self.budget, Budget):
+            raise ConfigurationError(
+                f"Agent {self.name!r}: budget must be a podium Budget, got "
+                f"{type(self.budget).__name__}.",
+                fix="Pass budget=Budget(output_tokens=2000).",
+            )
+        if self.failure is not None and self.failure.alternate == self.name:
+            raise ConfigurationError(
+                f"Agent {self.name!r} names itself as its alternate.",
+                fix="Name another agent of the handoff graph, or leave alternate=None.",
             )
         tools = tuple(_to_tool(t, self.name) for t in self.tools)
         seen: set[str] = set()
