@@ -108,7 +108,12 @@ class RunLedgerHandler(BaseCallbackHandler):
     """
 
     raise_error = False
-    run_inline = False
+    # Every method only queues (non-blocking), so it runs inline: under ``ainvoke`` a
+    # non-inline sync handler costs a thread-pool hop per callback event. Chain and
+    # retriever events are not recorded, so LangChain need not dispatch them.
+    run_inline = True
+    ignore_chain = True
+    ignore_retriever = True
 
     def __init__(
         self,
