@@ -38,7 +38,8 @@ def setup() -> None:
         if _run([str(TOOLS / "bin" / "python"), "-m", "pip", "install", "-q", "uv>=0.5"]):
             sys.exit("could not install uv from PyPI; check the network to the package index")
     env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(VENV)}
-    if _run([str(uv), "sync", "--frozen", "--extra", "local", "--extra", "plot", "--quiet"], env=env):
+    sync = [str(uv), "sync", "--frozen", "--extra", "local", "--extra", "plot", "--quiet"]
+    if _run(sync, env=env):
         sys.exit("uv sync failed; see the output above")
 
 
@@ -56,8 +57,16 @@ def main(argv: list[str]) -> int:
         setup()
         for cmd in (
             [str(bin_ / "ruff"), "check", "src", "tests", "scripts", "notebooks", "benchmarks"],
-            [str(bin_ / "ruff"), "format", "--check", "src", "tests", "scripts", "notebooks",
-             "benchmarks"],
+            [
+                str(bin_ / "ruff"),
+                "format",
+                "--check",
+                "src",
+                "tests",
+                "scripts",
+                "notebooks",
+                "benchmarks",
+            ],
             [str(bin_ / "mypy")],
         ):
             if code := _run(cmd):
