@@ -200,7 +200,6 @@ def start_server() -> tuple[Server | None, str | None]:
     server = Server()
     try:
         server.start()
-        server.prepare_template()
     except Exception as exc:
         server.stop()
         detail = (
@@ -209,6 +208,11 @@ def start_server() -> tuple[Server | None, str | None]:
             else ""
         )
         return None, f"could not start PostgreSQL: {exc} {detail}".strip()
+    try:
+        server.prepare_template()  # podium's own code: a failure here is a test failure
+    except BaseException:
+        server.stop()
+        raise
     return server, None
 
 

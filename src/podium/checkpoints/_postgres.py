@@ -15,7 +15,9 @@ fresh database.
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -63,9 +65,27 @@ def _unreachable(url: str, exc: BaseException) -> PersistenceError:
     )
 
 
+def _locked(row: Any) -> bool:
+    """Read ``pg_try_advisory_lock``'s answer from a tuple or dict row."""
+    if row is None:
+        return False
+    return bool(row["locked"] if isinstance(row, dict) else row[0])
+
+
 @contextmanager
-def _setup_lock(conn: Connection[Any]) -> Iterator[None]:
-    conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
+def _setup_lock(conn: Connection[Any], timeout: float = 300.0) -> Iterator[None]:
+    # Poll with pg_try_advisory_lock instead of blocking in pg_advisory_lock: a waiter
+    # blocked inside a statement holds a transaction open, and the migrations' CREATE
+    # INDEX CONCURRENTLY waits for every open transaction -- an undetected deadlock
+    # between the lock holder and its waiters. Polling leaves no transaction open.
+    deadline = time.monotonic() + timeout
+    while True:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s) AS locked", (_SETUP_LOCK,)).fetchone()
+        if _locked(row):
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"podium's schema set-up lock was busy for {timeout:.0f} s")
+        time.sleep(0.2)
     try:
         yield
     finally:
@@ -307,7 +327,16 @@ def async_postgres_saver(
             saver = PodiumAsyncPostgresSaver(pool, serde=podium_serde(allowed_types))
             saver.url = url
             async with pool.connection() as conn:
-                await conn.execute("SELECT pg_advisory_lock(%s)", (_SETUP_LOCK,))
+                deadline = time.monotonic() + 300.0
+                while True:  # poll, never block in a statement (see _setup_lock)
+                    cur = await conn.execute(
+                        "SELECT pg_try_advisory_lock(%s) AS locked", (_SETUP_LOCK,)
+                    )
+                    if _locked(await cur.fetchone()):
+                        break
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("podium's schema set-up lock was busy for 300 s")
+                    await asyncio.sleep(0.2)
                 try:
                     await saver.setup()
                 finally:
