@@ -101,11 +101,16 @@ def _tracing(monkeypatch: pytest.MonkeyPatch, on: bool) -> None:
 
 
 def _reset_langsmith_caches() -> None:
+    """Forget cached settings and the cached client, so a test can point them elsewhere."""
+    import langsmith.run_trees as run_trees
     import langsmith.utils as ls_utils
-    from langchain_core.tracers import langchain as lc_tracer
 
     ls_utils.get_env_var.cache_clear()
-    lc_tracer._CLIENT = None  # the tracer caches its client; a test points it elsewhere
+    client = run_trees._CLIENT
+    if client is not None:
+        client.flush()
+        client.session.close()
+    run_trees._CLIENT = None
 
 
 def test_run_tree_arrives_with_agent_names(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
