@@ -75,7 +75,7 @@ class ScriptedChatModel(BaseChatModel):
     ])
     ...
     model.assert_consumed()
-    assert model.calls[0].tools == ["lookup"]
+    model.calls[0].tools  # ["lookup"]: the tools bound for the first call
     ```
 
     Replies:
