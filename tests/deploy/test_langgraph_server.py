@@ -110,7 +110,11 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
 def test_run_interrupt_resume_with_the_sdk(server: dict[str, Any]) -> None:
     from langgraph_sdk import get_sync_client
 
-    client = get_sync_client(url=server["url"])
+    with get_sync_client(url=server["url"]) as client:
+        drive_the_support_desk(client, server)
+
+
+def drive_the_support_desk(client: Any, server: dict[str, Any]) -> None:
     thread = client.threads.create()["thread_id"]
     client.runs.wait(thread, "support", input={"messages": [{"role": "user", "content": REQUEST}]})
     state = client.threads.get_state(thread)
