@@ -1,0 +1,209 @@
+# ruff: noqa: RUF001, RUF002
+"""4. Storage after a long chat, and 5. resume latency at 0, 100 and 1,000 messages.
+
+Storage: 200 turns, each a 500-character user message and a 500-character reply,
+through podium's ``create_agent_graph`` on ``sqlite_saver`` and through the
+hand-written raw agent (``add_messages``) on LangGraph's stock ``SqliteSaver``.
+Storage is the database file's growth (after a WAL checkpoint, so the WAL is
+folded in; for podium it includes the run ledger's events, which live in the
+same file) divided by the raw message bytes (200 × 2 × 500).
+
+Resume: a thread whose history holds N messages (built by real turns), then the
+wall time of ``get_state`` and of a new turn's set-up -- from ``invoke`` until the
+model is called (a callback on ``on_chat_model_start``). Each measured turn forks
+from the same checkpoint, so the history stays at N.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.messages import AIMessage
+from langchain_core.runnables import RunnableConfig
+
+from benchmarks import _scenarios as S
+from benchmarks._harness import Row, interleave, ratio_row
+from podium import Agent
+from podium.checkpoints import sqlite_saver
+from podium.graphs import create_agent_graph
+
+CHARS = 500
+
+
+def text(turn: int, who: str) -> str:
+    head = f"{who} turn {turn}: "
+    return (head + "lorem ipsum dolor sit amet " * 40)[:CHARS]
+
+
+def podium_chat(replies: list[AIMessage]) -> Any:
+    return create_agent_graph(
+        Agent(name="chat", instructions=S.INSTRUCTIONS, model=S.model(replies), max_steps=1)
+    )
+
+
+def raw_chat(replies: list[AIMessage]) -> Any:
+    return S.raw_agent(S.model(replies), [])
+
+
+def _file_bytes(path: Path) -> int:
+    db = sqlite3.connect(path)
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.close()
+    return path.stat().st_size
+
+
+def _chat(app: Any, thread: str, turns: int, first: int = 0) -> None:
+    config: RunnableConfig = {"configurable": {"thread_id": thread}}
+    for t in range(first, first + turns):
+        app.invoke({"messages": [("user", text(t, "user"))]}, config)
+
+
+def storage(quick: bool) -> Row:
+    turns = 10 if quick else 200
+    home = Path(tempfile.mkdtemp(prefix="podium-bench-storage-"))
+    replies = [S.reply(text(t, "assistant")) for t in range(turns)]
+    grown: dict[str, int] = {}
+    for side in ("podium", "stock"):
+        path = home / f"{side}.sqlite"
+        if side == "podium":
+            saver: Any = sqlite_saver(path)
+            app = podium_chat(replies).compile(checkpointer=saver)
+        else:
+            saver = S.stock_saver(path, tuned=False)
+            app = raw_chat([r.model_copy() for r in replies]).compile(checkpointer=saver)
+        empty = _file_bytes(path)
+        _chat(app, "chat", turns)
+        if side == "podium":
+            from podium.tools._graph import run_ledger_for
+
+            handler = run_ledger_for(saver)
+            if handler is not None:
+                handler.flush()
+        grown[side] = _file_bytes(path) - empty
+        if side == "podium":
+            saver.close()
+        else:
+            saver.conn.close()
+    raw = turns * 2 * CHARS
+    p, s = grown["podium"] / raw, grown["stock"] / raw
+    return Row(
+        "4",
+        f"Storage after {turns} turns (2 × 500-char messages a turn) ÷ raw message bytes",
+        f"{p:.1f}× ({grown['podium'] / 1e6:.2f} MB)",
+        f"{s:.1f}× ({grown['stock'] / 1e6:.2f} MB)",
+        p / s,
+        "≤ 3×",
+        None if quick else p <= 3,
+        note="baseline: `add_messages` + stock `SqliteSaver`; file growth after a WAL checkpoint",
+    )
+
+
+class _Stamp(BaseCallbackHandler):
+    run_inline = True
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
+        if self.at is None:
+            self.at = time.perf_counter()
+
+
+def resume(quick: bool) -> list[Row]:
+    sizes = (0, 10, 40) if quick else (0, 100, 1000)
+    repeats = 2 if quick else 15
+    home = Path(tempfile.mkdtemp(prefix="podium-bench-resume-"))
+    savers = {
+        "podium": sqlite_saver(home / "podium.sqlite"),
+        "stock": S.stock_saver(home / "stock.sqlite", tuned=False),
+    }
+    builders: dict[str, Callable[[list[AIMessage]], Any]] = {
+        "podium": podium_chat,
+        "stock": raw_chat,
+    }
+    rows: list[Row] = []
+    for i, size in enumerate(sizes):
+        turns = size // 2
+        measured = repeats + 1
+        base: dict[str, RunnableConfig] = {}
+        apps: dict[str, Any] = {}
+        for side in ("podium", "stock"):
+            replies = [S.reply(text(t, "assistant")) for t in range(turns + 2 * measured)]
+            app = builders[side](replies).compile(checkpointer=savers[side])
+            thread = uuid.uuid4().hex
+            _chat(app, thread, turns)
+            config: RunnableConfig = {"configurable": {"thread_id": thread}}
+            state = app.get_state(config)
+            if len(state.values.get("messages", [])) != size:
+                raise RuntimeError(f"{side}: built {len(state.values['messages'])} messages")
+            base[side] = state.config if size else config
+            apps[side] = app
+
+        def get_state(side: str, apps: Any = apps, base: Any = base) -> Callable[[], float]:
+            def sample() -> float:
+                start = time.perf_counter()
+                apps[side].get_state(base[side])
+                return time.perf_counter() - start
+
+            return sample
+
+        def setup(
+            side: str, apps: Any = apps, base: Any = base, size: int = size
+        ) -> Callable[[], float]:
+            def sample() -> float:
+                stamp = _Stamp()
+                config = {**base[side], "callbacks": [stamp]}
+                if not size:
+                    config = {"configurable": {"thread_id": uuid.uuid4().hex}, "callbacks": [stamp]}
+                start = time.perf_counter()
+                apps[side].invoke({"messages": [("user", text(size, "user"))]}, config)
+                assert stamp.at is not None
+                return stamp.at - start
+
+            return sample
+
+        stats = interleave(
+            {
+                "get:podium": get_state("podium"),
+                "get:stock": get_state("stock"),
+                "setup:podium": setup("podium"),
+                "setup:stock": setup("stock"),
+            },
+            repeats=repeats,
+        )
+        target = 0.010 if size == 1000 else None  # (quick mode: no verdict)
+        for kind, label, letter in (
+            ("get", "`get_state`", "a"),
+            ("setup", "next-turn set-up (invoke → model call)", "b"),
+        ):
+            row = ratio_row(
+                f"5{letter}{i}",
+                f"Resume latency at {size} messages of history: {label}",
+                stats[f"{kind}:podium"],
+                stats[f"{kind}:stock"],
+                target=None,
+                note="baseline: `add_messages` + stock `SqliteSaver`",
+            )
+            if target is not None:
+                row.target = "≤ 10 ms"
+                row.ok = stats[f"{kind}:podium"].median <= target
+            rows.append(row)
+    for side, saver in savers.items():
+        if side == "podium":
+            saver.close()
+        else:
+            saver.conn.close()
+    return rows
+
+
+def run(quick: bool) -> list[Row]:
+    return [storage(quick), *resume(quick)]

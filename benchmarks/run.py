@@ -1,0 +1,269 @@
+# ruff: noqa: RUF001
+"""Run every benchmark and write ``benchmarks/REPORT.md``.
+
+Usage (from the repository root)::
+
+    .venv/bin/python -m benchmarks.run            # full run, ~10 min, rewrites REPORT.md
+    .venv/bin/python -m benchmarks.run --quick    # tiny counts, no local model (< 60 s)
+    .venv/bin/python -m benchmarks.run --only cpu,tokens --output /tmp/r.md
+
+Every row compares podium with a baseline measured in the same run (interleaved
+repeats, medians, IQR in parentheses). The machine's details and its load average
+before and after each group are part of the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import importlib.metadata
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+from benchmarks._harness import Row, loadavg
+
+ROOT = Path(__file__).resolve().parent.parent
+GROUPS = ("cpu", "durable", "fanout", "storage", "concurrency", "tokens", "local")
+ROW_IDS = [
+    "1a",
+    "1b",
+    "1c",
+    "1d",
+    "2a",
+    "2b",
+    "3a",
+    "3b",
+    "3c",
+    "3d",
+    "4",
+    "5a0",
+    "5b0",
+    "5a1",
+    "5b1",
+    "5a2",
+    "5b2",
+    "6",
+    "7a",
+    "7b",
+    "7c",
+    "8",
+    "9",
+]
+"""Every row the report has, in quick mode too (``tests/test_benchmarks_quick.py``)."""
+
+TARGETS = {  # row id -> numeric target of the ratio, for "misses by"
+    "1a": 1.10,
+    "1b": 1.10,
+    "1c": 1.10,
+    "1d": 1.10,
+    "2a": 2.0,
+    "7a": 0.5,
+    "7b": 0.5,
+    "7c": 0.5,
+    "9": 1.05,
+}
+
+WHY = {
+    "1": "Per-step CPU (sampled profile of the manager turn): podium's own code is ~15% of "
+    "a step and no single item dominates -- the model step's bookkeeping (budget meter, "
+    "failure-policy driver, re-binding tools and `merge_configs` tagging on every call) "
+    "~45% of it, folding `usage` dicts ~17%, `emit` custom events through LangChain's "
+    "callback manager ~13%, the executor's checks ~10%, `merge_messages` ~9%. On SQLite the "
+    "run ledger (row 9) adds the rest.",
+    "2": "Durable step: `SqliteSaver.put` and `put_writes` are separate transactions (≈2 "
+    "commits a step, as stock), each with serialisation and Python around it: with the run "
+    "ledger off, put ≈ 110 µs and put_writes ≈ 150 µs; with it on, its writer thread shares "
+    "the file and the GIL (≈ 160 / 320 µs). A side-effecting tool adds 3-4 ledger statements "
+    "(get, start + re-read, finish), each its own transaction on a second connection.",
+    "3": "Fan-out is CPU-bound, not wait-bound: every branch is a subgraph run (own "
+    "checkpoints, callbacks, model step), ~6-10 ms CPU each, and one process runs Python on "
+    "one core at a time, so 100 branches cost ≥ 0.6-1 s whatever the 100 ms waits do. The "
+    "hand-written raw fan-out with subgraphs is slower still (ratio column); ≤ 1.2× at 100 "
+    "branches needs < 0.2 ms CPU a branch, i.e. branches that are not subgraphs.",
+    "4": "Storage (200 turns): DeltaChannel snapshots every 100 updates (≈ 3.6× raw, growing "
+    "linearly with the chat; `snapshot_frequency=1000` gives 6.9× total), the `usage` "
+    "channel stored whole in every checkpoint (≈ 0.8×), and LangGraph's own per-checkpoint "
+    "bytes (channel versions, versions_seen, the input copied into `__start__`: ≈ 3×).",
+    "5": "Resume at 1,000 messages is deserialisation-bound (profile: "
+    "`benchmarks/profiles/resume.txt`): ~15 µs a message in LangGraph's jsonplus `ext_hook` "
+    "(an `import_module` per object) and pydantic validation; stock pays the same in "
+    "`get_state`. podium's next-turn set-up is 2× faster than stock's.",
+    "7": "Tokens: the saving comes from specialists seeing only their task; the coordinator "
+    "re-sends its history on every call on both sides, and podium's three delegation tools "
+    "each carry a ~30-token description of `task` (241 vs 124 schema tokens a manager call).",
+    "9": "Run ledger: with a handler attached, LangChain builds callback managers and run ids "
+    "for every runnable; the writer thread's `dataclasses.asdict` + JSON + SQLite insert per "
+    "event competes for the GIL (with the sink a no-op the overhead is ~5%).",
+}
+
+
+def machine() -> list[str]:
+    """The machine's and the software's details, as report lines."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f"{kb / 1024 / 1024:.1f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    versions = []
+    for pkg in (
+        "langgraph",
+        "langgraph-checkpoint",
+        "langgraph-checkpoint-sqlite",
+        "langchain-core",
+        "langgraph-supervisor",
+        "pydantic",
+    ):
+        try:
+            versions.append(f"{pkg} {importlib.metadata.version(pkg)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{pkg} (not installed)")
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "src"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        commit = f"{commit}{' + uncommitted changes in src/' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return [
+        f"- CPU: {cpu}; {os.cpu_count()} logical cores ({usable} usable); memory {memory}",
+        f"- OS: {platform.platform()}; Python {platform.python_version()}; "
+        f"SQLite {sqlite3.sqlite_version}",
+        f"- {', '.join(versions)}",
+        f"- podium commit: {commit}",
+    ]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render(
+    rows: list[Row],
+    loads: list[tuple[str, tuple[float, ...], tuple[float, ...], float]],
+    quick: bool,
+    started: dt.datetime,
+    seconds: float,
+    failures: list[str],
+) -> str:
+    out = [
+        "# podium benchmarks",
+        "",
+        f"Generated by `python3 scripts/dev.py bench` (`.venv/bin/python -m benchmarks.run"
+        f"{' --quick' if quick else ''}`) on {started:%Y-%m-%d %H:%M} UTC in {seconds:.0f} s"
+        f"{' — QUICK MODE: tiny counts, numbers are not meaningful' if quick else ''}.",
+        "Each row: median (IQR) of interleaved podium/baseline samples from the same run; "
+        "ratio = podium ÷ baseline. The machine is shared: read the load averages.",
+        "",
+        "## Machine",
+        "",
+        *machine(),
+        "- load average (1/5/15 min) per group, before → after: "
+        + "; ".join(
+            f"{g} {b[0]:.1f}/{b[1]:.1f}/{b[2]:.1f} → {a[0]:.1f}/{a[1]:.1f}/{a[2]:.1f} ({s:.0f} s)"
+            for g, b, a, s in loads
+        ),
+        "",
+        "## Results",
+        "",
+        "| # | benchmark | podium | baseline | ratio | target | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(rows, key=lambda r: ROW_IDS.index(r.id) if r.id in ROW_IDS else 99):
+        ratio = "—" if r.ratio is None else f"{r.ratio:.2f}×"
+        out.append(
+            f"| {r.id} | {_cell(r.title)} | {_cell(r.podium)} | {_cell(r.baseline)} | "
+            f"{ratio} | {_cell(r.target)} | {r.verdict} |"
+        )
+    out += ["", "## Notes per row", ""]
+    ordered = sorted(rows, key=lambda r: ROW_IDS.index(r.id) if r.id in ROW_IDS else 99)
+    out += [f"- **{r.id}**: {r.note}" for r in ordered if r.note]
+    misses = [r for r in ordered if r.ok is False]
+    out += ["", "## Misses", ""]
+    if not misses:
+        out.append("None.")
+    for r in misses:
+        target = TARGETS.get(r.id)
+        by = (
+            f"{r.ratio:.2f}× against ≤ {target:g}× — misses by {(r.ratio / target - 1) * 100:.0f}%"
+            if target and r.ratio
+            else f"{r.podium} against {r.target}"
+        )
+        out.append(f"- **{r.id}** {r.title}: {by}.")
+    causes = sorted({r.id[0] for r in misses})
+    if misses:
+        out += ["", "Why:", ""]
+        out += [f"- ({c}) {WHY[c]}" for c in causes if c in WHY]
+    if failures:
+        out += ["", "## Failed groups", ""] + [f"- {f}" for f in failures]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny counts; skip the local model")
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "REPORT.md")
+    parser.add_argument("--only", default="", help=f"comma-separated groups: {','.join(GROUPS)}")
+    args = parser.parse_args(argv)
+    groups = [g for g in args.only.split(",") if g] or list(GROUPS)
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        parser.error(f"unknown groups {sorted(unknown)}; choose from {', '.join(GROUPS)}")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*create_react_agent.*")
+    started, t0 = dt.datetime.now(dt.UTC), time.perf_counter()
+    rows: list[Row] = []
+    loads: list[tuple[str, tuple[float, ...], tuple[float, ...], float]] = []
+    failures: list[str] = []
+    for group in groups:
+        before, g0 = loadavg(), time.perf_counter()
+        print(f"[bench] {group} ...", flush=True)
+        try:
+            module = importlib.import_module(f"benchmarks.bench_{group}")
+            got = module.run(args.quick)
+        except Exception:
+            failures.append(f"{group}: {traceback.format_exc().strip().splitlines()[-1]}")
+            traceback.print_exc()
+            continue
+        rows += got
+        loads.append((group, before, loadavg(), time.perf_counter() - g0))
+        for r in got:
+            ratio = "" if r.ratio is None else f"  ratio {r.ratio:.2f}"
+            print(f"  {r.id:4} {r.verdict:4} {r.podium} vs {r.baseline}{ratio}", flush=True)
+    text = render(rows, loads, args.quick, started, time.perf_counter() - t0, failures)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(f"[bench] wrote {args.output}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
