@@ -88,7 +88,10 @@ def test_transfer_then_the_receiver_answers() -> None:
     handoff = messages[2]
     assert handoff.tool_call_id == "h1"
     assert handoff.status == "success"
-    assert handoff.content == "Transferred to billing. Reason: refund request"
+    assert handoff.content == (
+        "Transferred to billing. Reason: refund request\n"
+        "Next step: billing handles the request with its own tools."
+    )
     assert handoff.artifact == {
         "handoff": {"from": "triage", "to": "billing", "reason": "refund request"}
     }

@@ -19,6 +19,7 @@ from podium.agents import Agent, Budget
 from podium.agents._budget import UsageChannel, budget_binding, member_config, usage_of
 from podium.agents._escalate import ESCALATE_NODE
 from podium.agents._loop import AgentState, ModelStep, add_escalation, route_tool_calls
+from podium.agents._structured import NEXT_STEP
 from podium.checkpoints._messages import Messages
 from podium.errors import ConfigurationError, MaxHandoffsExceededError
 from podium.graphs._members import (
@@ -158,7 +159,10 @@ class _AgentRunner:
                 target = wanted
                 reason = str(req["args"]["reason"])
                 answers[req["id"]] = ToolMessage(
-                    content=f"Transferred to {wanted}. Reason: {reason}",
+                    # the receiver acts next, so the result names that step (a small model
+                    # otherwise takes the generic "reply with final_answer" cue literally)
+                    content=f"Transferred to {wanted}. Reason: {reason}\n"
+                    f"{NEXT_STEP} {wanted} handles the request with its own tools.",
                     tool_call_id=req["id"],
                     name=req["name"] or "",
                     artifact={"handoff": {"from": self.agent.name, "to": wanted, "reason": reason}},
