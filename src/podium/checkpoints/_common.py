@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from types import TracebackType
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
@@ -81,3 +81,24 @@ class AsyncOpener(Generic[S]):
         if self._saver is not None:
             await self._saver.aclose()
             self._saver = None
+
+
+class ClosesPool:
+    """Mixin for podium's Postgres saver and store: they own their connection pool.
+
+    ``close()`` closes it; the object is also a context manager that closes it.
+    """
+
+    def close(self) -> None:
+        """Close the connection pool (a connection passed in by the caller is left open)."""
+        from psycopg_pool import ConnectionPool  # the postgres extra is imported on use
+
+        pool = getattr(self, "conn", None)
+        if isinstance(pool, ConnectionPool):
+            pool.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -30,7 +30,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from podium.checkpoints._common import AsyncOpener, podium_serde
+from podium.checkpoints._common import AsyncOpener, ClosesPool, podium_serde
 from podium.checkpoints._ledger import Row, ToolLedger, ledger_schema
 from podium.errors import ConfigurationError, PersistenceError
 
@@ -171,7 +171,7 @@ def _check_pool_size(pool_size: int) -> None:
         )
 
 
-class PodiumPostgresSaver(PostgresSaver):
+class PodiumPostgresSaver(ClosesPool, PostgresSaver):
     """A ``PostgresSaver`` on its own connection pool, with the ledger in the same database.
 
     Use it as a plain object (``saver.close()`` when done) or as a context manager.
@@ -214,17 +214,6 @@ class PodiumPostgresSaver(PostgresSaver):
         """Delete the thread's checkpoints, writes, blobs, and its ledger rows."""
         super().delete_thread(thread_id)
         self.podium_ledger.delete_thread(str(thread_id))
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        if isinstance(self.conn, ConnectionPool):
-            self.conn.close()
-
-    def __enter__(self) -> PodiumPostgresSaver:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def postgres_saver(

@@ -26,6 +26,7 @@ from psycopg import Connection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from podium.checkpoints._common import ClosesPool
 from podium.checkpoints._integrity import check_database_file
 from podium.checkpoints._postgres import _CONN_KWARGS, _setup_lock, _unreachable
 
@@ -95,19 +96,8 @@ def sqlite_store(
     return store
 
 
-class PodiumPostgresStore(PostgresStore):
+class PodiumPostgresStore(ClosesPool, PostgresStore):
     """A ``PostgresStore`` on its own connection pool; close it, or use it as a context manager."""
-
-    def close(self) -> None:
-        """Close the connection pool."""
-        if isinstance(self.conn, ConnectionPool):
-            self.conn.close()
-
-    def __enter__(self) -> PodiumPostgresStore:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def postgres_store(
