@@ -209,6 +209,28 @@ def test_events_are_written_in_batches() -> None:
     assert len(batches) < 120
 
 
+def test_a_full_buffer_drops_and_counts_instead_of_blocking() -> None:
+    written: list[str] = []
+    handler = RunLedgerHandler(
+        lambda b: written.extend(e.thread_id for e in b), max_queue=10, interval=60
+    )
+    for i in range(15):
+        handler._put(RunEvent(kind="policy", thread_id=str(i)))
+    assert handler.dropped == 5
+    handler.flush()
+    assert written == [str(i) for i in range(10)]
+    assert handler.written == 10
+
+
+def test_close_writes_what_is_queued_and_stops_the_writer() -> None:
+    written: list[str] = []
+    handler = RunLedgerHandler(lambda b: written.extend(e.thread_id for e in b), interval=60)
+    handler._put(RunEvent(kind="policy", thread_id="last"))
+    handler.close()
+    assert written == ["last"]
+    assert not handler._thread.is_alive()
+
+
 def test_ledger_off_records_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PODIUM_RUN_LEDGER", "off")
     saver = sqlite_saver(tmp_path / "runs.sqlite")

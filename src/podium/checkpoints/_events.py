@@ -8,6 +8,7 @@ them here.
 from __future__ import annotations
 
 import json
+import operator
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
@@ -31,6 +32,10 @@ _COLUMNS = (
     "run_id",
     "parent_run_id",
     "data",
+)
+_FIELDS = operator.attrgetter(*_COLUMNS[:-1])  # every column but ``data``
+_INSERT = (
+    f"INSERT INTO podium_events ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
 )
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS podium_events (
@@ -71,20 +76,30 @@ class EventStore:
         self._db.executescript(_SCHEMA)
 
     def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Append a batch of events in one transaction."""
-        values = [
-            tuple(
-                json.dumps(r.get(c) or {}, default=str) if c == "data" else r.get(c)
-                for c in _COLUMNS
-            )
-            for r in rows
-        ]
-        placeholders = ", ".join("?" for _ in _COLUMNS)
+        """Append a batch of events, given as dicts keyed by column, in one transaction."""
+        self._insert(
+            [
+                tuple(
+                    json.dumps(r.get(c) or {}, default=str) if c == "data" else r.get(c)
+                    for c in _COLUMNS
+                )
+                for r in rows
+            ]
+        )
+
+    def write_events(self, events: Sequence[Any]) -> None:
+        """Append a batch of :class:`~podium.observe.RunEvent` objects in one transaction.
+
+        The run ledger's writer calls this for every batch, so it reads the
+        attributes straight into row tuples (no intermediate dicts).
+        """
+        self._insert(
+            [(*_FIELDS(e), json.dumps(e.data, default=str) if e.data else "{}") for e in events]
+        )
+
+    def _insert(self, values: list[tuple[Any, ...]]) -> None:
         with self._lock, self._db:
-            self._db.executemany(
-                f"INSERT INTO podium_events ({', '.join(_COLUMNS)}) VALUES ({placeholders})",
-                values,
-            )
+            self._db.executemany(_INSERT, values)
 
     def events(
         self,

@@ -12,7 +12,7 @@ could not take are counted in :attr:`RunLedgerHandler.dropped`.
 from __future__ import annotations
 
 import atexit
-import queue
+import collections
 import threading
 import time
 import weakref
@@ -130,11 +130,13 @@ class RunLedgerHandler(BaseCallbackHandler):
         self.interval = interval
         self.dropped = 0
         self.written = 0
-        self._queue: queue.Queue[RunEvent | None] = queue.Queue(maxsize=max_queue)
+        self._max_queue = max_queue
+        self._buffer: collections.deque[RunEvent] = collections.deque()
+        self._wake = threading.Event()
+        self._writing = threading.Lock()
+        self._closed = False
         self._open: dict[UUID, RunEvent] = {}
         self._lock = threading.Lock()
-        self._idle = threading.Event()
-        self._idle.set()
         self._thread = threading.Thread(target=self._drain, name="podium-run-ledger", daemon=True)
         self._thread.start()
         ref = weakref.ref(self)
@@ -146,37 +148,34 @@ class RunLedgerHandler(BaseCallbackHandler):
 
         atexit.register(_flush_at_exit)
 
-    # -- queue --------------------------------------------------------------------
+    # -- buffer -------------------------------------------------------------------
+    # Events go into a deque (``append`` is atomic and takes no lock) and the writer
+    # thread wakes every ``interval`` -- or as soon as a batch is full -- to take what
+    # is there. A run never wakes the writer per event: a per-event condition
+    # notify plus a thread switch cost more than recording the event itself.
     def _put(self, event: RunEvent) -> None:
-        try:
-            self._idle.clear()
-            self._queue.put_nowait(event)
-        except queue.Full:
+        if len(self._buffer) >= self._max_queue:
             self.dropped += 1
+            return
+        self._buffer.append(event)
+        if len(self._buffer) >= self.batch_size:
+            self._wake.set()
 
     def _drain(self) -> None:
         while True:
-            batch: list[RunEvent] = []
-            try:
-                first = self._queue.get(timeout=self.interval)
-            except queue.Empty:
-                self._idle.set()
-                continue
-            if first is None:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            with self._writing:
+                self._write_buffered()
+            if self._closed:
                 return
-            batch.append(first)
-            while len(batch) < self.batch_size:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._write(batch)
-                    return
-                batch.append(item)
+
+    def _write_buffered(self) -> None:
+        while self._buffer:
+            batch: list[RunEvent] = []
+            while self._buffer and len(batch) < self.batch_size:
+                batch.append(self._buffer.popleft())
             self._write(batch)
-            if self._queue.empty():
-                self._idle.set()
 
     def _write(self, batch: list[RunEvent]) -> None:
         try:
@@ -186,12 +185,19 @@ class RunLedgerHandler(BaseCallbackHandler):
             self.dropped += len(batch)
 
     def flush(self, timeout: float = 5.0) -> None:
-        """Wait until queued events are written (or ``timeout`` passes)."""
-        deadline = time.monotonic() + timeout
-        while not (self._queue.empty() and self._idle.is_set()):
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.01)
+        """Write every queued event now (waits at most ``timeout`` for a write in flight)."""
+        if not self._writing.acquire(timeout=timeout):
+            return
+        try:
+            self._write_buffered()
+        finally:
+            self._writing.release()
+
+    def close(self) -> None:
+        """Write what is queued and stop the writer thread."""
+        self._closed = True
+        self._wake.set()
+        self._thread.join(timeout=5.0)
 
     # -- helpers ------------------------------------------------------------------
     def _start(

@@ -117,7 +117,7 @@ class ScriptedChatModel(BaseChatModel):
             after the reply is claimed; useful to test parallel fan-out timing.
     """
 
-    responses: Annotated[list[AIMessage | str], SkipValidation]
+    responses: Annotated[list[AIMessage | str], SkipValidation] = Field(repr=False)
     delay: float = Field(default=0.0, ge=0.0)
 
     _replies: list[AIMessage] = PrivateAttr(default_factory=list)

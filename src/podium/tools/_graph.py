@@ -162,6 +162,6 @@ def run_ledger_for(checkpointer: object) -> RunLedgerHandler | None:
     with _LOCK:
         handler = _HANDLERS.get(id(store))
         if handler is None:
-            handler = RunLedgerHandler(lambda batch: store.write([e.as_row() for e in batch]))
+            handler = RunLedgerHandler(store.write_events)
             _HANDLERS[id(store)] = handler
         return handler
