@@ -184,3 +184,17 @@ def test_merge_messages_matches_add_messages_and_is_batching_invariant(seed: int
 def test_removing_an_unknown_id_fails_like_add_messages() -> None:
     with pytest.raises(ValueError, match="doesn't exist"):
         merge_messages([], [[RemoveMessage(id="nope")]])
+
+
+def test_a_bare_tuple_write_is_one_message_as_in_add_messages() -> None:
+    [message] = merge_messages([], [("user", "hello")])
+    assert (message.type, message.content) == ("human", "hello")
+    assert message.id is not None
+
+
+def test_merging_never_mutates_the_callers_message() -> None:
+    given = HumanMessage("no id yet")
+    [stored] = merge_messages([], [[given]])
+    assert given.id is None
+    assert stored.id is not None
+    assert merge_messages([], [[HumanMessage("no id yet")]])[0].id == stored.id  # deterministic

@@ -15,6 +15,7 @@ from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
 from podium import Agent, UnknownThreadError, runs
+from podium.checkpoints._messages import SNAPSHOT_EVERY
 from podium.checkpoints import (
     Messages,
     delete_thread,
@@ -64,7 +65,8 @@ def states(app: Any, thread: str) -> dict[str, list[str]]:
 def test_prune_keeps_the_newest_checkpoints_loadable(durable: Callable[[], Saver]) -> None:
     saver = durable()
     app = chat_app(saver)
-    chat(app, "t", 90)  # 270 checkpoints; a messages snapshot every 100 updates
+    turns = SNAPSHOT_EVERY // 2 + 25  # two updates a turn: past the first snapshot
+    chat(app, "t", turns)
     chat(app, "other", 5)
     before = states(app, "t")
     other_before = states(app, "other")
@@ -86,7 +88,7 @@ def test_prune_keeps_the_newest_checkpoints_loadable(durable: Callable[[], Saver
     app2 = chat_app(durable())
     chat(app2, "t", 1)
     messages = app2.get_state({"configurable": {"thread_id": "t"}}).values["messages"]
-    assert len(messages) == 182
+    assert len(messages) == 2 * (turns + 1)
     assert messages[0].content == "u0"
     # time travel from the oldest checkpoint that prune promised to keep
     oldest = app2.get_state(
@@ -114,7 +116,8 @@ def test_prune_twice_and_keep_one(durable: Callable[[], Saver]) -> None:
 def test_prune_drops_finished_subgraph_calls(durable: Callable[[], Saver]) -> None:
     saver = durable()
     app = chat_app(saver, with_subgraph=True)
-    chat(app, "t", 60)  # past the first messages snapshot (100 updates)
+    turns = SNAPSHOT_EVERY // 2 + 10  # two updates a turn: past the first snapshot
+    chat(app, "t", turns)
     namespaces_before = {n.ns for n in _nodes(saver, "t")}
     assert any(ns.startswith("reply:") for ns in namespaces_before)
     expected = app.get_state({"configurable": {"thread_id": "t"}}).values["messages"]
@@ -124,7 +127,9 @@ def test_prune_drops_finished_subgraph_calls(durable: Callable[[], Saver]) -> No
     latest = app.get_state({"configurable": {"thread_id": "t"}}).values["messages"]
     assert [m.content for m in latest] == [m.content for m in expected]
     chat(app, "t", 1)
-    assert len(app.get_state({"configurable": {"thread_id": "t"}}).values["messages"]) == 122
+    assert len(app.get_state({"configurable": {"thread_id": "t"}}).values["messages"]) == 2 * (
+        turns + 1
+    )
 
 
 def _nodes(saver: Saver, thread: str) -> list[Any]:
@@ -205,12 +210,15 @@ def test_stock_langgraph_sqlite_saver_is_supported(tmp_path: Path) -> None:
     path = tmp_path / "stock.sqlite"
     with SqliteSaver.from_conn_string(str(path)) as saver:
         app = chat_app(saver)
-        chat(app, "t", 60)  # past the first snapshot: before it, every checkpoint is needed
+        turns = SNAPSHOT_EVERY // 2 + 10  # past the first snapshot: before it, all are needed
+        chat(app, "t", turns)
         assert prune(saver, "t", keep_last=3).deleted > 0
         [size] = thread_sizes(saver)
         assert size.thread_id == "t"
         assert size.pending_approvals == 0
-        assert len(app.get_state({"configurable": {"thread_id": "t"}}).values["messages"]) == 120
+        assert len(
+            app.get_state({"configurable": {"thread_id": "t"}}).values["messages"]
+        ) == 2 * turns
         delete_thread(saver, "t")
         assert thread_sizes(saver) == []
 

@@ -128,3 +128,82 @@ def test_the_whole_flow_under_langgraph_strict_msgpack(tmp_path: Path) -> None:
     assert [r["tool"] for r in outputs[0]["pending"]] == ["charge"]
     assert outputs[1]["pending"] == []
     assert outputs[1]["messages"][-1]["content"] == "Charged."
+
+
+def _messages_of_every_kind() -> list[BaseMessage]:
+    from langchain_core.messages import (
+        ChatMessage,
+        FunctionMessage,
+        HumanMessage,
+        RemoveMessage,
+        SystemMessage,
+    )
+
+    return [
+        SystemMessage("be brief", id="s"),
+        HumanMessage("hi", id="h", name="ann"),
+        HumanMessage([{"type": "text", "text": "a block"}], id="hb"),
+        AIMessage(
+            "calling",
+            id="a",
+            tool_calls=[{"name": "charge", "args": {"amount": 2}, "id": "c1"}],
+            invalid_tool_calls=[
+                {"name": "x", "args": "{bad", "id": "c2", "error": "bad json", "type": "invalid_tool_call"}
+            ],
+            usage_metadata={"input_tokens": 3, "output_tokens": 4, "total_tokens": 7},
+            response_metadata={"model_name": "m", "finish_reason": "tool_calls"},
+        ),
+        ToolMessage("done", tool_call_id="c1", id="t", status="error", artifact={"k": [1, 2]}),
+        ChatMessage("hey", role="critic", id="c"),
+        FunctionMessage("out", name="f", id="f"),
+        RemoveMessage(id="gone"),
+    ]
+
+
+def test_fast_message_loading_equals_langgraphs(serde_events: list[SerdeEvent]) -> None:
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+    from langgraph.checkpoint.serde.types import _DeltaSnapshot
+
+    from podium.checkpoints import podium_serde
+
+    fast, stock = podium_serde(), JsonPlusSerializer(allowed_msgpack_modules=None)
+    messages = _messages_of_every_kind()
+    for value in (messages, {"nested": messages}, _DeltaSnapshot(messages)):
+        stored = fast.dumps_typed(value)
+        assert stored == stock.dumps_typed(value)  # writes are LangGraph's, byte for byte
+        loaded, expected = fast.loads_typed(stored), stock.loads_typed(stored)
+        if isinstance(value, _DeltaSnapshot):
+            assert isinstance(loaded, _DeltaSnapshot)
+            loaded, expected = loaded.value, expected.value
+        assert loaded == expected
+        assert loaded == messages or loaded == {"nested": messages}
+        flat = loaded if isinstance(loaded, list) else loaded["nested"]
+        reference = expected if isinstance(expected, list) else expected["nested"]
+        for got, want in zip(flat, reference, strict=True):  # the same objects, field by field
+            assert type(got) is type(want)
+            assert got.__dict__ == want.__dict__
+            assert got.model_fields_set == want.model_fields_set
+            assert got.__pydantic_extra__ == want.__pydantic_extra__
+    assert serde_events == []  # nothing blocked or unregistered
+
+
+def test_records_with_other_fields_take_langgraphs_path() -> None:
+    import ormsgpack
+    from langgraph.checkpoint.serde.jsonplus import EXT_PYDANTIC_V2
+
+    from podium.checkpoints import podium_serde
+
+    # a record from a langchain-core whose AIMessage had fewer fields, as it would be
+    fields = AIMessage("old", id="o").model_dump()
+    del fields["invalid_tool_calls"]
+    record = ormsgpack.packb(
+        ormsgpack.Ext(
+            EXT_PYDANTIC_V2,
+            ormsgpack.packb(
+                ("langchain_core.messages.ai", "AIMessage", fields, "model_validate_json")
+            ),
+        )
+    )
+    loaded = podium_serde().loads_typed(("msgpack", record))
+    assert loaded == AIMessage("old", id="o")  # validated: the missing field has its default
+    assert loaded.invalid_tool_calls == []

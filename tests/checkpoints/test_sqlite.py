@@ -8,13 +8,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 from langchain_core.messages import AIMessage
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
 
 from podium import Agent, CorruptDatabaseError, runs
-from podium.checkpoints import async_sqlite_saver, check_database_file, sqlite_saver
+from podium.agents._budget import Usage, add_usage
+from podium.checkpoints import Messages, async_sqlite_saver, check_database_file, sqlite_saver
 from podium.errors import ConfigurationError
 from podium.graphs import create_agent_graph
 from podium.testing import ScriptedChatModel
@@ -269,3 +273,73 @@ def test_quick_check_can_be_skipped_but_header_checks_cannot(tmp_path: Path) -> 
     sqlite_saver(path, integrity_check=False).close()
     with pytest.raises(CorruptDatabaseError):
         sqlite_saver(_zero_length(tmp_path), integrity_check=False)
+
+
+# -- compact checkpoints -------------------------------------------------------------
+def _chat_app(saver: Any, replies: int, description: str = "") -> Any:
+    agent = Agent(
+        name="chat",
+        description=description,
+        model=ScriptedChatModel([f"reply {i}" for i in range(replies)]),
+        max_steps=1,
+    )
+    return create_agent_graph(agent).compile(checkpointer=saver)
+
+
+def test_checkpoints_use_integer_versions_and_carry_no_run_config(tmp_path: Path) -> None:
+    with sqlite_saver(tmp_path / "c.sqlite") as saver:
+        app = _chat_app(saver, 2, description="Chats about the weather, at some length.")
+        for turn in range(2):
+            app.invoke({"messages": [("user", f"turn {turn}")]}, CFG)
+        tuples = list(saver.list(CFG))
+        versions = [v for t in tuples for v in t.checkpoint["channel_versions"].values()]
+        assert versions and all(isinstance(v, int) for v in versions)
+        assert all("podium_description" not in t.metadata for t in tuples)
+        state = app.get_state(CFG)
+        assert [m.content for m in state.values["messages"]] == [
+            "turn 0",
+            "reply 0",
+            "turn 1",
+            "reply 1",
+        ]
+        assert state.values["usage"]["total"]["model_calls"] == 2
+
+
+def test_a_thread_a_stock_saver_started_keeps_string_versions(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    with sqlite_saver(path):  # creates the file with podium's tables
+        pass
+    with SqliteSaver.from_conn_string(str(path)) as stock:
+        _chat_app(stock, 1).invoke({"messages": [("user", "first")]}, CFG)
+    with sqlite_saver(path) as saver:
+        app = _chat_app(saver, 1)
+        app.invoke({"messages": [("user", "second")]}, CFG)
+        head = saver.get_tuple(CFG)
+        assert head is not None
+        assert all(isinstance(v, str) for v in head.checkpoint["channel_versions"].values())
+        contents = [m.content for m in app.get_state(CFG).values["messages"]]
+        assert contents == ["first", "reply 0", "second", "reply 0"]
+
+
+class Before(TypedDict):
+    """A podium graph's state as stored before ``usage`` became a delta channel."""
+
+    messages: Messages
+    usage: Annotated[Usage, add_usage]
+
+
+def test_usage_stored_whole_by_an_earlier_podium_still_loads(tmp_path: Path) -> None:
+    spent = Usage(total={"input_tokens": 5, "output_tokens": 1, "cost": 0.0, "model_calls": 1})
+    old = StateGraph(Before)
+    old.add_node("model", lambda s: {"messages": [AIMessage("old reply")], "usage": spent})
+    old.add_edge(START, "model")
+    old.add_edge("model", END)
+    with sqlite_saver(tmp_path / "c.sqlite") as saver:
+        old.compile(checkpointer=saver).invoke({"messages": [("user", "hi")]}, CFG)
+    with sqlite_saver(tmp_path / "c.sqlite") as saver:
+        app = _chat_app(saver, 1)
+        assert app.get_state(CFG).values["usage"]["total"]["input_tokens"] == 5
+        app.invoke({"messages": [("user", "again")]}, CFG)
+        usage = app.get_state(CFG).values["usage"]["total"]
+        assert usage["model_calls"] == 2
+        assert usage["input_tokens"] > 5

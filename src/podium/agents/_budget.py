@@ -26,12 +26,13 @@ it (output length is not known in advance); the next call is refused.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict, cast
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
+from langgraph.channels import DeltaChannel
 
 from podium.errors import ConfigurationError
 from podium.observe import Price
@@ -210,8 +211,19 @@ def add_usage(current: Usage | None, update: Usage | None) -> Usage:
     return out
 
 
-UsageChannel = Annotated[Usage, add_usage]
-"""The type of every podium graph's ``usage`` key."""
+def fold_usage(current: Usage | None, updates: Sequence[Usage | None]) -> Usage:
+    """:func:`add_usage` over a batch of updates (the ``usage`` channel's reducer)."""
+    out = current or Usage()
+    for update in updates:
+        out = add_usage(out, update)
+    return out
+
+
+UsageChannel = Annotated[Usage, DeltaChannel(fold_usage, snapshot_frequency=100)]
+"""The type of every podium graph's ``usage`` key.
+
+A ``DeltaChannel``: checkpoints store each model call's usage once (as a write),
+not the running totals in every checkpoint."""
 
 
 def budget_binding(factory: str, budget: object, label: str) -> dict[str, Any] | None:

@@ -16,6 +16,14 @@ and LangGraph logs ``Blocked deserialization of ...``. With
 ``LANGGRAPH_STRICT_MSGPACK=true`` LangGraph also adds the types named in each
 compiled graph's state schema to the list, so custom pydantic models in your
 own state keep working; without it, name them in ``allowed_types``.
+
+**Fast message loading.** Loading a long history is dominated by rebuilding
+messages: LangGraph's hook imports the module and re-validates every message
+(~15 µs each). A stored message is the ``model_dump()`` of a validated message, so
+when its record names one of LangChain's message classes and carries exactly that
+class's fields, podium's serializer rebuilds it with ``model_construct`` from a
+cached class (~6 µs); anything else -- other types, records from another
+langchain-core version with different fields -- takes LangGraph's path unchanged.
 """
 
 from __future__ import annotations
@@ -24,12 +32,81 @@ from collections.abc import Awaitable, Callable, Generator, Iterable
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
 
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+import ormsgpack
+from langchain_core.messages import (
+    AIMessage,
+    ChatMessage,
+    FunctionMessage,
+    HumanMessage,
+    RemoveMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langgraph.checkpoint.serde.jsonplus import (
+    EXT_DELTA_SNAPSHOT,
+    EXT_PYDANTIC_V2,
+    JsonPlusSerializer,
+)
+from langgraph.checkpoint.serde.types import _DeltaSnapshot
 
-__all__ = ["AsyncOpener", "AsyncSaver", "podium_serde"]
+__all__ = ["AsyncOpener", "AsyncSaver", "PodiumSerializer", "podium_serde"]
+
+_MESSAGE_CLASSES: dict[tuple[str, str], tuple[Any, frozenset[str]]] = {
+    (cls.__module__, cls.__name__): (cls, frozenset(cls.model_fields))
+    for cls in (
+        AIMessage,
+        HumanMessage,
+        SystemMessage,
+        ToolMessage,
+        ChatMessage,
+        FunctionMessage,
+        RemoveMessage,
+    )
+}
+_OPTIONS = ormsgpack.OPT_NON_STR_KEYS
+
+ExtHook = Callable[[int, bytes], Any]
 
 
-def podium_serde(allowed_types: Iterable[type | tuple[str, str]] = ()) -> JsonPlusSerializer:
+class PodiumSerializer(JsonPlusSerializer):
+    """LangGraph's serializer, loading stored messages faster (see the module docs).
+
+    Writes are byte-for-byte LangGraph's; only msgpack loading differs, and only
+    for LangChain messages stored with exactly their class's fields.
+    """
+
+    _podium_hook: tuple[ExtHook, ExtHook] | None = None
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        """Load a stored value (see :meth:`JsonPlusSerializer.loads_typed`)."""
+        type_, raw = data
+        if type_ != "msgpack":
+            return super().loads_typed(data)
+        return ormsgpack.unpackb(raw, ext_hook=self._message_hook(), option=_OPTIONS)
+
+    def _message_hook(self) -> ExtHook:
+        # Wraps whichever hook LangGraph built for this serializer's allow-list
+        # (``with_msgpack_allowlist`` clones rebuild it, hence the identity check).
+        stock = self._unpack_ext_hook
+        if self._podium_hook is not None and self._podium_hook[0] is stock:
+            return self._podium_hook[1]
+
+        def hook(code: int, data: bytes) -> Any:
+            if code == EXT_PYDANTIC_V2:
+                record = ormsgpack.unpackb(data, ext_hook=hook, option=_OPTIONS)
+                fast = _MESSAGE_CLASSES.get((record[0], record[1]))
+                fields = record[2]
+                if fast is not None and isinstance(fields, dict) and fields.keys() == fast[1]:
+                    return fast[0].model_construct(**fields)
+            elif code == EXT_DELTA_SNAPSHOT:  # a snapshot of the history: its messages too
+                return _DeltaSnapshot(ormsgpack.unpackb(data, ext_hook=hook, option=_OPTIONS))
+            return stock(code, data)
+
+        self._podium_hook = (stock, hook)
+        return hook
+
+
+def podium_serde(allowed_types: Iterable[type | tuple[str, str]] = ()) -> PodiumSerializer:
     """The strict serializer podium's savers use (see the module docs).
 
     Args:
@@ -37,10 +114,11 @@ def podium_serde(allowed_types: Iterable[type | tuple[str, str]] = ()) -> JsonPl
             LangGraph's safe list.
 
     Returns:
-        A ``JsonPlusSerializer`` with an explicit msgpack allow-list.
+        A :class:`PodiumSerializer` (a ``JsonPlusSerializer``) with an explicit
+        msgpack allow-list.
     """
     extra = tuple(allowed_types)
-    return JsonPlusSerializer(allowed_msgpack_modules=extra or None)
+    return PodiumSerializer(allowed_msgpack_modules=extra or None)
 
 
 class AsyncSaver(Protocol):

@@ -8,7 +8,8 @@ newest checkpoints -- so resuming, ``get_state_history`` and forking with
   value is rebuilt from the nearest ancestor holding a snapshot plus the writes
   after it. For each kept checkpoint, every ancestor back to that snapshot is kept
   too, with its writes (LangGraph's own ``prune`` refuses such threads). So the
-  history may list up to one snapshot interval (100 updates) more than N.
+  history may list up to one snapshot interval
+  (:data:`~podium.checkpoints._messages.SNAPSHOT_EVERY` updates) more than N.
 * Every kept checkpoint keeps its pending writes (interrupts, finished sibling
   tasks of an interrupted step).
 * A subgraph call (namespace ``node:task-id``) is kept while the root checkpoint

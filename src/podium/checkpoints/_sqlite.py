@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -106,6 +107,20 @@ def _prepare(path: Path, integrity_check: bool) -> None:
     _create_atomically(path)
 
 
+def next_version(current: str | int | None) -> str | int:
+    """Channel versions as small integers (stock SQLite savers use 50-character strings).
+
+    LangGraph's stock savers version channels as ``"<32-digit counter>.<random>"``;
+    the random part keeps Postgres's blob rows (keyed by version) apart across forks.
+    SQLite stores each checkpoint's values inline, so a counter is enough, and every
+    checkpoint is ~400 bytes smaller. A thread that a stock saver started (string
+    versions) keeps getting string versions, since LangGraph compares them.
+    """
+    if isinstance(current, str):
+        return f"{int(current.split('.')[0]) + 1:032}.{random.random():016}"
+    return (current or 0) + 1
+
+
 class PodiumSqliteSaver(SqliteSaver):
     """A ``SqliteSaver`` with podium's settings and its tool ledger in the same file.
 
@@ -135,6 +150,10 @@ class PodiumSqliteSaver(SqliteSaver):
         self.path = path
         self.setup()
         self.podium_ledger = SQLiteLedger(path, synchronous=synchronous, busy_timeout=busy_timeout)
+
+    def get_next_version(self, current: Any, channel: None) -> Any:
+        """The next channel version: a small integer (see :func:`next_version`)."""
+        return next_version(current)
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints, writes, and its ledger rows."""
@@ -246,6 +265,10 @@ class PodiumAsyncSqliteSaver(AsyncSqliteSaver):
             )
             async with self.lock, self.conn.execute(sql, [v for row in part for v in row]):
                 pass
+
+    def get_next_version(self, current: Any, channel: None) -> Any:
+        """The next channel version: a small integer (see :func:`next_version`)."""
+        return next_version(current)
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints, writes, and its ledger rows."""

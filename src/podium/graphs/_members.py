@@ -19,6 +19,7 @@ from podium.agents._loop import build_agent_loop
 from podium.agents._spec import validate_name
 from podium.errors import ConfigurationError
 from podium.tools import GovernedGraph, Policy
+from podium.tools._graph import DESCRIPTION_KEY
 
 __all__ = [
     "Member",
@@ -65,7 +66,7 @@ def member_description(member: object) -> str:
     if isinstance(member, GovernedGraph):
         return member.podium_description
     if isinstance(member, Pregel):
-        return str(((member.config or {}).get("metadata") or {}).get("podium_description", ""))
+        return str(((member.config or {}).get("configurable") or {}).get(DESCRIPTION_KEY, ""))
     return ""
 
 

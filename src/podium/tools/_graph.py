@@ -39,7 +39,10 @@ from podium.checkpoints._postgres import PostgresLedger
 from podium.observe._events import RunLedgerHandler
 from podium.tools._executor import LEDGER_KEY
 
-__all__ = ["GovernedGraph", "event_store_for", "ledger_for", "run_ledger_for"]
+__all__ = ["DESCRIPTION_KEY", "GovernedGraph", "event_store_for", "ledger_for", "run_ledger_for"]
+
+DESCRIPTION_KEY = "__podium_description"
+"""The ``configurable`` key holding a compiled podium graph's description."""
 
 _LOCK = threading.Lock()
 _BY_SAVER: weakref.WeakKeyDictionary[object, ToolLedger] = weakref.WeakKeyDictionary()
@@ -111,8 +114,12 @@ class GovernedGraph(StateGraph[StateT, ContextT, InputT, OutputT]):
         if kwargs.get("name") is None and self.podium_name:
             kwargs["name"] = self.podium_name
         compiled = super().compile(checkpointer, **kwargs)
-        config: dict[str, Any] = {"metadata": {"podium_description": self.podium_description}}
-        config["configurable"] = dict(self.podium_configurable or {})
+        # The description rides in ``configurable`` under a ``__`` key: LangGraph
+        # copies ``metadata`` and plain ``configurable`` entries into every
+        # checkpoint's metadata, but not ``__`` ones.
+        config: dict[str, Any] = {"configurable": dict(self.podium_configurable or {})}
+        if self.podium_description:
+            config["configurable"][DESCRIPTION_KEY] = self.podium_description
         if checkpointer is not True:  # True: a subgraph sharing its parent's ledger
             config["configurable"][LEDGER_KEY] = ledger_for(checkpointer)
         handler = run_ledger_for(checkpointer)
