@@ -1,5 +1,5 @@
 # ruff: noqa: RUF001, RUF002
-"""4. Storage after a long chat, and 5. resume latency at 0, 100 and 1,000 messages.
+"""4. Storage after a long chat, and 5. resume latency at 0, 100, 1,000 and 998 messages.
 
 Storage: 200 turns, each a 500-character user message and a 500-character reply,
 through podium's ``create_agent_graph`` on ``sqlite_saver`` and through the
@@ -32,6 +32,7 @@ from benchmarks import _scenarios as S
 from benchmarks._harness import Row, interleave, ratio_row
 from podium import Agent
 from podium.checkpoints import sqlite_saver
+from podium.checkpoints._messages import SNAPSHOT_EVERY
 from podium.graphs import create_agent_graph
 
 CHARS = 500
@@ -119,7 +120,10 @@ class _Stamp(BaseCallbackHandler):
 
 
 def resume(quick: bool) -> list[Row]:
-    sizes = (0, 10, 40) if quick else (0, 100, 1000)
+    # 1,000 messages land on a ``messages`` snapshot (every 250 updates); 998 are the
+    # longest replay at that size (248 writes after the last snapshot).
+    longest = 4 * SNAPSHOT_EVERY - 2
+    sizes = (0, 10, 40) if quick else (0, 100, 1000, longest)
     repeats = 2 if quick else 15
     home = Path(tempfile.mkdtemp(prefix="podium-bench-resume-"))
     savers = {
@@ -181,13 +185,17 @@ def resume(quick: bool) -> list[Row]:
             repeats=repeats,
         )
         target = 0.010 if size == 1000 else None  # (quick mode: no verdict)
+        where = f"{size} messages of history"
+        if not quick and size == longest:
+            replay = size - 3 * SNAPSHOT_EVERY
+            where += f" ({replay} updates after the last snapshot: the longest replay)"
         for kind, label, letter in (
             ("get", "`get_state`", "a"),
             ("setup", "next-turn set-up (invoke → model call)", "b"),
         ):
             row = ratio_row(
                 f"5{letter}{i}",
-                f"Resume latency at {size} messages of history: {label}",
+                f"Resume latency at {where}: {label}",
                 stats[f"{kind}:podium"],
                 stats[f"{kind}:stock"],
                 target=None,

@@ -15,13 +15,13 @@ from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
 from podium import Agent, UnknownThreadError, runs
-from podium.checkpoints._messages import SNAPSHOT_EVERY
 from podium.checkpoints import (
     Messages,
     delete_thread,
     prune,
     thread_sizes,
 )
+from podium.checkpoints._messages import SNAPSHOT_EVERY
 from podium.errors import ConfigurationError
 from podium.graphs import create_agent_graph
 from podium.testing import ScriptedChatModel
@@ -216,9 +216,9 @@ def test_stock_langgraph_sqlite_saver_is_supported(tmp_path: Path) -> None:
         [size] = thread_sizes(saver)
         assert size.thread_id == "t"
         assert size.pending_approvals == 0
-        assert len(
-            app.get_state({"configurable": {"thread_id": "t"}}).values["messages"]
-        ) == 2 * turns
+        assert (
+            len(app.get_state({"configurable": {"thread_id": "t"}}).values["messages"]) == 2 * turns
+        )
         delete_thread(saver, "t")
         assert thread_sizes(saver) == []
 

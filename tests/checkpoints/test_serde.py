@@ -148,7 +148,13 @@ def _messages_of_every_kind() -> list[BaseMessage]:
             id="a",
             tool_calls=[{"name": "charge", "args": {"amount": 2}, "id": "c1"}],
             invalid_tool_calls=[
-                {"name": "x", "args": "{bad", "id": "c2", "error": "bad json", "type": "invalid_tool_call"}
+                {
+                    "name": "x",
+                    "args": "{bad",
+                    "id": "c2",
+                    "error": "bad json",
+                    "type": "invalid_tool_call",
+                }
             ],
             usage_metadata={"input_tokens": 3, "output_tokens": 4, "total_tokens": 7},
             response_metadata={"model_name": "m", "finish_reason": "tool_calls"},
