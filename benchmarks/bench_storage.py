@@ -123,7 +123,7 @@ def resume(quick: bool) -> list[Row]:
     # 1,000 messages land on a ``messages`` snapshot (every 250 updates); 998 are the
     # longest replay at that size (248 writes after the last snapshot).
     longest = 4 * SNAPSHOT_EVERY - 2
-    sizes = (0, 10, 40) if quick else (0, 100, 1000, longest)
+    sizes = (0, 10, 40, 38) if quick else (0, 100, 1000, longest)
     repeats = 2 if quick else 15
     home = Path(tempfile.mkdtemp(prefix="podium-bench-resume-"))
     savers = {
