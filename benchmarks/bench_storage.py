@@ -10,8 +10,12 @@ same file) divided by the raw message bytes (200 × 2 × 500).
 
 Resume: a thread whose history holds N messages (built by real turns), then the
 wall time of ``get_state`` and of a new turn's set-up -- from ``invoke`` until the
-model is called (a callback on ``on_chat_model_start``). Each measured turn forks
-from the same checkpoint, so the history stays at N.
+model is called (a callback on ``on_chat_model_start``). Each measured turn runs on
+its own copy of the thread (copied in SQL before the clock starts: the head
+checkpoint and, for podium, its ancestors back to the last delta snapshot), so it
+continues from a head with exactly N messages, as the next turn of a real chat
+does. (Forking from a past checkpoint instead would make LangGraph write a full
+snapshot of every delta channel into the fork's first checkpoint.)
 """
 
 from __future__ import annotations
@@ -119,6 +123,39 @@ class _Stamp(BaseCallbackHandler):
             self.at = time.perf_counter()
 
 
+def _copy_head(saver: Any, thread: str) -> str:
+    """Copy ``thread``'s head (and what rebuilding it needs) to a new thread; its id."""
+    head = saver.get_tuple({"configurable": {"thread_id": thread}})
+    counters = (head.metadata or {}).get("counters_since_delta_snapshot") or {}
+    depth = 1 + max((steps for _, steps in counters.values()), default=0)
+    copy = uuid.uuid4().hex
+    with saver.lock, saver.conn:
+        ids = [
+            row[0]
+            for row in saver.conn.execute(
+                "SELECT checkpoint_id FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = '' "
+                "ORDER BY checkpoint_id DESC LIMIT ?",
+                (thread, depth),
+            )
+        ]
+        marks = ", ".join("?" for _ in ids)
+        saver.conn.execute(
+            "INSERT INTO checkpoints (thread_id, checkpoint_ns, checkpoint_id, "
+            "parent_checkpoint_id, type, checkpoint, metadata) SELECT ?, checkpoint_ns, "
+            "checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata FROM checkpoints "
+            f"WHERE thread_id = ? AND checkpoint_ns = '' AND checkpoint_id IN ({marks})",
+            (copy, thread, *ids),
+        )
+        saver.conn.execute(
+            "INSERT INTO writes (thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, "
+            "idx, channel, type, value) SELECT ?, checkpoint_ns, checkpoint_id, task_id, "
+            "task_path, idx, channel, type, value FROM writes "
+            f"WHERE thread_id = ? AND checkpoint_ns = '' AND checkpoint_id IN ({marks})",
+            (copy, thread, *ids),
+        )
+    return copy
+
+
 def resume(quick: bool) -> list[Row]:
     # 1,000 messages land on a ``messages`` snapshot (every 250 updates); 998 are the
     # longest replay at that size (248 writes after the last snapshot).
@@ -151,6 +188,12 @@ def resume(quick: bool) -> list[Row]:
                 raise RuntimeError(f"{side}: built {len(state.values['messages'])} messages")
             base[side] = state.config if size else config
             apps[side] = app
+            if size:  # a copy resumes with exactly the same history
+                copy: RunnableConfig = {
+                    "configurable": {"thread_id": _copy_head(savers[side], thread)}
+                }
+                if app.get_state(copy).values["messages"] != state.values["messages"]:
+                    raise RuntimeError(f"{side}: the copied thread does not rebuild the same state")
 
         def get_state(side: str, apps: Any = apps, base: Any = base) -> Callable[[], float]:
             def sample() -> float:
@@ -165,9 +208,13 @@ def resume(quick: bool) -> list[Row]:
         ) -> Callable[[], float]:
             def sample() -> float:
                 stamp = _Stamp()
-                config = {**base[side], "callbacks": [stamp]}
-                if not size:
-                    config = {"configurable": {"thread_id": uuid.uuid4().hex}, "callbacks": [stamp]}
+                thread = uuid.uuid4().hex
+                if size:
+                    thread = _copy_head(savers[side], base[side]["configurable"]["thread_id"])
+                config: RunnableConfig = {
+                    "configurable": {"thread_id": thread},
+                    "callbacks": [stamp],
+                }
                 start = time.perf_counter()
                 apps[side].invoke({"messages": [("user", text(size, "user"))]}, config)
                 assert stamp.at is not None
