@@ -90,14 +90,15 @@ WHY = {
     "one core at a time, so 100 branches cost ≥ 0.6-1 s whatever the 100 ms waits do. The "
     "hand-written raw fan-out with subgraphs is slower still (ratio column); ≤ 1.2× at 100 "
     "branches needs < 0.2 ms CPU a branch, i.e. branches that are not subgraphs.",
-    "4": "Storage (200 turns): what is left is LangGraph's SQLite schema. Per turn it saves 3 "
-    "checkpoint rows and 4 write rows, each with text keys (thread, 36-character checkpoint "
-    "and task ids, task path) and a primary-key index that repeats them (≈ 2× raw here), "
-    "the messages themselves in msgpack (1.28×: an AI message of 500 characters is 772 "
-    "bytes), the user's input stored twice (in the input checkpoint and as a write, 0.6×) "
-    "and per-checkpoint metadata (0.4×); the run ledger's events add 0.2×. ≤ 3× needs a "
-    "saver with its own leaner tables or compressed payloads (zlib saves ~35% on English "
-    "text, so ~4.4×; the benchmark's repeated lorem ipsum would compress 4× and flatter it).",
+    "4": "Storage (200 turns, 1.2 MB): the messages as msgpack writes 1.3× (an AI message "
+    "of 500 characters is 772 bytes); the one `messages` snapshot so far (every 250 updates, "
+    "traded against the replay length of row 5a3) 0.9×; checkpoint blobs 1.4× (the user's "
+    "input is stored again in each input checkpoint: 0.5×); LangGraph's row keys and "
+    "primary-key indexes for 3 checkpoints and 4 writes a turn ≈ 1.4×; checkpoint metadata "
+    "0.4×; `usage` writes 0.2×; run-ledger events 0.2×. All of that but the snapshot is "
+    "LangGraph's SQLite schema: ≤ 3× needs a saver with its own leaner tables, or compressed "
+    "payloads (zlib saves ~35% on English text, so ~4.5×; the benchmark's repeated lorem "
+    "ipsum would compress 4× and flatter it).",
     "5": "Resume is deserialisation-bound. At 1,000 messages a `messages` snapshot is at hand "
     "(every 250 updates) and podium loads it ~2× faster than LangGraph's serializer "
     "(cached class + `model_construct`); at 998 messages (5a3/5b3) 248 updates are replayed: "
