@@ -344,3 +344,25 @@ def test_usage_stored_whole_by_an_earlier_podium_still_loads(tmp_path: Path) -> 
         usage = app.get_state(CFG).values["usage"]["total"]
         assert usage["model_calls"] == 2
         assert usage["input_tokens"] > 5
+
+
+async def test_a_long_async_chat_rebuilds_across_a_snapshot(tmp_path: Path) -> None:
+    from podium.checkpoints._messages import SNAPSHOT_EVERY
+
+    turns = SNAPSHOT_EVERY // 2 + 10  # two updates a turn: past the first snapshot
+    path = tmp_path / "c.sqlite"
+    async with async_sqlite_saver(path) as saver:
+        app = _chat_app(saver, turns)
+        for turn in range(turns):
+            await app.ainvoke({"messages": [("user", f"turn {turn}")]}, CFG)
+        state = await app.aget_state(CFG)
+        head = await saver.aget_tuple(CFG)
+        assert head is not None
+        assert all(isinstance(v, int) for v in head.checkpoint["channel_versions"].values())
+    expected = [c for t in range(turns) for c in (f"turn {t}", f"reply {t}")]
+    assert [m.content for m in state.values["messages"]] == expected
+    assert state.values["usage"]["total"]["model_calls"] == turns
+    with sqlite_saver(path) as saver:  # the same thread through the synchronous saver
+        again = _chat_app(saver, 0).get_state(CFG).values
+        assert again["messages"] == state.values["messages"]
+        assert again["usage"] == state.values["usage"]
