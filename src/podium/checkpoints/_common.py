@@ -58,8 +58,8 @@ _SAMPLES: tuple[BaseMessage, ...] = (
     HumanMessage("h", id="h"),
     SystemMessage("s", id="s"),
     ToolMessage("t", tool_call_id="c", id="t"),
-    ChatMessage("c", role="r", id="c"),
-    FunctionMessage("f", name="f", id="f"),
+    ChatMessage(content="c", role="r", id="c"),
+    FunctionMessage(content="f", name="f", id="f"),
     RemoveMessage(id="r"),
 )
 
