@@ -132,6 +132,8 @@ def test_tool_policy_and_approval_events(manager_run: list[dict[str, Any]]) -> N
     assert {d["data"]["action"] for d in decisions} == {"approve"}
     assert decisions[0]["data"]["args"]["api_key"] == REDACTED
     assert decisions[0]["data"]["args"]["amount"] == 250
+    # checked when asked, and checked again when the run resumed with the decision
+    assert [d["data"].get("recheck", False) for d in decisions] == [False, True]
     [requested] = [e for e in manager_run if e["kind"] == "approval_requested"]
     [decided] = [e for e in manager_run if e["kind"] == "approval_decided"]
     assert requested["data"]["request_id"] == decided["data"]["request_id"]

@@ -427,19 +427,21 @@ class GovernedExecutor:
         verdict: PolicyDecision = self.policy.decide(
             agent=self.agent, tool=name, traits=traits, args=req["args"]
         )
-        emit(
-            "policy",
-            {
-                "agent": self.agent,
-                "name": name,
-                "action": verdict.action,
-                "reason": verdict.reason,
-                "rule": verdict.rule,
-                "args": req["args"],
-                "args_hash": args_hash(req["args"]),
-            },
-            config,
-        )
+        where = _where(req, config)
+        details: dict[str, Any] = {
+            "agent": self.agent,
+            "name": name,
+            "action": verdict.action,
+            "reason": verdict.reason,
+            "rule": verdict.rule,
+            "args": req["args"],
+            "args_hash": args_hash(req["args"]),
+        }
+        gated = verdict.action in ("approve", "escalate")
+        kind: RequestKind = "approval" if verdict.action == "approve" else "escalation"
+        if gated and where.ledger.get_approval(where.thread, f"{where.key}|{kind}") is not None:
+            details["recheck"] = True  # the run resumed: the same call, checked again
+        emit("policy", details, config)
         if verdict.action == "deny":
             return refusal(
                 req["id"],
@@ -448,10 +450,8 @@ class GovernedExecutor:
                 f"policy refused this call of {name!r}: {verdict.reason}. "
                 "Nothing was run; do not retry it.",
             )
-        where = _where(req, config)
         args: dict[str, Any] = dict(req["args"])
-        if verdict.action in ("approve", "escalate"):
-            kind: RequestKind = "approval" if verdict.action == "approve" else "escalation"
+        if gated:
             outcome = self._gate(req, where, kind, verdict.reason, verdict.approvers)
             if isinstance(outcome, ToolMessage):
                 return outcome
