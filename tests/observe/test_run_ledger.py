@@ -134,6 +134,10 @@ def test_tool_policy_and_approval_events(manager_run: list[dict[str, Any]]) -> N
     assert decisions[0]["data"]["args"]["amount"] == 250
     # checked when asked, and checked again when the run resumed with the decision
     assert [d["data"].get("recheck", False) for d in decisions] == [False, True]
+    assert [r.detail.split(", ")[:2] for r in timeline(decisions)] == [
+        ["action=approve", "reason=big refund"],
+        ["action=approve", "recheck=True"],
+    ]
     [requested] = [e for e in manager_run if e["kind"] == "approval_requested"]
     [decided] = [e for e in manager_run if e["kind"] == "approval_decided"]
     assert requested["data"]["request_id"] == decided["data"]["request_id"]

@@ -54,6 +54,7 @@ def _detail(event: Event) -> str:
     data = event.get("data") or {}
     keys = (
         "action",
+        "recheck",
         "by",
         "code",
         "reason",
