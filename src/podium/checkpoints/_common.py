@@ -29,6 +29,7 @@ LangGraph's path unchanged.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
@@ -79,13 +80,6 @@ def _set_fields(cls: type[BaseMessage], fields: dict[str, Any]) -> BaseMessage:
 def _builder(sample: BaseMessage) -> Callable[[dict[str, Any]], BaseMessage]:
     """The fastest way to rebuild ``sample``'s class that gives what pydantic gives."""
     cls = type(sample)
-
-    def construct(fields: dict[str, Any]) -> BaseMessage:
-        return cls.model_construct(**fields)
-
-    def direct(fields: dict[str, Any]) -> BaseMessage:
-        return _set_fields(cls, fields)
-
     dumped = sample.model_dump()
     a, b = cls.model_construct(**dumped), _set_fields(cls, dict(dumped))
     same = (
@@ -94,7 +88,9 @@ def _builder(sample: BaseMessage) -> Callable[[dict[str, Any]], BaseMessage]:
         and a.__pydantic_extra__ == b.__pydantic_extra__
         and a.__pydantic_private__ == b.__pydantic_private__
     )
-    return direct if same else construct  # a pydantic that builds models differently
+    if same:
+        return functools.partial(_set_fields, cls)
+    return lambda fields: cls.model_construct(**fields)  # a pydantic that builds differently
 
 
 _MESSAGE_CLASSES: dict[tuple[str, str], tuple[Callable[[dict[str, Any]], Any], frozenset[str]]] = {

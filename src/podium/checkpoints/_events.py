@@ -11,7 +11,7 @@ import json
 import operator
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,31 +75,15 @@ class EventStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
 
-    def write(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Append a batch of events, given as dicts keyed by column, in one transaction."""
-        self._insert(
-            [
-                tuple(
-                    json.dumps(r.get(c) or {}, default=str) if c == "data" else r.get(c)
-                    for c in _COLUMNS
-                )
-                for r in rows
-            ]
-        )
-
     def write_events(self, events: Sequence[Any]) -> None:
         """Append a batch of :class:`~podium.observe.RunEvent` objects in one transaction.
 
         The run ledger's writer calls this for every batch, so it reads the
         attributes straight into row tuples (no intermediate dicts).
         """
-        self._insert(
-            [(*_FIELDS(e), json.dumps(e.data, default=str) if e.data else "{}") for e in events]
-        )
-
-    def _insert(self, values: list[tuple[Any, ...]]) -> None:
+        rows = [(*_FIELDS(e), json.dumps(e.data, default=str) if e.data else "{}") for e in events]
         with self._lock, self._db:
-            self._db.executemany(_INSERT, values)
+            self._db.executemany(_INSERT, rows)
 
     def events(
         self,

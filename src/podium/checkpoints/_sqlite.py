@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -107,21 +106,25 @@ def _prepare(path: Path, integrity_check: bool) -> None:
     _create_atomically(path)
 
 
-def next_version(current: str | int | None) -> str | int:
+class _IntegerVersions:
     """Channel versions as small integers (stock SQLite savers use 50-character strings).
 
     LangGraph's stock savers version channels as ``"<32-digit counter>.<random>"``;
     the random part keeps Postgres's blob rows (keyed by version) apart across forks.
     SQLite stores each checkpoint's values inline, so a counter is enough, and every
     checkpoint is ~400 bytes smaller. A thread that a stock saver started (string
-    versions) keeps getting string versions, since LangGraph compares them.
+    versions) keeps getting the stock saver's string versions, since LangGraph
+    compares them.
     """
-    if isinstance(current, str):
-        return f"{int(current.split('.')[0]) + 1:032}.{random.random():016}"
-    return (current or 0) + 1
+
+    def get_next_version(self, current: Any, channel: None) -> Any:
+        """The next channel version: ``current + 1``, or the stock string form."""
+        if isinstance(current, str):
+            return super().get_next_version(current, channel)  # type: ignore[misc]
+        return (current or 0) + 1
 
 
-class PodiumSqliteSaver(SqliteSaver):
+class PodiumSqliteSaver(_IntegerVersions, SqliteSaver):
     """A ``SqliteSaver`` with podium's settings and its tool ledger in the same file.
 
     Use it as a plain object (``saver.close()`` when done) or as a context manager.
@@ -150,10 +153,6 @@ class PodiumSqliteSaver(SqliteSaver):
         self.path = path
         self.setup()
         self.podium_ledger = SQLiteLedger(path, synchronous=synchronous, busy_timeout=busy_timeout)
-
-    def get_next_version(self, current: Any, channel: None) -> Any:
-        """The next channel version: a small integer (see :func:`next_version`)."""
-        return next_version(current)
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints, writes, and its ledger rows."""
@@ -213,7 +212,7 @@ def sqlite_saver(
     )
 
 
-class PodiumAsyncSqliteSaver(AsyncSqliteSaver):
+class PodiumAsyncSqliteSaver(_IntegerVersions, AsyncSqliteSaver):
     """An ``AsyncSqliteSaver`` with podium's settings and its ledger in the same file.
 
     The ledger keeps a synchronous connection of its own (its writes are single
@@ -265,10 +264,6 @@ class PodiumAsyncSqliteSaver(AsyncSqliteSaver):
             )
             async with self.lock, self.conn.execute(sql, [v for row in part for v in row]):
                 pass
-
-    def get_next_version(self, current: Any, channel: None) -> Any:
-        """The next channel version: a small integer (see :func:`next_version`)."""
-        return next_version(current)
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints, writes, and its ledger rows."""
