@@ -104,7 +104,7 @@ SCRIPTED: dict[str, dict[str, list[str]]] = {
         ],
         "again": [
             "next: () | pending: []",
-            "refused: UnknownRequestError",
+            "refused: AlreadyDecidedError",
             "already decided",
             "refunds issued: [('A-1001', 80)]",
         ],

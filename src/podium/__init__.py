@@ -10,9 +10,12 @@ from importlib.metadata import PackageNotFoundError, version
 
 from podium.agents import Agent, Budget, FailurePolicy
 from podium.errors import (
+    AlreadyDecidedError,
     ApprovalError,
     ApproverNotAllowedError,
     BudgetExceededError,
+    CallInProgressError,
+    ConcurrencyError,
     ConfigurationError,
     CorruptDatabaseError,
     InvalidDecisionError,
@@ -33,6 +36,7 @@ from podium.errors import (
     UnknownRequestError,
     UnknownThreadError,
 )
+from podium.tools import ApprovalRequest, Decision, Policy, Rule
 
 try:
     __version__ = version("podium")
@@ -41,12 +45,17 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "Agent",
+    "AlreadyDecidedError",
     "ApprovalError",
+    "ApprovalRequest",
     "ApproverNotAllowedError",
     "Budget",
     "BudgetExceededError",
+    "CallInProgressError",
+    "ConcurrencyError",
     "ConfigurationError",
     "CorruptDatabaseError",
+    "Decision",
     "FailurePolicy",
     "InvalidDecisionError",
     "InvalidModelOutputError",
@@ -61,8 +70,10 @@ __all__ = [
     "ModelUnavailableError",
     "PersistenceError",
     "PodiumError",
+    "Policy",
     "QuorumNotMetError",
     "ReworkLimitError",
+    "Rule",
     "UnknownRequestError",
     "UnknownThreadError",
     "__version__",

@@ -12,6 +12,8 @@ hierarchy follows the four questions a user asks when something stops:
 * :class:`ApprovalError` -- *a human decision or resume was not acceptable*
   (unknown thread or request, malformed decision).
 * :class:`PersistenceError` -- *stored state is unusable* (corrupt database).
+* :class:`ConcurrencyError` -- *someone else is acting on the same thread* (a
+  call another worker is running).
 
 Messages say what is wrong, what is allowed, and how to fix it.
 """
@@ -19,9 +21,12 @@ Messages say what is wrong, what is allowed, and how to fix it.
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyDecidedError",
     "ApprovalError",
     "ApproverNotAllowedError",
     "BudgetExceededError",
+    "CallInProgressError",
+    "ConcurrencyError",
     "ConfigurationError",
     "CorruptDatabaseError",
     "InvalidDecisionError",
@@ -136,8 +141,34 @@ class UnknownRequestError(ApprovalError):
     """A decision names a request that is unknown, stale, or no longer pending."""
 
 
+class AlreadyDecidedError(UnknownRequestError):
+    """A decision arrived for a request that already has one; the first decision binds.
+
+    Raised for a second decision, and for the loser of two decisions made at the same
+    moment. Nothing ran because of the refused decision; :attr:`recorded` is the
+    decision that stands, and :attr:`result` (when the run was resumed) the graph's
+    output, which reflects the recorded decision.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        fix: str | None = None,
+        recorded: dict[str, object] | None = None,
+        result: object = None,
+    ) -> None:
+        super().__init__(message, fix=fix)
+        self.recorded = recorded
+        self.result = result
+
+
 class InvalidDecisionError(ApprovalError):
-    """A decision is malformed (wrong type, missing fields, bad arguments)."""
+    """A decision is malformed or not allowed.
+
+    Wrong type, missing fields, or edited arguments that the tool's schema or the
+    policy refuses.
+    """
 
 
 class PersistenceError(PodiumError):
@@ -146,3 +177,14 @@ class PersistenceError(PodiumError):
 
 class CorruptDatabaseError(PersistenceError):
     """A database file is corrupt, empty where state was expected, or foreign."""
+
+
+class ConcurrencyError(PodiumError):
+    """Another worker is acting on the same thread at the same moment."""
+
+
+class CallInProgressError(ConcurrencyError):
+    """A tool call is being run by another worker and has not finished yet.
+
+    Nothing ran twice; resuming later returns its recorded result.
+    """

@@ -22,12 +22,27 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 from langgraph.types import Command, StateSnapshot
 
-from podium.errors import ConfigurationError, UnknownRequestError, UnknownThreadError
+from podium.errors import (
+    AlreadyDecidedError,
+    ConfigurationError,
+    InvalidDecisionError,
+    UnknownRequestError,
+    UnknownThreadError,
+)
 from podium.tools import ApprovalRequest, Decision
-from podium.tools._executor import current_ledger
+from podium.tools._decisions import EXPIRED, current_ledger
 from podium.tools._graph import event_store_for, run_ledger_for
 
-__all__ = ["RunInfo", "decide", "events", "inspect", "pending", "resume", "resume_command"]
+__all__ = [
+    "RunInfo",
+    "check_decisions",
+    "decide",
+    "events",
+    "inspect",
+    "pending",
+    "resume",
+    "resume_command",
+]
 
 
 def _thread(config: RunnableConfig) -> str:
@@ -111,14 +126,15 @@ def pending(app: Pregel[Any, Any, Any, Any], config: RunnableConfig) -> list[App
 def _not_pending(
     app: Pregel[Any, Any, Any, Any], thread: str, request_id: str, open_ids: list[str]
 ) -> UnknownRequestError:
-    for record in current_ledger(app.config).approvals(thread):
-        if record.request.get("id") == request_id and record.decision is not None:
-            done = Decision.parse(record.decision)
-            return UnknownRequestError(
-                f"Request {request_id!r} on thread {thread!r} was already decided "
-                f"({done.action} by {done.by}); a decision is final.",
-                fix="Nothing to do; run `podium inspect` to see the thread's state.",
-            )
+    record = current_ledger(app.config).find_request(thread, request_id)
+    if record is not None and record.decision is not None:
+        done = Decision.parse(record.decision)
+        return AlreadyDecidedError(
+            f"Request {request_id!r} on thread {thread!r} was already decided "
+            f"({done.action} by {done.by}); a decision is final.",
+            fix="Nothing to do; run `podium inspect` to see the thread's state.",
+            recorded=record.decision,
+        )
     listing = ", ".join(open_ids) or "none"
     return UnknownRequestError(
         f"Request {request_id!r} is not pending on thread {thread!r} (unknown, stale, or "
@@ -181,13 +197,95 @@ def decide(
 
     Raises:
         UnknownThreadError: The thread has no saved state.
-        UnknownRequestError: A request id is unknown, stale, already decided, or
-            belongs to another thread.
-        InvalidDecisionError: A decision is malformed.
+        UnknownRequestError: A request id is unknown, stale, or belongs to another
+            thread (:class:`~podium.errors.AlreadyDecidedError` when it was decided).
+        InvalidDecisionError: A decision is malformed, or the run refused it (an edit
+            the tool's schema or the policy does not allow); the request stays pending
+            and nothing ran for it.
+        AlreadyDecidedError: Another decider's decision for the same request was
+            recorded first (a race); the run acted on that one, once.
         ApproverNotAllowedError: The approver may not decide that request.
     """
+    sent = {
+        rid: Decision.parse(dict(d) if isinstance(d, Mapping) else d)
+        for rid, d in decisions.items()
+    }
     result: dict[str, Any] = app.invoke(resume_command(app, config, decisions), config)
+    check_decisions(app, config, sent, result)
     return result
+
+
+def _same(recorded: Decision, sent: Decision) -> bool:
+    """Whether the recorded decision is the one sent (edits are stored merged)."""
+    if (recorded.action, recorded.by) != (sent.action, sent.by):
+        return recorded.by == sent.by and recorded.reason.startswith(EXPIRED)
+    if sent.action == "edit":
+        stored = recorded.args or {}
+        return all(k in stored and stored[k] == v for k, v in (sent.args or {}).items())
+    return True
+
+
+def check_decisions(
+    app: Pregel[Any, Any, Any, Any],
+    config: RunnableConfig,
+    sent: Mapping[str, Decision],
+    result: Any = None,
+) -> None:
+    """After a resume, raise unless every decision sent is the one that binds.
+
+    A decision the run refused (an edit the tool's schema or the policy does not
+    allow, an action the request does not take) left its request pending, with the
+    reason in ``note``; a decision that lost a race with another decider was not
+    applied (the first recorded decision binds, and the run acted on it).
+
+    Raises:
+        InvalidDecisionError: A decision was refused; nothing ran for it.
+        AlreadyDecidedError: Another decision for the same request was recorded
+            first; ``.recorded`` is that decision and ``.result`` the run's output.
+    """
+    thread = _thread(config)
+    ledger = current_ledger(app.config)
+    refused: list[str] = []
+    for request_id, decision in sent.items():
+        record = ledger.find_request(thread, request_id)
+        if record is None:
+            continue
+        if record.decision is None:
+            reason = _refusal(app, config, request_id, decision)
+            if reason is not None:
+                refused.append(f"{request_id}: {reason.rstrip('.')}")
+            continue
+        recorded = Decision.parse(record.decision)
+        if not _same(recorded, decision):
+            raise AlreadyDecidedError(
+                f"Request {request_id!r} on thread {thread!r} was decided by "
+                f"{recorded.by} ({recorded.action}) at the same moment; the first decision "
+                f"recorded binds, so your {decision.action} by {decision.by} was not applied. "
+                "Nothing ran twice; the run went on with the recorded decision.",
+                fix="Nothing to do; run `podium inspect` to see what happened.",
+                recorded=record.decision,
+                result=result,
+            )
+    if refused:
+        raise InvalidDecisionError(
+            "The run refused the decision(s) " + "; ".join(refused) + ". Nothing ran for "
+            "them; the request(s) are still pending.",
+            fix="Decide again (runs.pending shows each request's note).",
+        )
+
+
+def _refusal(
+    app: Pregel[Any, Any, Any, Any], config: RunnableConfig, request_id: str, sent: Decision
+) -> str | None:
+    """Why the run refused ``sent`` for a request that is still pending, if it did."""
+    for item in app.get_state(config).interrupts:
+        if not ApprovalRequest.is_request(item.value):
+            continue
+        request = ApprovalRequest.from_json(item.value)
+        refused = request.refused or {}
+        if request.id == request_id and refused.get("decision") == sent.to_json():
+            return str(refused.get("error") or "refused")
+    return None
 
 
 def resume(app: Pregel[Any, Any, Any, Any], config: RunnableConfig) -> dict[str, Any]:

@@ -178,7 +178,7 @@ def test_ledger_location_for_served_graphs_and_stock_savers(
         with PostgresSaver.from_conn_string(postgres_url) as stock:
             ledger = ledger_for(stock)
             assert isinstance(ledger, PostgresLedger)
-            ledger.start_call("t", "k", "charge", "h")
+            assert ledger.claim_call("t", "k", "charge", "h", "test-owner").won
             assert served.count_calls("t") == 1  # the same database
     finally:
         _graph._BY_LOCATION.pop(postgres_url).close()

@@ -83,7 +83,8 @@ def test_human_readable_run_prints_the_commands(
     assert "[billing] calls issue_refund" in out
     assert "waiting for a human (approval)" in out
     assert "podium approve t2 apr_" in out
-    assert '--edit \'{"order_id": "A-1", "amount": 250}\'' in out
+    # the request shows the arguments the tool would receive (validated: amount is a float)
+    assert '--edit \'{"order_id": "A-1", "amount": 250.0}\'' in out
     monkeypatch.setenv("REFUND_STAGE", "resume")
     assert main(["reject", "t2", "--reason", "duplicate", "--by", "bo"]) == 0
     out = capsys.readouterr().out

@@ -16,6 +16,7 @@ from podium import (
     Agent,
     ApproverNotAllowedError,
     ConfigurationError,
+    InvalidDecisionError,
     InvalidModelOutputError,
     ReworkLimitError,
     UnknownRequestError,
@@ -270,13 +271,14 @@ def test_action_stage_edit_replaces_its_input(checkpointer: BaseCheckpointSaver[
     ask(app, "ship it", CFG)
     (request,) = runs.pending(app, CFG)
     # an edit that is not a valid Release is refused and asked again, with a note
-    again = runs.decide(app, CFG, {request.id: Decision.edit({"version": 3}, by="alice")})
-    assert "__interrupt__" in again
+    with pytest.raises(InvalidDecisionError, match="is not a valid Release"):
+        runs.decide(app, CFG, {request.id: Decision.edit({"version": 3}, by="alice")})
     (retry,) = runs.pending(app, CFG)
     assert retry.id == request.id
     assert "is not a valid Release: version: Input should be a valid string" in retry.note
+    # a partial edit is merged onto what the stage would act on
     final = runs.decide(app, CFG, {retry.id: Decision.edit({"version": "1.3"}, by="alice")})
-    assert effects == [{"version": "1.3", "notes": ""}]
+    assert effects == [{"version": "1.3", "notes": "fixes"}]
     assert final["messages"][-1].content == "announced (deployed 1.3)"
     assert final["stage_outputs"]["prepare"] == {"version": "1.2", "notes": "fixes"}
 
@@ -396,21 +398,21 @@ def test_agent_action_stage_with_its_own_tool_approval(
     model_of(payer).assert_consumed()
 
 
-def test_time_travel_replay_is_a_new_execution_and_asks_anew() -> None:
+def test_time_travel_replay_returns_the_recorded_action_without_acting_again() -> None:
     effects: list[dict[str, Any]] = []
     app = _release_pipeline(effects).compile(checkpointer=InMemorySaver())
     ask(app, "ship it", CFG)
     (request,) = runs.pending(app, CFG)
-    runs.decide(app, CFG, {request.id: Decision.approve(by="alice")})
+    first = runs.decide(app, CFG, {request.id: Decision.approve(by="alice")})
     before = next(s for s in app.get_state_history(CFG) if s.next == ("deploy",))
-    replay = app.invoke(None, before.config)  # a fork: the old approval does not carry over
-    assert "__interrupt__" in replay
-    (again,) = runs.pending(app, CFG)
-    assert again.id != request.id
+    # a fork of the same input: the action already ran, so its recorded result is replayed
+    replay = app.invoke(None, before.config)
+    assert "__interrupt__" not in replay
+    assert runs.pending(app, CFG) == []
     assert len(effects) == 1
-    final = runs.decide(app, CFG, {again.id: Decision.reject("already shipped", by="alice")})
-    assert final["messages"][-1].content == "announced (skipped)"
-    assert len(effects) == 1
+    assert replay["messages"][-1].content == first["messages"][-1].content
+    deploy_log = next(r for r in replay["stage_log"] if r["stage"] == "deploy")
+    assert deploy_log["detail"] == {"replayed": True}
 
 
 # -- composition, async, turns -----------------------------------------------------------

@@ -11,7 +11,14 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from pydantic import BaseModel
 
-from podium import Agent, Budget, BudgetExceededError, ConfigurationError, runs
+from podium import (
+    Agent,
+    Budget,
+    BudgetExceededError,
+    ConfigurationError,
+    InvalidDecisionError,
+    runs,
+)
 from podium.graphs import (
     Stage,
     create_agent_graph,
@@ -176,9 +183,13 @@ def test_escalate_edit_with_a_bad_limit_is_refused_and_asked_again() -> None:
     app, _ = escalating(InMemorySaver())
     app.invoke({"messages": [("user", "go")]}, cfg())
     [request] = runs.pending(app, cfg())
-    runs.decide(app, cfg(), {request.id: Decision.edit({"dollars": 5}, by="ops")})
+    before = len(list(app.get_state_history(cfg())))
+    with pytest.raises(InvalidDecisionError, match="edited budget was refused"):
+        runs.decide(app, cfg(), {request.id: Decision.edit({"dollars": 5}, by="ops")})
     [again] = runs.pending(app, cfg())
+    assert again.id == request.id
     assert "edited budget was refused" in again.note
+    assert len(list(app.get_state_history(cfg()))) == before  # nothing changed
 
 
 def test_escalate_then_reject_stops() -> None:

@@ -27,6 +27,7 @@ from podium import (
     Agent,
     ConfigurationError,
     FailurePolicy,
+    InvalidDecisionError,
     InvalidModelOutputError,
     ModelFailedError,
     ModelUnavailableError,
@@ -245,7 +246,8 @@ def test_escalation_edit_is_refused_and_asked_again() -> None:
     app, cfg = app_for(agent), config()
     app.invoke({"messages": [("user", "hi")]}, cfg)
     [request] = runs.pending(app, cfg)
-    runs.decide(app, cfg, {request.id: Decision.edit({"x": 1}, by="ops")})
+    with pytest.raises(InvalidDecisionError, match="edit has nothing to change"):
+        runs.decide(app, cfg, {request.id: Decision.edit({"x": 1}, by="ops")})
     [again] = runs.pending(app, cfg)
     assert again.id == request.id
     assert "edit has nothing to change" in again.note

@@ -19,22 +19,19 @@ in the tool ledger (an audit trail, and it binds if the step runs again).
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any, Literal, TypedDict
 
 from langchain_core.messages import AIMessage, AnyMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END
-from langgraph.types import interrupt
 
 from podium.agents._meter import Exhaustion, extension
-from podium.errors import ApprovalError, InvalidDecisionError, ModelFailedError
-from podium.observe import emit
-from podium.tools._approvals import ApprovalRequest, Decision
-from podium.tools._executor import current_ledger
+from podium.errors import InvalidDecisionError, ModelFailedError
+from podium.tools._approvals import ApprovalRequest, Decision, DecisionAction
+from podium.tools._decisions import Question, ask, governance, make_request, where
+from podium.tools._policy import Policy
 
 __all__ = [
     "ESCALATE_NODE",
@@ -77,65 +74,36 @@ def stop_message(agent: str, text: str, stop: str, details: dict[str, Any]) -> A
     )
 
 
-def _ask(
-    config: RunnableConfig, request: ApprovalRequest, check: Callable[[Decision], None]
-) -> Decision:
-    """Interrupt until a valid decision arrives; the first recorded one binds."""
-    conf = config.get("configurable") or {}
-    thread = str(conf.get("thread_id", ""))
-    key = f"{conf.get('checkpoint_ns', '')}|{request.id}"
-    ledger = current_ledger(config)
-    record = ledger.ensure_request(thread, key, request.id, request.to_json())
-    stored = ApprovalRequest.from_json(record.request)
-    if record.status == "decided" and record.decision is not None:
-        done = Decision.parse(record.decision)  # asked again after a restart
-        stored = replace(
-            stored,
-            note=f"Already decided ({done.action} by {done.by}); that decision stands.",
-        )
-    if record.status == "pending":
-        emit(
-            "escalation",
-            {"agent": stored.agent, "name": stored.tool, "request_id": stored.id, **stored.args},
-            config,
-        )
-    note = stored.note
-    while True:  # interrupt even when decided, so later interrupts keep their positions
-        value = interrupt(replace(stored, note=note).to_json())
-        try:
-            decision = Decision.parse(value)
-            stored.check_approver(decision.by)
-            check(decision)
-        except ApprovalError as exc:
-            note = f"A decision for this request was refused: {exc}"
-            continue
-        break
-    if record.status == "decided" and record.decision is not None:
-        return Decision.parse(record.decision)
-    ledger.record_decision(thread, key, decision.to_json(), None)
-    emit(
-        "approval_decided",
-        {
-            "agent": stored.agent,
-            "name": stored.tool,
-            "request_id": stored.id,
-            "kind": "escalation",
-            "action": decision.action,
-            "by": decision.by,
-        },
-        config,
+def _question(
+    config: RunnableConfig,
+    what: str,
+    policy: Policy | None,
+    review: Callable[[Decision, ApprovalRequest], Decision],
+    actions: frozenset[DecisionAction],
+    meaning: str = "",
+    **fields: Any,
+) -> Question:
+    """A question about this task (``what``), governed by the policies in force."""
+    at = where(config)
+    rules = governance(config, policy)
+    key = f"{at.namespace}|escalation:{what}"  # per task: a fork asks anew
+    request = make_request(
+        at,
+        key,
+        kind="escalation",
+        approvers=rules.approvers,
+        timeout=rules.approval_timeout,
+        **fields,
     )
-    return decision
-
-
-def _request_id(config: RunnableConfig, what: str) -> str:
-    conf = config.get("configurable") or {}
-    seed = f"{conf.get('thread_id', '')}\0{conf.get('checkpoint_ns', '')}\0{what}"
-    return f"esc_{hashlib.sha256(seed.encode()).hexdigest()[:20]}"
+    return Question(key, request, review=review, actions=actions, meaning=meaning)
 
 
 def ask_budget(
-    config: RunnableConfig, agent: str, exhausted: Exhaustion, index: int
+    config: RunnableConfig,
+    agent: str,
+    exhausted: Exhaustion,
+    index: int,
+    policy: Policy | None = None,
 ) -> tuple[Decision, dict[str, float] | None]:
     """Ask a human about an exhausted budget, from inside the model step.
 
@@ -143,29 +111,45 @@ def ask_budget(
         config: The model node's config.
         agent: The agent about to call its model.
         exhausted: The budget that ran out.
-        index: How many budget questions this step asked before (keeps ids distinct).
+        index: How many budget questions this step asked before (keeps them distinct).
+        policy: The agent's graph's own policy (its approvers and timeout apply, with
+            those of the enclosing graphs).
 
     Returns:
         The decision, and for approve/edit the extension to record.
     """
-    request = ApprovalRequest(
-        id=_request_id(config, f"budget:{index}"),
-        agent=agent,
-        tool="budget",
-        args={"scope": exhausted.label, "exceeded": exhausted.exceeded, "limits": exhausted.limits},
-        reason=f"{exhausted.describe()} is used up. Approve for one more allowance, edit with "
-        "new limits (args: {limit: value}), reject to stop, or respond with the answer.",
-        kind="escalation",
-    )
 
-    def check(decision: Decision) -> None:
+    def review(decision: Decision, request: ApprovalRequest) -> Decision:
         if decision.action == "edit":
             try:
                 extension(exhausted, decision.args or {})
             except ValueError as exc:
-                raise InvalidDecisionError(f"The edited budget was refused: {exc}.") from exc
+                raise InvalidDecisionError(
+                    f"The edited budget was refused: {exc}.",
+                    fix='Edit with new limits, e.g. {"output_tokens": 9000}.',
+                ) from exc
+        return decision
 
-    decision = _ask(config, request, check)
+    decision = ask(
+        config,
+        _question(
+            config,
+            f"budget:{index}",
+            policy,
+            review,
+            frozenset({"approve", "edit", "reject", "respond"}),
+            agent=agent,
+            tool="budget",
+            args={
+                "scope": exhausted.label,
+                "exceeded": exhausted.exceeded,
+                "limits": exhausted.limits,
+            },
+            reason=f"{exhausted.describe()} is used up. Approve for one more allowance, edit "
+            "with new limits (args: {limit: value}), reject to stop, or respond with the "
+            "answer.",
+        ),
+    )
     if decision.action == "approve":
         return decision, extension(exhausted, None)
     if decision.action == "edit":
@@ -180,8 +164,9 @@ class EscalateStep:
         agent: The agent's name.
     """
 
-    def __init__(self, agent: str) -> None:
+    def __init__(self, agent: str, policy: Policy | None = None) -> None:
         self.agent = agent
+        self.policy = policy
 
     def invoke(self, state: Mapping[str, Any], config: RunnableConfig) -> dict[str, Any]:
         """Interrupt with the recorded failure; apply the decision."""
@@ -193,8 +178,18 @@ class EscalateStep:
             if failure["kind"] == "invalid_output"
             else "failed after every retry and fallback"
         )
-        request = ApprovalRequest(
-            id=_request_id(config, "model"),
+
+        def review(decision: Decision, request: ApprovalRequest) -> Decision:
+            return decision
+
+        question = _question(
+            config,
+            "model",
+            self.policy,
+            review,
+            frozenset({"approve", "reject", "respond"}),
+            "A model-failure escalation takes approve (try again), respond (the agent's "
+            "answer) or reject (stop); edit has nothing to change.",
             agent=self.agent,
             tool="model",
             args={
@@ -205,17 +200,8 @@ class EscalateStep:
             },
             reason=f"The model of agent {self.agent!r} {what} ({failure['error']}). Approve "
             "to try again, respond with the answer it should give, or reject to stop the run.",
-            kind="escalation",
         )
-
-        def check(decision: Decision) -> None:
-            if decision.action == "edit":
-                raise InvalidDecisionError(
-                    "A model-failure escalation takes approve (try again), respond (the "
-                    "agent's answer) or reject (stop); edit has nothing to change."
-                )
-
-        decision = _ask(config, request, check)
+        decision = ask(config, question)
         if decision.action == "approve":
             return {"escalation": None}
         if decision.action == "respond":

@@ -6,16 +6,22 @@ Built as a LangGraph subgraph from public primitives only: a ``model`` node
 interrupts, and a resumed call never re-runs a sibling), a conditional edge that
 routes between them and, when the agent's failure policy escalates, an ``escalate``
 node that asks a human about a model that kept failing.
+
+It is the one agent loop: :func:`build_agent_loop` serves the single-agent graph,
+every Agent member, a handoff desk's agents (a ``transfer`` node) and a manager (a
+node per specialist) through its hooks.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any, NotRequired
 
 from langchain_core.messages import AIMessage, AnyMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.tools import BaseTool
 from langgraph.graph import END, START
 from langgraph.types import Send
 from typing_extensions import TypedDict
@@ -33,14 +39,19 @@ from podium.tools._graph import GovernedGraph
 from podium.tools._policy import Policy
 
 __all__ = [
+    "TOOLS_NODE",
     "AgentState",
+    "LoopNode",
     "ModelStep",
-    "add_escalation",
+    "Route",
     "build_agent_loop",
     "check_alternate",
     "route_tool_calls",
     "steps_this_turn",
 ]
+
+TOOLS_NODE = "tools"
+"""The node that runs an agent's tool calls through the governed executor."""
 
 
 class AgentState(TypedDict):
@@ -61,7 +72,12 @@ def route_tool_calls(message: AIMessage, node: str) -> list[Send]:
     seen_dupes: set[str] = set()
     for c in message.tool_calls:
         call_id = c["id"] or ""
-        req: ToolRequest = {"name": c["name"], "args": c["args"], "id": call_id}
+        req: ToolRequest = {
+            "name": c["name"],
+            "args": c["args"],
+            "id": call_id,
+            "message": message.id,
+        }
         if counts[c["id"]] > 1:
             if call_id in seen_dupes:
                 continue
@@ -103,18 +119,26 @@ def check_alternate(agent: Agent) -> None:
         )
 
 
-def add_escalation(graph: Any, step: ModelStep, model_node: str) -> list[str]:
-    """Add the ``escalate`` step after ``model_node`` when the agent escalates failures.
+@dataclass(frozen=True)
+class LoopNode:
+    """A node a pattern adds to an agent's loop, and where the loop goes after it.
 
-    Returns:
-        The extra targets for the model node's conditional edge.
+    A handoff's ``transfer`` step, or a manager's delegation to one specialist.
     """
-    if not step.escalates:
-        return []
-    escalate = EscalateStep(step.agent.name)
-    graph.add_node(ESCALATE_NODE, RunnableLambda(escalate.invoke, name=ESCALATE_NODE))
-    graph.add_conditional_edges(ESCALATE_NODE, after_escalate(model_node), [model_node, END])
-    return [ESCALATE_NODE]
+
+    name: str
+    """The node's name (a ``route`` hook sends to it)."""
+    node: Any
+    """The runnable (a ``RunnableLambda`` with sync and async functions)."""
+    after: str | Callable[[Any], str] = "model"
+    """The next node, or a function of the state choosing it from ``destinations``."""
+    destinations: tuple[str, ...] = ()
+    """The possible results of ``after`` when it is a function."""
+
+
+Route = Callable[[Any, AIMessage, list[Send]], "list[Send | str] | str"]
+"""A pattern's routing hook: ``(state, reply, sends) -> targets`` where ``sends`` are
+the reply's tool calls addressed to the ``tools`` node."""
 
 
 def build_agent_loop(
@@ -122,22 +146,44 @@ def build_agent_loop(
     *,
     known_tools: Collection[str] = (),
     policy: Policy | None = None,
-) -> GovernedGraph[AgentState, None, AgentState, AgentState]:
-    """Build the uncompiled loop graph for one agent.
+    executor_tools: Sequence[BaseTool] | None = None,
+    route: Route | None = None,
+    nodes: Sequence[LoopNode] = (),
+    model_node: str = "model",
+    before_model: Callable[[Any], None] | None = None,
+    alternate_tool: str | None = None,
+    state_schema: type[Any] = AgentState,
+) -> GovernedGraph[Any, None, Any, Any]:
+    """Build the uncompiled loop graph for one agent: the one agent loop of podium.
+
+    The single-agent graph, every Agent member of a pattern, a handoff desk's agents
+    and a manager all run this loop; the patterns add their control flow through
+    the hooks (``route``, ``nodes``) instead of wiring a loop of their own.
 
     Args:
-        agent: The agent.
+        agent: The agent; its ``tools`` are what the model is offered (a pattern may
+            add its transfer or delegation tools with ``dataclasses.replace``).
         known_tools: Every tool name in the surrounding system, so calls to tools
             granted to others are refused as *not granted* rather than *unknown*.
-        policy: Applied to every tool call (default: allow every granted call).
+        policy: The member's own policy (the enclosing graphs' apply too, passed
+            down in the config); governs its tool calls and escalations.
+        executor_tools: The tools the ``tools`` node may run (default: the agent's).
+        route: Reroutes a reply's tool calls (default: all to ``tools``).
+        nodes: Extra nodes a ``route`` may send to.
+        model_node: The model node's name (a manager names it after the manager).
+        before_model: Called with the state before each model step (may raise).
+        alternate_tool: The handoff tool the model step calls on the agent's behalf
+            when its models fail (``FailurePolicy(alternate=...)``).
+        state_schema: The loop's state (``AgentState`` or a pattern's equivalent).
 
     Returns:
-        An uncompiled ``StateGraph`` with nodes ``model`` and ``tools``, and
-        ``escalate`` when the agent's failure policy escalates to a human.
+        An uncompiled ``StateGraph`` with nodes ``model_node`` and ``tools``, the
+        pattern's ``nodes``, and ``escalate`` when the agent's failure policy
+        escalates to a human.
 
     Raises:
         ConfigurationError: For an invalid model spec, a tool named like the JSON
-            mode's reserved choice, or an ``alternate`` (only handoff graphs route).
+            mode's reserved choice, or an ``alternate`` with nowhere to hand off to.
     """
     check_model_spec(agent.model)
     if agent.tool_calling != "native" and FINAL_ANSWER in agent.tool_names:
@@ -146,17 +192,27 @@ def build_agent_loop(
             "reserves for the final reply.",
             fix="Rename the tool, or set tool_calling='native'.",
         )
-    check_alternate(agent)
-    step = ModelStep(agent)
+    if alternate_tool is None:
+        check_alternate(agent)
+    step = ModelStep(agent, alternate_tool=alternate_tool, policy=policy)
     timeout = agent.failure.tool_timeout if agent.failure else None
-    executor = GovernedExecutor(
-        agent.name, agent.granted_tools, known_tools, policy, timeout=timeout
-    )
+    granted = agent.granted_tools if executor_tools is None else tuple(executor_tools)
+    executor = GovernedExecutor(agent.name, granted, known_tools, policy, timeout=timeout)
+    taken = {n.name for n in nodes} & {model_node, TOOLS_NODE, ESCALATE_NODE}
+    if taken or (step.escalates and ESCALATE_NODE in {n.name for n in nodes}):
+        raise ConfigurationError(
+            f"{sorted(taken or {ESCALATE_NODE})} would name two steps of {agent.name!r}'s loop.",
+            fix="Rename the member.",
+        )
 
-    def model(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+    def model(state: Any, config: RunnableConfig) -> dict[str, Any]:
+        if before_model is not None:
+            before_model(state)
         return step.invoke(state, config)
 
-    async def amodel(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
+    async def amodel(state: Any, config: RunnableConfig) -> dict[str, Any]:
+        if before_model is not None:
+            before_model(state)
         return await step.ainvoke(state, config)
 
     def run_tool(req: ToolRequest, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
@@ -165,19 +221,38 @@ def build_agent_loop(
     async def arun_tool(req: ToolRequest, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
         return {"messages": [await executor.arun(req, config)]}
 
-    def route(state: AgentState) -> list[Send] | str:
+    def after_model(state: Any) -> list[Send | str] | str:
         if state.get("escalation"):
             return ESCALATE_NODE
         last = state["messages"][-1] if state["messages"] else None
-        if isinstance(last, AIMessage) and (last.tool_calls or last.invalid_tool_calls):
-            return route_tool_calls(last, "tools")
-        return END
+        if not isinstance(last, AIMessage) or not (last.tool_calls or last.invalid_tool_calls):
+            return END
+        sends = route_tool_calls(last, TOOLS_NODE)
+        if route is not None:
+            return route(state, last, sends)
+        targets: list[Send | str] = list(sends)
+        return targets
 
-    graph: GovernedGraph[AgentState, None, AgentState, AgentState] = GovernedGraph(AgentState)
-    graph.add_node("model", RunnableLambda(model, afunc=amodel, name="model"))
-    graph.add_node("tools", RunnableLambda(run_tool, afunc=arun_tool, name="tools"))
-    graph.add_edge(START, "model")
-    extra = add_escalation(graph, step, "model")
-    graph.add_conditional_edges("model", route, ["tools", *extra, END])
-    graph.add_edge("tools", "model")
+    graph: GovernedGraph[Any, None, Any, Any] = GovernedGraph(state_schema)
+    graph.add_node(model_node, RunnableLambda(model, afunc=amodel, name=model_node))
+    graph.add_edge(START, model_node)
+    for extra in nodes:
+        graph.add_node(extra.name, extra.node)
+        if isinstance(extra.after, str):
+            graph.add_edge(extra.name, model_node if extra.after == "model" else extra.after)
+        else:
+            graph.add_conditional_edges(extra.name, extra.after, list(extra.destinations))
+    graph.add_node(TOOLS_NODE, RunnableLambda(run_tool, afunc=arun_tool, name=TOOLS_NODE))
+    graph.add_edge(TOOLS_NODE, model_node)
+    targets = [*(n.name for n in nodes), TOOLS_NODE, END]
+    if step.escalates:
+        escalate = EscalateStep(agent.name, policy)
+
+        def ask_human(state: Any, config: RunnableConfig) -> dict[str, Any]:
+            return escalate.invoke(state, config)
+
+        graph.add_node(ESCALATE_NODE, RunnableLambda(ask_human, name=ESCALATE_NODE))
+        graph.add_conditional_edges(ESCALATE_NODE, after_escalate(model_node), [model_node, END])
+        targets.append(ESCALATE_NODE)
+    graph.add_conditional_edges(model_node, after_model, targets)
     return graph

@@ -51,6 +51,7 @@ from podium.errors import (
     UnknownThreadError,
 )
 from podium.observe import emit
+from podium.tools._policy import Policy
 
 __all__ = ["ModelStep", "steps_this_turn"]
 
@@ -126,10 +127,19 @@ class ModelStep:
         agent: The agent (its model, fallbacks, budget and policy).
         alternate_tool: The tool that hands the conversation to the policy's
             ``alternate`` (a handoff graph's ``transfer_to_<name>``), if routable.
+        policy: The agent's graph's own policy: its approvers and approval timeout
+            (with those of the enclosing graphs) govern budget escalations.
     """
 
-    def __init__(self, agent: Agent, *, alternate_tool: str | None = None) -> None:
+    def __init__(
+        self,
+        agent: Agent,
+        *,
+        alternate_tool: str | None = None,
+        policy: Policy | None = None,
+    ) -> None:
         self.agent = agent
+        self.governed_by = policy
         self.policy = agent.failure
         self.alternate_tool = alternate_tool
         self.specs: list[str | BaseChatModel] = [
@@ -263,7 +273,9 @@ class ModelStep:
                 )
             decision = None
             if action == "escalate":
-                decision, extra = ask_budget(run.config, self.agent.name, spent, run.asked)
+                decision, extra = ask_budget(
+                    run.config, self.agent.name, spent, run.asked, self.governed_by
+                )
                 run.asked += 1
                 if extra is not None:
                     run.delta = add_usage(run.delta, Usage(extended={spent.label: extra}))
@@ -317,8 +329,24 @@ class ModelStep:
                         fix="Use a stronger model or tool_calling='json', or raise "
                         "FailurePolicy(max_invalid_replies=...).",
                     )
-                return self._update(run, {"escalation": self._escalation(run, error)})
+                return self._escalate(run, error)
         return self._update(run, {"messages": [reply]})
+
+    def _escalate(self, run: _Run, error: str | None = None) -> Update:
+        """Record the failure for the ``escalate`` step (a rung of the failure ladder)."""
+        escalation = self._escalation(run, error)
+        emit(
+            "escalation",
+            {
+                "agent": self.agent.name,
+                "name": "model",
+                "error": escalation["error"],
+                "attempts": escalation["attempts"],
+                "models": escalation["models"],
+            },
+            run.config,
+        )
+        return self._update(run, {"escalation": escalation})
 
     def _escalation(self, run: _Run, error: str | None = None) -> Escalation:
         errors = run.plan.errors
@@ -354,7 +382,7 @@ class ModelStep:
             )
             return self._update(run, {"messages": [handoff]})
         if self.escalates:
-            return self._update(run, {"escalation": self._escalation(run)})
+            return self._escalate(run)
         tried = ", ".join(dict.fromkeys(self.labels))
         if run.plan.all_transient:
             raise ModelUnavailableError(

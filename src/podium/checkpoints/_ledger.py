@@ -1,21 +1,27 @@
-"""The exactly-once tool ledger and the approval records it binds calls to.
+"""The exactly-once tool ledger and the human decisions it binds calls to.
 
 Two tables, beside the checkpoints (the same SQLite file, or the same Postgres
 database, as the graph's checkpointer):
 
 * ``podium_tool_calls`` -- one row per side-effecting call, keyed by
   ``(thread_id, call_key)``: ``started`` before the tool runs, ``done`` with the
-  result after. Re-running the step returns the stored result; a row still
-  ``started`` is *in doubt* (the process died mid-call).
-* ``podium_approvals`` -- one row per gated call: the request, and once a human
-  decided, the decision and the hash of the arguments it approved. The executor
-  runs a gated call only when this row holds a decision bound to exactly the
-  arguments it is about to run with.
+  result after. Starting is compare-and-set (:meth:`ToolLedger.claim_call`): only
+  the process whose insert created the row runs the tool; everyone else gets the
+  row back (and waits for its result, or finds it *in doubt*). A ``started`` row
+  names its ``owner`` (host, process, a per-process nonce) and carries a heartbeat,
+  so a call another live process is running is told apart from one whose process
+  died mid-call.
+* ``podium_approvals`` -- one row per human question (a gated call, an edit that
+  needs another tier, an in-doubt call, an escalation, a pipeline gate): the
+  request, and once a human decided, the decision and the hash of the arguments it
+  lets run. Deciding is compare-and-set too (:meth:`ToolLedger.record_decision`):
+  the first decision recorded binds, later ones get the recorded one back.
 
-``call_key`` is the tool task's checkpoint namespace plus the tool-call id. LangGraph
-derives task ids deterministically from the checkpoint, so a step re-run after a
-resume or a crash has the same key, while a new step (or a crafted ``Send``) never
-inherits another call's approval.
+``call_key`` identifies the call, not the graph task that runs it: the node path,
+the id of the ``AIMessage`` that asked for it, the tool-call id and the hash of the
+arguments the model gave (see :func:`podium.tools._executor.call_key`). Replays,
+forks and time travel of the same call therefore find its record; a new model
+message acts anew.
 
 :class:`ToolLedger` is the interface; :class:`SQLiteLedger` and
 :class:`~podium.checkpoints.PostgresLedger` implement it with the same SQL (every
@@ -26,8 +32,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import sqlite3
 import threading
+import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +45,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["ApprovalRecord", "CallRecord", "SQLiteLedger", "ToolLedger", "args_hash"]
+__all__ = [
+    "ApprovalRecord",
+    "CallRecord",
+    "Claim",
+    "SQLiteLedger",
+    "ToolLedger",
+    "args_hash",
+    "owner_alive",
+    "process_owner",
+]
 
 CallStatus = Literal["started", "done"]
 ApprovalStatus = Literal["pending", "decided"]
@@ -43,10 +62,33 @@ ApprovalStatus = Literal["pending", "decided"]
 LEDGER_TABLES = ("podium_tool_calls", "podium_approvals")
 """The ledger's tables (for size reports and integrity checks)."""
 
+HEARTBEAT_SECONDS = 2.0
+"""How often a process refreshes the heartbeat of the calls it is running."""
+STALE_SECONDS = 15.0
+"""A ``started`` call of another host whose heartbeat is older than this is in doubt."""
+
+_ADDED_COLUMNS = (
+    ("podium_tool_calls", "owner", "TEXT"),
+    ("podium_tool_calls", "heartbeat_at", "DOUBLE PRECISION"),
+)
+"""Columns newer than the first release: added to existing databases on open."""
+
 
 def ledger_schema(seq_column: str) -> str:
-    """The ledger's DDL; ``seq_column`` orders approvals (``rowid`` needs none)."""
+    """The ledger's DDL; ``seq_column`` orders approvals (``rowid`` needs none).
+
+    For PostgreSQL (``seq_column`` set) it also adds columns that older databases
+    lack (``ADD COLUMN IF NOT EXISTS``); SQLite ledgers do that on open.
+    """
     seq = f"    seq {seq_column},\n" if seq_column else ""
+    migrate = (
+        "".join(
+            f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {kind};\n"
+            for table, column, kind in _ADDED_COLUMNS
+        )
+        if seq_column
+        else ""
+    )
     return f"""
 CREATE TABLE IF NOT EXISTS podium_tool_calls (
     thread_id TEXT NOT NULL,
@@ -59,6 +101,8 @@ CREATE TABLE IF NOT EXISTS podium_tool_calls (
     result TEXT,
     started_at TEXT NOT NULL,
     finished_at TEXT,
+    owner TEXT,
+    heartbeat_at DOUBLE PRECISION,
     PRIMARY KEY (thread_id, call_key)
 );
 CREATE TABLE IF NOT EXISTS podium_approvals (
@@ -73,7 +117,7 @@ CREATE TABLE IF NOT EXISTS podium_approvals (
     decided_at TEXT,
     UNIQUE (thread_id, call_key)
 );
-"""
+{migrate}"""
 
 
 def args_hash(args: Any) -> str:
@@ -84,6 +128,58 @@ def args_hash(args: Any) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+# -- who runs a call -------------------------------------------------------------------
+def _process_start(pid: int) -> str:
+    """The kernel's start time of ``pid`` (tells a live process from a reused pid)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields[19]  # field 22 (starttime); fields[0] is field 3
+    except (OSError, IndexError):
+        return ""
+
+
+_HOST = socket.gethostname()
+_NONCE = uuid.uuid4().hex[:12]
+
+
+def process_owner() -> str:
+    """This process as a ledger ``owner``: ``host|pid|start time|nonce``.
+
+    Computed per call, so a forked child process gets its own identity.
+    """
+    pid = os.getpid()
+    return f"{_HOST}|{pid}|{_process_start(pid)}|{_NONCE if pid == _PID else 'fork'}"
+
+
+_PID = os.getpid()
+
+
+def owner_alive(owner: str | None, heartbeat_at: float | None, running_here: bool) -> bool:
+    """Whether the process that started a call may still be running it.
+
+    Args:
+        owner: The row's ``owner`` (``None`` for rows written before owners existed).
+        heartbeat_at: The row's last heartbeat (epoch seconds).
+        running_here: Whether this process is running the call right now.
+
+    A call of this process is alive only while this process runs it; a call of
+    another process on this host is alive while that process lives (same pid and
+    start time); a call of another host is alive while its heartbeat is fresh.
+    """
+    if not owner:
+        return False
+    host, _, rest = owner.partition("|")
+    pid_text, _, rest = rest.partition("|")
+    started, _, _ = rest.partition("|")
+    if owner == process_owner():
+        return running_here
+    if host == _HOST and pid_text.isdigit() and started:  # this host: ask the kernel
+        pid = int(pid_text)
+        return pid != os.getpid() and _process_start(pid) == started
+    return heartbeat_at is not None and time.time() - heartbeat_at < STALE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -97,11 +193,25 @@ class CallRecord:
     idempotency_key: str
     """Passed to idempotent tools, the same on every attempt."""
     status: CallStatus
-    """``started`` (maybe in doubt) or ``done``."""
+    """``started`` (running, or in doubt) or ``done``."""
     attempts: int
     """How many times the call was started."""
     result: dict[str, Any] | None
     """For ``done``: ``{"content": ..., "status": ...}`` of the ToolMessage."""
+    owner: str | None = None
+    """Who started the latest attempt (see :func:`process_owner`)."""
+    heartbeat_at: float | None = None
+    """When that process last said it is still running the call (epoch seconds)."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The outcome of :meth:`ToolLedger.claim_call`."""
+
+    won: bool
+    """This process started the call and must run it."""
+    record: CallRecord
+    """The row as it is now (this process's, or the one that was already there)."""
 
 
 @dataclass(frozen=True)
@@ -116,9 +226,13 @@ class ApprovalRecord:
     """The accepted decision (``Decision.to_json()``)."""
     bound_args_hash: str | None
     """Hash of the arguments the decision allows to run."""
+    call_key: str = ""
+    """The question's key (the call's key plus what is asked)."""
 
 
 Row = Sequence[Any]
+_CALL_COLUMNS = "tool, args_hash, idempotency_key, status, attempts, result, owner, heartbeat_at"
+_APPROVAL_COLUMNS = "request, status, decision, bound_args_hash, call_key"
 
 
 class ToolLedger(ABC):
@@ -152,40 +266,80 @@ class ToolLedger(ABC):
     def get_call(self, thread_id: str, call_key: str) -> CallRecord | None:
         """The call's record, if it was ever started."""
         rows, _ = self._run(
-            "SELECT tool, args_hash, idempotency_key, status, attempts, result "
-            "FROM podium_tool_calls WHERE thread_id=? AND call_key=?",
+            f"SELECT {_CALL_COLUMNS} FROM podium_tool_calls WHERE thread_id=? AND call_key=?",
             (thread_id, call_key),
         )
         if not rows:
             return None
         row = rows[0]
         return CallRecord(
-            row[0], row[1], row[2], row[3], int(row[4]), json.loads(row[5]) if row[5] else None
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            int(row[4]),
+            json.loads(row[5]) if row[5] else None,
+            row[6],
+            float(row[7]) if row[7] is not None else None,
         )
 
-    def start_call(self, thread_id: str, call_key: str, tool: str, hashed: str) -> CallRecord:
-        """Record that the call is starting (again); durable before the tool runs."""
+    def claim_call(
+        self, thread_id: str, call_key: str, tool: str, hashed: str, owner: str
+    ) -> Claim:
+        """Start the call unless it was started before: compare-and-set.
+
+        Only the caller whose insert created the row may run the tool (``won``);
+        any other caller gets the existing row -- running elsewhere, done, or in
+        doubt -- and must not act. Durable before it returns.
+        """
         key = hashlib.sha256(f"{thread_id}\0{call_key}\0{hashed}".encode()).hexdigest()[:32]
-        self._run(
+        _, inserted = self._run(
             "INSERT INTO podium_tool_calls (thread_id, call_key, tool, args_hash, "
-            "idempotency_key, status, started_at) VALUES (?, ?, ?, ?, ?, 'started', ?) "
-            "ON CONFLICT (thread_id, call_key) DO UPDATE SET "
-            "attempts = podium_tool_calls.attempts + 1, "
-            "status = 'started', args_hash = excluded.args_hash",
-            (thread_id, call_key, tool, hashed, key, _now()),
+            "idempotency_key, status, started_at, owner, heartbeat_at) "
+            "VALUES (?, ?, ?, ?, ?, 'started', ?, ?, ?) "
+            "ON CONFLICT (thread_id, call_key) DO NOTHING",
+            (thread_id, call_key, tool, hashed, key, _now(), owner, time.time()),
         )
         record = self.get_call(thread_id, call_key)
         if record is None:  # pragma: no cover - the row was just written
             raise RuntimeError("ledger row vanished")
-        return record
+        return Claim(inserted == 1, record)
 
-    def finish_call(self, thread_id: str, call_key: str, result: dict[str, Any]) -> None:
-        """Store the call's result; later re-runs return it instead of acting again."""
+    def reclaim_call(
+        self, thread_id: str, call_key: str, previous_owner: str | None, owner: str, hashed: str
+    ) -> bool:
+        """Take over an in-doubt call to run it again: compare-and-set on its owner.
+
+        Succeeds for exactly one caller, and only while the row is still ``started``
+        by ``previous_owner``; counts the attempt.
+        """
+        _, count = self._run(
+            "UPDATE podium_tool_calls SET owner=?, heartbeat_at=?, "
+            "attempts = attempts + 1, args_hash=?, started_at=? "
+            "WHERE thread_id=? AND call_key=? AND status='started' AND COALESCE(owner, '')=?",
+            (owner, time.time(), hashed, _now(), thread_id, call_key, previous_owner or ""),
+        )
+        return count == 1
+
+    def heartbeat(self, thread_id: str, call_key: str, owner: str) -> None:
+        """Say that ``owner`` is still running the call."""
         self._run(
+            "UPDATE podium_tool_calls SET heartbeat_at=? "
+            "WHERE thread_id=? AND call_key=? AND owner=? AND status='started'",
+            (time.time(), thread_id, call_key, owner),
+        )
+
+    def finish_call(self, thread_id: str, call_key: str, result: dict[str, Any]) -> bool:
+        """Store the call's result; later re-runs return it instead of acting again.
+
+        The first result recorded stays (``False`` when the call was already done).
+        """
+        _, count = self._run(
             "UPDATE podium_tool_calls SET status='done', result=?, finished_at=? "
-            "WHERE thread_id=? AND call_key=?",
+            "WHERE thread_id=? AND call_key=? AND status='started'",
             (json.dumps(result, default=str), _now(), thread_id, call_key),
         )
+        return count == 1
 
     def count_calls(self, thread_id: str | None = None) -> int:
         """How many distinct calls the ledger holds (optionally for one thread)."""
@@ -197,12 +351,16 @@ class ToolLedger(ABC):
             )
         return int(rows[0][0])
 
-    # -- approvals -----------------------------------------------------------------
-    def ensure_request(
+    # -- human decisions -----------------------------------------------------------
+    def open_request(
         self, thread_id: str, call_key: str, request_id: str, request: dict[str, Any]
-    ) -> ApprovalRecord:
-        """Store ``request`` unless the call already has one; return the stored record."""
-        self._run(
+    ) -> tuple[ApprovalRecord, bool]:
+        """Store ``request`` unless the question has one; return the stored record.
+
+        Returns:
+            The record, and whether this call created it.
+        """
+        _, inserted = self._run(
             "INSERT INTO podium_approvals (request_id, thread_id, call_key, request, status) "
             "VALUES (?, ?, ?, ?, 'pending') ON CONFLICT DO NOTHING",
             (request_id, thread_id, call_key, json.dumps(request)),
@@ -210,14 +368,27 @@ class ToolLedger(ABC):
         record = self.get_approval(thread_id, call_key)
         if record is None:  # pragma: no cover - the row was just written
             raise RuntimeError("ledger row vanished")
-        return record
+        return record, inserted == 1
+
+    def ensure_request(
+        self, thread_id: str, call_key: str, request_id: str, request: dict[str, Any]
+    ) -> ApprovalRecord:
+        """Store ``request`` unless the question has one; return the stored record."""
+        return self.open_request(thread_id, call_key, request_id, request)[0]
 
     def get_approval(self, thread_id: str, call_key: str) -> ApprovalRecord | None:
-        """The approval record of a call, if it has one."""
+        """The record of a question, if it was asked."""
         rows, _ = self._run(
-            "SELECT request, status, decision, bound_args_hash FROM podium_approvals "
-            "WHERE thread_id=? AND call_key=?",
+            f"SELECT {_APPROVAL_COLUMNS} FROM podium_approvals WHERE thread_id=? AND call_key=?",
             (thread_id, call_key),
+        )
+        return _approval(rows[0]) if rows else None
+
+    def find_request(self, thread_id: str, request_id: str) -> ApprovalRecord | None:
+        """The record of a request, by its id."""
+        rows, _ = self._run(
+            f"SELECT {_APPROVAL_COLUMNS} FROM podium_approvals WHERE thread_id=? AND request_id=?",
+            (thread_id, request_id),
         )
         return _approval(rows[0]) if rows else None
 
@@ -228,7 +399,12 @@ class ToolLedger(ABC):
         decision: dict[str, Any],
         bound_hash: str | None,
     ) -> bool:
-        """Bind a decision to a pending request; ``False`` if it was already decided."""
+        """Bind a decision to a pending request: compare-and-set.
+
+        Returns:
+            ``True`` if this decision was recorded; ``False`` if the request was
+            already decided (the recorded decision stands).
+        """
         _, count = self._run(
             "UPDATE podium_approvals SET status='decided', decision=?, bound_args_hash=?, "
             "decided_by=?, decided_at=? WHERE thread_id=? AND call_key=? "
@@ -247,7 +423,7 @@ class ToolLedger(ABC):
     def approvals(self, thread_id: str) -> list[ApprovalRecord]:
         """Every approval record of a thread, oldest first."""
         rows, _ = self._run(
-            "SELECT request, status, decision, bound_args_hash FROM podium_approvals "
+            f"SELECT {_APPROVAL_COLUMNS} FROM podium_approvals "
             f"WHERE thread_id=? ORDER BY {self._order}",
             (thread_id,),
         )
@@ -270,8 +446,20 @@ class ToolLedger(ABC):
 
 def _approval(row: Row) -> ApprovalRecord:
     return ApprovalRecord(
-        json.loads(row[0]), row[1], json.loads(row[2]) if row[2] else None, row[3]
+        json.loads(row[0]), row[1], json.loads(row[2]) if row[2] else None, row[3], row[4]
     )
+
+
+def add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring an older SQLite ledger's tables up to date (columns added since)."""
+    for table, column, kind in _ADDED_COLUMNS:
+        present = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        if present and column not in present:
+            try:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            except sqlite3.OperationalError as exc:  # another process added it first
+                if "duplicate column" not in str(exc):
+                    raise
 
 
 class SQLiteLedger(ToolLedger):
@@ -306,6 +494,7 @@ class SQLiteLedger(ToolLedger):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(ledger_schema(""))
+        add_missing_columns(self._db)
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[Row], int]:
         with self._lock:

@@ -19,17 +19,28 @@ from collections.abc import Sequence
 from typing import Annotated, Any, cast
 
 from langchain_core.messages import (
+    AIMessage,
     AnyMessage,
     BaseMessage,
     BaseMessageChunk,
     RemoveMessage,
+    ToolMessage,
     convert_to_messages,
     message_chunk_to_message,
 )
 from langgraph.channels import DeltaChannel
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
-__all__ = ["Messages", "merge_messages"]
+__all__ = ["EDIT_ARTIFACT", "Messages", "merge_messages"]
+
+EDIT_ARTIFACT = "podium_edit"
+"""The ``ToolMessage.artifact`` key recording a human's edit of a tool call:
+``{"args": <what ran>, "from": <what the model asked>, "by": <who edited>}``.
+
+When such a result joins the history, :func:`merge_messages` rewrites the tool
+call's ``args`` in the ``AIMessage`` that asked for it (as LangChain's
+HumanInTheLoopMiddleware does), so the model's next turn and every reader see the
+call that ran next to its result; the original stays in the artifact."""
 
 _NS = uuid.UUID("6f1c3a52-7d0e-4b8e-9a57-0c2d7b9e5a11")
 
@@ -51,6 +62,25 @@ def _with_ids(current_len: int, write: Any) -> list[BaseMessage]:
     return out
 
 
+def _apply_edit(merged: list[Any], result: ToolMessage) -> None:
+    """Rewrite the asking ``AIMessage``'s call to the edited arguments (copy on write)."""
+    edit = result.artifact.get(EDIT_ARTIFACT) if isinstance(result.artifact, dict) else None
+    if not isinstance(edit, dict) or not isinstance(edit.get("args"), dict):
+        return
+    for i in range(len(merged) - 1, -1, -1):
+        asked = merged[i]
+        if isinstance(asked, AIMessage) and any(
+            c.get("id") == result.tool_call_id for c in asked.tool_calls
+        ):
+            calls = [
+                {**c, "args": edit["args"]} if c.get("id") == result.tool_call_id else c
+                for c in asked.tool_calls
+            ]
+            if calls != asked.tool_calls:
+                merged[i] = asked.model_copy(update={"tool_calls": calls})
+            return
+
+
 def merge_messages(current: Sequence[AnyMessage], writes: Sequence[Any]) -> list[AnyMessage]:
     """Apply a batch of message writes in order (``add_messages`` semantics).
 
@@ -59,6 +89,8 @@ def merge_messages(current: Sequence[AnyMessage], writes: Sequence[Any]) -> list
     write has exactly the effect of ``add_messages(messages, write)`` (replace by
     id, ``RemoveMessage``, ``REMOVE_ALL_MESSAGES``), but the id index is kept across
     the batch, so replaying k writes onto n messages costs O(n + k), not O(n * k).
+    A tool result that records a human's edit (:data:`EDIT_ARTIFACT`) also rewrites
+    the edited call in the ``AIMessage`` that asked for it.
 
     Args:
         current: The messages so far.
@@ -109,6 +141,8 @@ def merge_messages(current: Sequence[AnyMessage], writes: Sequence[Any]) -> list
             else:
                 index[m.id] = len(merged)
                 merged.append(m)
+            if isinstance(m, ToolMessage) and m.artifact:
+                _apply_edit(merged, m)
         if removed:
             merged = [m for m in merged if m.id not in removed]
             index = {m.id: i for i, m in enumerate(merged)}

@@ -269,6 +269,7 @@ def cmd_decide(args: argparse.Namespace, console: Console) -> int:
                 markup=False,
             )
         drive(app, args.thread, command, console, args.json, _location_flags(args))
+        runs.check_decisions(app, _config(args.thread), {request.id: decision})
     return 0
 
 

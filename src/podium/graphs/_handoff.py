@@ -9,16 +9,15 @@ from typing import Any, Literal, NotRequired
 from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langchain_core.tools import BaseTool, StructuredTool
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from langgraph.pregel import Pregel
 from langgraph.types import Command, Send
 from pydantic import BaseModel, ConfigDict, Field
 from typing_extensions import TypedDict
 
 from podium.agents import Agent, Budget
-from podium.agents._budget import UsageChannel, budget_binding, member_config, usage_of
-from podium.agents._escalate import ESCALATE_NODE
-from podium.agents._loop import AgentState, ModelStep, add_escalation, route_tool_calls
+from podium.agents._budget import UsageChannel, budget_binding, usage_of
+from podium.agents._loop import AgentState, LoopNode, build_agent_loop, route_tool_calls
 from podium.agents._structured import NEXT_STEP
 from podium.checkpoints._messages import Messages
 from podium.errors import ConfigurationError, MaxHandoffsExceededError
@@ -28,6 +27,7 @@ from podium.graphs._members import (
     check_members,
     member_description,
     member_runnable,
+    run_config,
 )
 from podium.graphs._routing import (
     check_graph_options,
@@ -40,13 +40,16 @@ from podium.graphs._routing import (
     since_last_human,
 )
 from podium.observe import emit
-from podium.tools import GovernedExecutor, GovernedGraph, Policy
+from podium.tools import GovernedGraph, Policy
+from podium.tools._checks import Grants
 from podium.tools._executor import ToolRequest, refusal
 
 __all__ = ["HandoffState", "History", "create_handoff_graph"]
 
 TRANSFER_PREFIX = "transfer_to_"
 """Handoff tools are named ``transfer_to_<agent>``."""
+TRANSFER_NODE = "transfer"
+"""The step of an agent's loop that answers its handoff calls."""
 
 History = Literal["full"] | int | Callable[[list[AnyMessage]], Sequence[AnyMessage]]
 """What a member sees when it takes control: ``"full"``, the last *n* messages, or a
@@ -110,12 +113,12 @@ class _AgentRunner:
         everyone: Sequence[str],
         descriptions: Mapping[str, str],
         known: set[str],
-        policy: Policy | None,
     ) -> None:
         self.agent, self.allowed, self.everyone = agent, tuple(allowed), tuple(everyone)
+        self.known = known
         transfers = [transfer_tool(t, descriptions[t]) for t in self.allowed]
-        self.validator = GovernedExecutor(agent.name, transfers)
-        brain = dataclasses.replace(agent, tools=(*agent.granted_tools, *transfers))
+        self.validator = Grants(agent.name, transfers)
+        self.brain = dataclasses.replace(agent, tools=(*agent.granted_tools, *transfers))
         alternate = agent.failure.alternate if agent.failure else None
         if alternate is not None and alternate not in self.allowed:
             raise ConfigurationError(
@@ -123,13 +126,6 @@ class _AgentRunner:
                 f"to {alternate!r}. Its allowed transfers: {', '.join(self.allowed) or 'none'}.",
                 fix=f"Add {alternate!r} to routes[{agent.name!r}], or change the alternate.",
             )
-        self.step = ModelStep(
-            brain, alternate_tool=f"{TRANSFER_PREFIX}{alternate}" if alternate else None
-        )
-        timeout = agent.failure.tool_timeout if agent.failure else None
-        self.executor = GovernedExecutor(
-            agent.name, agent.granted_tools, known, policy, timeout=timeout
-        )
 
     @staticmethod
     def is_transfer(req: ToolRequest) -> bool:
@@ -192,20 +188,7 @@ class _AgentRunner:
         )
 
     def build(self) -> Pregel[Any, Any, Any, Any]:
-        """The loop as a compiled subgraph (it runs on its parent's checkpointer)."""
-        step, executor = self.step, self.executor
-
-        def model(state: AgentState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
-            return step.invoke(state, config)
-
-        async def amodel(state: AgentState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
-            return await step.ainvoke(state, config)
-
-        def run_tool(req: ToolRequest, config: RunnableConfig) -> dict[str, Any]:
-            return {"messages": [executor.run(req, config)]}
-
-        async def arun_tool(req: ToolRequest, config: RunnableConfig) -> dict[str, Any]:
-            return {"messages": [await executor.arun(req, config)]}
+        """The agent's loop with a ``transfer`` step, compiled as a subgraph."""
 
         def transfer(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
             last = last_ai_message(state["messages"])
@@ -220,32 +203,33 @@ class _AgentRunner:
                     )
             return {"messages": outcome.answers}
 
-        def after_model(state: AgentState) -> list[Send | str] | str:
-            if state.get("escalation"):
-                return ESCALATE_NODE
-            last = state["messages"][-1] if state["messages"] else None
-            if not isinstance(last, AIMessage) or not (last.tool_calls or last.invalid_tool_calls):
-                return END
-            sends = route_tool_calls(last, "tools")
+        def route(state: AgentState, last: AIMessage, sends: list[Send]) -> list[Send | str] | str:
             if not any(self.is_transfer(s.arg) for s in sends):
                 return list(sends)
             if self.decide(last).target is not None:
-                return "transfer"
-            return [*(s for s in sends if not self.is_transfer(s.arg)), "transfer"]
+                return TRANSFER_NODE
+            return [*(s for s in sends if not self.is_transfer(s.arg)), TRANSFER_NODE]
 
         def after_transfer(state: AgentState) -> str:
             last = last_ai_message(state["messages"])
             return END if last is not None and self.decide(last).target else "model"
 
-        loop: StateGraph[AgentState, None, AgentState, AgentState] = StateGraph(AgentState)
-        loop.add_node("model", RunnableLambda(model, afunc=amodel, name="model"))
-        loop.add_node("tools", RunnableLambda(run_tool, afunc=arun_tool, name="tools"))
-        loop.add_node("transfer", transfer)
-        loop.add_edge(START, "model")
-        extra = add_escalation(loop, step, "model")
-        loop.add_conditional_edges("model", after_model, ["tools", "transfer", *extra, END])
-        loop.add_edge("tools", "model")
-        loop.add_conditional_edges("transfer", after_transfer, ["model", END])
+        alternate = self.agent.failure.alternate if self.agent.failure else None
+        loop = build_agent_loop(
+            self.brain,
+            known_tools=self.known,
+            executor_tools=self.agent.granted_tools,
+            route=route,
+            nodes=[
+                LoopNode(
+                    TRANSFER_NODE,
+                    RunnableLambda(transfer, name=TRANSFER_NODE),
+                    after_transfer,
+                    ("model", END),
+                )
+            ],
+            alternate_tool=f"{TRANSFER_PREFIX}{alternate}" if alternate else None,
+        )
         return loop.compile(name=self.agent.name)
 
 
@@ -357,7 +341,7 @@ def create_handoff_graph(
     runnables: dict[str, Pregel[Any, Any, Any, Any]] = {}
     for n, m in members.items():
         if not isinstance(m, Agent):
-            runnables[n] = member_runnable(m, policy=policy, known_tools=known)
+            runnables[n] = member_runnable(m, known_tools=known)
             continue
         for t in m.tool_names:
             if t.startswith(TRANSFER_PREFIX):
@@ -367,7 +351,7 @@ def create_handoff_graph(
                     fix="Rename the tool.",
                 )
         check_loop_agent(m, [f"{TRANSFER_PREFIX}{t}" for t in allowed[n]], "Agent")
-        runner = _AgentRunner(m, allowed[n], names, descriptions, known, policy)
+        runner = _AgentRunner(m, allowed[n], names, descriptions, known)
         runnables[n] = runner.build()
 
     def turn_handoffs(state: HandoffState) -> list[str]:
@@ -422,13 +406,13 @@ def create_handoff_graph(
         def node(state: HandoffState, config: RunnableConfig) -> Command[str]:
             guard(state, n)
             shown = view(state["messages"])
-            config = member_config(config, state.get("usage"))
+            config = run_config(config, state.get("usage"), policy)
             return finish(state, shown, runnable.invoke({"messages": shown}, config))
 
         async def anode(state: HandoffState, config: RunnableConfig) -> Command[str]:
             guard(state, n)
             shown = view(state["messages"])
-            config = member_config(config, state.get("usage"))
+            config = run_config(config, state.get("usage"), policy)
             return finish(state, shown, await runnable.ainvoke({"messages": shown}, config))
 
         return RunnableLambda(node, afunc=anode, name=n)

@@ -182,7 +182,7 @@ def resolve_join(
     if isinstance(join, str) and join in _BUILTIN_JOINS:
         return _BUILTIN_JOINS[join], join
     if isinstance(join, Agent):
-        return member_runnable(join, policy=policy, known_tools=known), "synthesiser"
+        return member_runnable(join, known_tools=known), "synthesiser"
     if callable(join) and not isinstance(join, str):
         return join, str(getattr(join, "__name__", "custom"))
     fix = "Use join='concat', join='vote', join=best_of(scorer), a function, or an Agent."

@@ -7,10 +7,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NotRequired
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langchain_core.tools import BaseTool, StructuredTool
-from langgraph.graph import END, START
 from langgraph.pregel import Pregel
 from langgraph.types import Send
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,15 +21,14 @@ from podium.agents._budget import (
     UsageChannel,
     budget_binding,
     grant_config,
-    member_config,
     usage_of,
 )
-from podium.agents._escalate import ESCALATE_NODE, Escalation
+from podium.agents._escalate import Escalation
 from podium.agents._loop import (
-    ModelStep,
-    add_escalation,
+    TOOLS_NODE,
+    LoopNode,
+    build_agent_loop,
     check_alternate,
-    route_tool_calls,
     steps_this_turn,
 )
 from podium.checkpoints._messages import Messages
@@ -41,6 +39,7 @@ from podium.graphs._members import (
     check_members,
     member_description,
     member_runnable,
+    run_config,
 )
 from podium.graphs._routing import (
     check_graph_options,
@@ -53,9 +52,6 @@ from podium.tools import GovernedExecutor, GovernedGraph, Policy, ToolTraits
 from podium.tools._executor import ToolRequest
 
 __all__ = ["ManagerState", "create_manager_graph"]
-
-TOOLS_NODE = "tools"
-"""The node that runs the manager's own tools and answers malformed calls."""
 
 
 class ManagerState(TypedDict):
@@ -269,11 +265,7 @@ def create_manager_graph(
     grants = _grants(specialist_budget, names)
     known = all_tool_names([boss, *specialists]) | set(names)
     delegates = {
-        n: delegation_tool(
-            n,
-            member_description(s),
-            member_runnable(s, policy=policy, known_tools=known),
-        )
+        n: delegation_tool(n, member_description(s), member_runnable(s, known_tools=known))
         for n, s in zip(names, specialists, strict=True)
     }
     brain = dataclasses.replace(
@@ -283,13 +275,6 @@ def create_manager_graph(
         # several delegations in one reply (JSON tool calling included) run in parallel
         parallel_tool_calls=boss.parallel_tool_calls is not False,
     )
-    step = ModelStep(brain)
-    if step.escalates and ESCALATE_NODE in names:
-        raise ConfigurationError(
-            f"A specialist is named {ESCALATE_NODE!r}, the name of the manager's escalation "
-            "step (its failure policy escalates to a human).",
-            fix="Rename the specialist.",
-        )
 
     def check_rounds(state: ManagerState) -> None:
         used = steps_this_turn(state["messages"], boss.name)
@@ -301,21 +286,7 @@ def create_manager_graph(
                 "once the specialists reported, or check the results it keeps reacting to.",
             )
 
-    def think(state: ManagerState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
-        check_rounds(state)
-        return step.invoke(state, config)
-
-    async def athink(state: ManagerState, config: RunnableConfig) -> dict[str, list[AnyMessage]]:
-        check_rounds(state)
-        return await step.ainvoke(state, config)
-
-    def route(state: ManagerState) -> list[Send] | str:
-        if state.get("escalation"):
-            return ESCALATE_NODE
-        last = state["messages"][-1] if state["messages"] else None
-        if not isinstance(last, AIMessage) or not (last.tool_calls or last.invalid_tool_calls):
-            return END
-        sends = route_tool_calls(last, TOOLS_NODE)
+    def route(state: ManagerState, last: AIMessage, sends: list[Send]) -> list[Send | str]:
         at = time.time()
         return [
             Send(
@@ -327,45 +298,41 @@ def create_manager_graph(
             for s in sends
         ]
 
-    graph: GovernedGraph[ManagerState, None, ManagerState, ManagerState] = GovernedGraph(
-        ManagerState
+    nodes = [
+        LoopNode(
+            n,
+            _delegation_node(
+                n, GovernedExecutor(boss.name, [delegate], known, policy), grants.get(n), policy
+            ),
+        )
+        for n, delegate in delegates.items()
+    ]
+    graph = build_agent_loop(
+        brain,
+        known_tools=known,
+        policy=policy,
+        route=route,
+        nodes=nodes,
+        model_node=boss.name,
+        before_model=check_rounds,
+        state_schema=ManagerState,
     )
-    graph.add_node(boss.name, RunnableLambda(think, afunc=athink, name=boss.name))
-    graph.add_edge(START, boss.name)
-    for n, delegate in delegates.items():
-        executor = GovernedExecutor(boss.name, [delegate], known, policy)
-        _add_executor_node(graph, n, executor, grants.get(n))
-        graph.add_edge(n, boss.name)
-    # Malformed, duplicate and unknown calls land here too, so the executor lists every
-    # tool and specialist the manager may call.
-    everything = [*boss.granted_tools, *delegates.values()]
-    timeout = boss.failure.tool_timeout if boss.failure else None
-    tools = GovernedExecutor(boss.name, everything, known, policy, timeout=timeout)
-    _add_executor_node(graph, TOOLS_NODE, tools, None)
-    graph.add_edge(TOOLS_NODE, boss.name)
-    extra = add_escalation(graph, step, boss.name)
-    graph.add_conditional_edges(boss.name, route, [*names, TOOLS_NODE, *extra, END])
     graph.podium_name = graph_name or boss.name
     graph.podium_description = graph_description or boss.description
     graph.podium_configurable = binding
     return graph
 
 
-def _add_executor_node(
-    graph: GovernedGraph[ManagerState, None, ManagerState, ManagerState],
-    node: str,
-    executor: GovernedExecutor,
-    grant: Budget | None,
-) -> None:
-    """A node running one executor; delegations get the usage (and grant) passed down."""
+def _delegation_node(
+    node: str, executor: GovernedExecutor, grant: Budget | None, policy: Policy | None
+) -> RunnableLambda[Any, dict[str, Any]]:
+    """A node running one delegation: the usage (and grant) and the policy passed down."""
 
     def prepare(req: _DelegationRequest, config: RunnableConfig) -> tuple[Any, RunnableConfig]:
         call = dict(req)
         call.pop("podium_usage", None)
         call.pop("podium_at", None)
-        if "podium_usage" not in req:
-            return call, config
-        config = member_config(config, req["podium_usage"])
+        config = run_config(config, req.get("podium_usage"), policy)
         if grant is not None:
             label = f"delegation:{node}:{req['id']}"
             config = grant_config(config, label, grant, req.get("podium_at") or time.time())
@@ -384,4 +351,4 @@ def _add_executor_node(
         call, config = prepare(req, config)
         return done(await executor.arun(call, config))
 
-    graph.add_node(node, RunnableLambda(run, afunc=arun, name=node))
+    return RunnableLambda(run, afunc=arun, name=node)

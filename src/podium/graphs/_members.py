@@ -11,14 +11,17 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
 from podium.agents import Agent
+from podium.agents._budget import Usage, member_config
 from podium.agents._loop import build_agent_loop
 from podium.agents._spec import validate_name
 from podium.errors import ConfigurationError
 from podium.tools import GovernedGraph, Policy
+from podium.tools._decisions import with_policy
 from podium.tools._graph import DESCRIPTION_KEY
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "member_name",
     "member_runnable",
     "member_tool_names",
+    "run_config",
 ]
 
 Member = Agent | StateGraph[Any, Any, Any, Any] | Pregel[Any, Any, Any, Any]
@@ -102,23 +106,34 @@ def check_members(members: Iterable[object], what: str) -> list[str]:
 def member_runnable(
     member: Member,
     *,
-    policy: Policy | None = None,
     known_tools: Collection[str] = (),
 ) -> Pregel[Any, Any, Any, Any]:
     """A compiled graph for the member, ready to be a node or to be invoked in one.
 
-    An Agent becomes its agent loop under ``policy``; an uncompiled graph is compiled
-    without a checkpointer (so it runs as a subgraph on its parent's); a compiled
-    graph is used as it is.
+    An Agent becomes its agent loop; an uncompiled graph is compiled without a
+    checkpointer (so it runs as a subgraph on its parent's); a compiled graph is used
+    as it is. The enclosing graph's policy reaches the member through the config it
+    runs it with (:func:`run_config`), at any depth.
     """
     if isinstance(member, Agent):
-        loop = build_agent_loop(member, known_tools=known_tools, policy=policy)
+        loop = build_agent_loop(member, known_tools=known_tools)
         return loop.compile(checkpointer=None, name=member.name)
     if isinstance(member, Pregel):
         return member
     if isinstance(member, StateGraph):
         return member.compile(name=member_name(member))
     raise ConfigurationError(f"{member!r} is not an Agent or a graph.")
+
+
+def run_config(
+    config: RunnableConfig, usage: Usage | None, policy: Policy | None
+) -> RunnableConfig:
+    """The config a pattern runs a member with.
+
+    It carries the run's usage so far and the pattern's policy, passed down after
+    the enclosing graphs' (see :func:`~podium.tools._decisions.with_policy`).
+    """
+    return with_policy(member_config(config, usage), policy)
 
 
 def all_tool_names(members: Sequence[object]) -> set[str]:

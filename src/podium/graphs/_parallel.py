@@ -29,12 +29,18 @@ from langgraph.types import Overwrite, Send
 from typing_extensions import TypedDict
 
 from podium.agents import Agent, Budget
-from podium.agents._budget import UsageChannel, budget_binding, member_config, usage_of
+from podium.agents._budget import UsageChannel, budget_binding, usage_of
 from podium.agents._spec import validate_name
 from podium.checkpoints._messages import Messages
 from podium.errors import ConfigurationError, QuorumNotMetError
 from podium.graphs._joins import JoinFunction, final_answer, resolve_join
-from podium.graphs._members import Member, all_tool_names, check_members, member_runnable
+from podium.graphs._members import (
+    Member,
+    all_tool_names,
+    check_members,
+    member_runnable,
+    run_config,
+)
 from podium.tools import GovernedGraph, Policy
 
 __all__ = ["BranchResult", "ParallelState", "create_parallel_graph"]
@@ -77,10 +83,17 @@ class ParallelState(TypedDict):
 class _Branch:
     """A branch node: run the member on the conversation, record the outcome."""
 
-    def __init__(self, name: str, runnable: Pregel[Any, Any, Any, Any], timeout: float | None):
+    def __init__(
+        self,
+        name: str,
+        runnable: Pregel[Any, Any, Any, Any],
+        timeout: float | None,
+        policy: Policy | None,
+    ):
         self.name = name
         self.runnable = runnable
         self.timeout = timeout
+        self.policy = policy
 
     def _record(
         self, started: float, status: Literal["ok", "error", "timeout"], answer: str, error: str
@@ -101,7 +114,7 @@ class _Branch:
 
     def invoke(self, inp: ParallelState, config: RunnableConfig) -> dict[str, Any]:
         payload, started = {"messages": inp["messages"]}, time.monotonic()
-        config = member_config(config, inp.get("usage"))
+        config = run_config(config, inp.get("usage"), self.policy)
         try:
             if self.timeout is None:
                 output = self.runnable.invoke(payload, config)
@@ -126,7 +139,7 @@ class _Branch:
 
     async def ainvoke(self, inp: ParallelState, config: RunnableConfig) -> dict[str, Any]:
         payload, started = {"messages": inp["messages"]}, time.monotonic()
-        config = member_config(config, inp.get("usage"))
+        config = run_config(config, inp.get("usage"), self.policy)
         task = asyncio.ensure_future(self.runnable.ainvoke(payload, config))
         try:
             done, _ = await asyncio.wait({task}, timeout=self.timeout)
@@ -156,9 +169,11 @@ class _Join:
         order: Sequence[str],
         quorum: int | None,
         graph: str | None,
+        policy: Policy | None,
     ) -> None:
         self.join = join
         self.kind, self.order, self.quorum, self.graph = kind, list(order), quorum, graph
+        self.policy = policy
 
     def _answers(self, state: ParallelState) -> tuple[dict[str, str], dict[str, BranchResult]]:
         results = state.get("branch_results") or {}
@@ -208,7 +223,7 @@ class _Join:
         answers, ran = self._answers(state)
         if not isinstance(self.join, Pregel):
             return self._combine(self.join, answers)
-        config = member_config(config, state.get("usage"))
+        config = run_config(config, state.get("usage"), self.policy)
         output = self.join.invoke({"messages": self._prompt(state, ran)}, config)
         done = self._finish(final_answer(output), {"agent": self.join.name})
         return {**done, "usage": usage_of(output)}
@@ -217,7 +232,7 @@ class _Join:
         answers, ran = self._answers(state)
         if not isinstance(self.join, Pregel):
             return self._combine(self.join, answers)
-        config = member_config(config, state.get("usage"))
+        config = run_config(config, state.get("usage"), self.policy)
         output = await self.join.ainvoke({"messages": self._prompt(state, ran)}, config)
         done = self._finish(final_answer(output), {"agent": self.join.name})
         return {**done, "usage": usage_of(output)}
@@ -407,7 +422,7 @@ def create_parallel_graph(
     graph.add_conditional_edges("fan_out", _selector(select, names), names)
     for branch_name, member in zip(names, members, strict=True):
         node = _Branch(
-            branch_name, member_runnable(member, policy=policy, known_tools=known), branch_timeout
+            branch_name, member_runnable(member, known_tools=known), branch_timeout, policy
         )
         graph.add_node(
             branch_name,
@@ -415,7 +430,7 @@ def create_parallel_graph(
             metadata={"timeout": f"{branch_timeout:g}s"} if branch_timeout else None,
         )
         graph.add_edge(branch_name, "join")
-    joiner = _Join(join_fn, kind, names, quorum, name)
+    joiner = _Join(join_fn, kind, names, quorum, name, policy)
     shown = {"join": kind, **({"quorum": quorum} if quorum is not None else {})}
     graph.add_node(
         "join", RunnableLambda(joiner.invoke, afunc=joiner.ainvoke, name="join"), metadata=shown

@@ -25,7 +25,7 @@ from langgraph.types import Command, Overwrite
 from pydantic import BaseModel, ValidationError
 
 from podium.agents import Agent, Budget
-from podium.agents._budget import Usage, add_usage, budget_binding, member_config, usage_of
+from podium.agents._budget import Usage, add_usage, budget_binding, usage_of
 from podium.agents._spec import validate_name
 from podium.errors import (
     ConfigurationError,
@@ -33,7 +33,7 @@ from podium.errors import (
 )
 from podium.graphs._gate import ActionGate, Verdict
 from podium.graphs._joins import final_answer
-from podium.graphs._members import Member, all_tool_names, member_runnable
+from podium.graphs._members import Member, all_tool_names, member_runnable, run_config
 from podium.graphs._stage import (
     PipelineState,
     Rework,
@@ -70,6 +70,8 @@ class _Step:
     reworks: int
     turn: str
     edited_request: bool = False
+    run_key: str = ""
+    """The ledger key of a function action's run, once it started."""
 
 
 class _StageNode:
@@ -89,7 +91,7 @@ class _StageNode:
         self.function: Callable[[StageInput], Any] | None = (
             None if self.stage.is_member or not callable(run) else run
         )
-        self.graph, self.max_rework = graph, max_rework
+        self.graph, self.max_rework, self.policy = graph, max_rework, policy
         self.models = {s.name: s.output for s in stages}
         self.earlier = [s.name for s in stages[:index]]
         self.prev = stages[index - 1].name if index else None
@@ -149,13 +151,16 @@ class _StageNode:
         """
         if self.gate is None:
             return None
-        passage = self.gate.passage(config, step.inp.request, step.stored_previous)
+        passage = self.gate.passage(
+            config, step.inp.request, step.stored_previous, turn=step.turn, round_=step.reworks
+        )
         if passage.skip is not None:
             return self._skip(step, passage.skip)
         if passage.edited:
             self._apply(step, passage.value)
         if passage.replayed is not None:
             return self._finish(step, self._replayed(passage.replayed), {"replayed": True})
+        step.run_key = passage.key
         return None
 
     # -- after -----------------------------------------------------------------------
@@ -257,24 +262,27 @@ class _StageNode:
         if gated is not None:
             return gated
         if self.function is not None:
-            result = self.function(step.inp)
-            if inspect.isawaitable(result):  # an async stage function under invoke()
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
-                raise ConfigurationError(
-                    f"Stage {self.stage.name!r} is an async function; run the pipeline with "
-                    "ainvoke/astream.",
-                    fix="Call await app.ainvoke(...), or make the stage function synchronous.",
-                )
-            return self._done(step, config, result, {})
+            try:
+                result = self.function(step.inp)
+                if inspect.isawaitable(result):  # an async stage function under invoke()
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
+                    raise ConfigurationError(
+                        f"Stage {self.stage.name!r} is an async function; run the pipeline "
+                        "with ainvoke/astream.",
+                        fix="Call await app.ainvoke(...), or make the stage function synchronous.",
+                    )
+                return self._done(step, config, result, {})
+            finally:
+                self._release(step, config)
         if self.runnable is None:  # pragma: no cover - a stage is a member or a function
             raise ConfigurationError(f"Stage {self.stage.name!r} has nothing to run.")
         messages = stage_prompt(self.stage, step.inp, edited_request=step.edited_request)
         text = problem = ""
         used = Usage()
         for attempt in range(1, self.stage.retries + 2):
-            inner = member_config(config, add_usage(state.get("usage"), used))
+            inner = run_config(config, add_usage(state.get("usage"), used), self.policy)
             output = self.runnable.invoke({"messages": messages}, inner)
             used = add_usage(used, usage_of(output))
             text = final_answer(output)
@@ -290,18 +298,21 @@ class _StageNode:
         if gated is not None:
             return gated
         if self.function is not None:
-            if inspect.iscoroutinefunction(self.function):
-                result = await self.function(step.inp)
-            else:
-                result = await asyncio.to_thread(self.function, step.inp)
-            return self._done(step, config, result, {})
+            try:
+                if inspect.iscoroutinefunction(self.function):
+                    result = await self.function(step.inp)
+                else:
+                    result = await asyncio.to_thread(self.function, step.inp)
+                return self._done(step, config, result, {})
+            finally:
+                self._release(step, config)
         if self.runnable is None:  # pragma: no cover - a stage is a member or a function
             raise ConfigurationError(f"Stage {self.stage.name!r} has nothing to run.")
         messages = stage_prompt(self.stage, step.inp, edited_request=step.edited_request)
         text = problem = ""
         used = Usage()
         for attempt in range(1, self.stage.retries + 2):
-            inner = member_config(config, add_usage(state.get("usage"), used))
+            inner = run_config(config, add_usage(state.get("usage"), used), self.policy)
             output = await self.runnable.ainvoke({"messages": messages}, inner)
             used = add_usage(used, usage_of(output))
             text = final_answer(output)
@@ -314,15 +325,21 @@ class _StageNode:
     def _done(
         self, step: _Step, config: RunnableConfig, result: Any, detail: dict[str, Any]
     ) -> Command[Any]:
-        if self.gate is not None and self.gate.ledgered:
+        if self.gate is not None and step.run_key:
             rework = find_rework(result)
             stored = (
                 {"rework": rework.model_dump()}
                 if rework is not None and rework is result
                 else {"value": to_json_value(result, self.stage.name)}
             )
-            self.gate.finish(config, stored)
+            self.gate.finish(config, step.run_key, stored)
+            step.run_key = ""
         return self._finish(step, result, detail)
+
+    def _release(self, step: _Step, config: RunnableConfig) -> None:
+        """A function action that raised may have acted: it stays in doubt."""
+        if self.gate is not None and step.run_key:
+            self.gate.finish(config, step.run_key, None)
 
 
 def _with_usage(command: Command[Any], used: Usage) -> Command[Any]:
@@ -422,11 +439,7 @@ def create_pipeline_graph(
     graph.podium_name, graph.podium_description = name, description
     graph.podium_configurable = budget_binding("create_pipeline_graph", budget, name or "pipeline")
     for index, stage in enumerate(items):
-        runnable = (
-            member_runnable(_typed(stage), policy=policy, known_tools=known)
-            if stage.is_member
-            else None
-        )
+        runnable = member_runnable(_typed(stage), known_tools=known) if stage.is_member else None
         node = _StageNode(items, index, runnable, name, policy, max_rework)
         graph.add_node(
             stage.name,

@@ -73,6 +73,9 @@ class ApprovalRequest:
     """Extra context, e.g. why a previous decision for this call was refused."""
     approvers: tuple[str, ...] | None = None
     """Who may decide (values of ``Decision.by``); ``None``: anyone."""
+    refused: dict[str, Any] | None = None
+    """The last decision that was refused for this request and why:
+    ``{"decision": <Decision JSON>, "error": "..."}`` (``None``: none was refused)."""
 
     def check_approver(self, by: str) -> None:
         """Raise unless ``by`` may decide this request.
@@ -103,6 +106,7 @@ class ApprovalRequest:
             "expires_at": self.expires_at.isoformat() if self.expires_at else None,
             "note": self.note,
             "approvers": list(self.approvers) if self.approvers is not None else None,
+            "refused": self.refused,
         }
 
     @classmethod
@@ -122,6 +126,7 @@ class ApprovalRequest:
             expires_at=_parse_time(data.get("expires_at"), "expires_at"),
             note=str(data.get("note", "")),
             approvers=tuple(data["approvers"]) if data.get("approvers") is not None else None,
+            refused=dict(data["refused"]) if isinstance(data.get("refused"), dict) else None,
         )
 
     @staticmethod

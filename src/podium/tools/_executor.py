@@ -2,18 +2,24 @@
 
 For each tool call it, in order: rejects calls the router flagged (unparseable,
 duplicate id) → checks the tool exists and is granted to the calling agent →
-validates the arguments against the tool's schema (extra arguments are an error) →
-applies the :class:`~podium.Policy` (allow / deny / approve / escalate) → for a gated
-call, interrupts with an :class:`~podium.ApprovalRequest` and binds the human's
-decision in the ledger → consults the exactly-once ledger → runs the tool → records
-the result. Every refusal is a ``ToolMessage`` with ``status="error"`` that tells the
-model what was wrong and what is allowed; its artifact records
-``{"error": <code>, "executed": False}`` so tests and the run ledger can tell refusals
-from tool failures.
+validates the arguments against the tool's schema (extra arguments and non-finite
+numbers are errors) and fills in defaults → applies every :class:`~podium.Policy`
+in force (the enclosing graphs' and its own; the strictest answer wins) to exactly
+those arguments → returns the recorded result if the call already ran → for a
+gated call, asks a human through the one decision core
+(:mod:`podium.tools._decisions`) → starts the call in the exactly-once ledger with
+compare-and-set → runs the tool → records the result. Every refusal is a
+``ToolMessage`` with ``status="error"`` that tells the model what was wrong and
+what is allowed; its artifact records ``{"error": <code>, "executed": False}`` so
+tests and the run ledger can tell refusals from tool failures.
 
-Because the executor itself interrupts and checks the ledger, graph routing tricks
-(``update_state(as_node=...)``, ``Command(goto=...)``, crafted sends, stale or
-garbage resumes) reach the same checks and cannot run a gated tool.
+A call is identified by its node path, the id of the ``AIMessage`` that asked for
+it, its tool-call id and the hash of its arguments (:func:`call_key`), so a replay,
+a fork or time travel of a finished call returns its recorded result, and only the
+process whose ledger insert created the call's row runs it. Because the executor
+itself asks and checks the ledger, graph routing tricks (``update_state(as_node=...)``,
+``Command(goto=...)``, crafted sends, stale or garbage resumes) reach the same checks
+and cannot run a gated tool.
 """
 
 from __future__ import annotations
@@ -21,43 +27,54 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
-import hashlib
 import json
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import Any, Literal, NotRequired
+from dataclasses import dataclass
+from typing import Any
 
 from langchain_core.messages import ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
 from langchain_core.tools import BaseTool
-from langgraph.errors import GraphBubbleUp, GraphInterrupt
-from langgraph.types import interrupt
-from pydantic import BaseModel, ValidationError
-from typing_extensions import TypedDict
+from langgraph.errors import GraphBubbleUp
 
-from podium.checkpoints._ledger import SQLiteLedger, ToolLedger, args_hash
-from podium.errors import ApprovalError, InvalidDecisionError
+from podium.checkpoints._ledger import CallRecord, args_hash, process_owner
+from podium.checkpoints._messages import EDIT_ARTIFACT
+from podium.errors import InvalidDecisionError
 from podium.observe import emit
+from podium.tools import _inflight
 from podium.tools._approvals import ApprovalRequest, Decision, RequestKind
-from podium.tools._decorator import traits_of
-from podium.tools._policy import ALLOW_ALL, Policy, PolicyDecision
+from podium.tools._checks import Grants, refusal
+from podium.tools._decisions import (
+    EXPIRED,
+    LEDGER_KEY,
+    Question,
+    Where,
+    ask,
+    bind_args,
+    current_ledger,
+    governance,
+    make_request,
+    where,
+)
+from podium.tools._decorator import ToolTraits, traits_of
+from podium.tools._policy import Governance, Policy, PolicyDecision
+from podium.tools._requests import ToolRequest
 
 __all__ = [
     "LEDGER_KEY",
     "GovernedExecutor",
     "ToolRequest",
+    "call_key",
     "current_ledger",
     "idempotency_key",
     "refusal",
 ]
 
-LEDGER_KEY = "__podium_ledger"
-"""The ``configurable`` key under which a compiled podium graph carries its ledger."""
+WAIT_SECONDS = 60.0
+"""How long a call waits for the same call that another worker is running."""
 
-_FALLBACK_LEDGER: ToolLedger | None = None
 _IDEMPOTENCY_KEY: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "podium_idempotency_key", default=None
 )
@@ -72,38 +89,26 @@ def idempotency_key() -> str | None:
     return _IDEMPOTENCY_KEY.get()
 
 
-def current_ledger(config: RunnableConfig | None) -> ToolLedger:
-    """The ledger bound to the running graph (an in-memory one if none is bound).
-
-    Any :class:`~podium.checkpoints.ToolLedger` implementation works (SQLite,
-    Postgres); :meth:`GovernedGraph.compile <podium.tools.GovernedGraph.compile>`
-    binds the one beside the checkpointer.
-    """
-    global _FALLBACK_LEDGER
-    found = ((config or {}).get("configurable") or {}).get(LEDGER_KEY)
-    if isinstance(found, ToolLedger):
-        return found
-    if _FALLBACK_LEDGER is None:
-        _FALLBACK_LEDGER = SQLiteLedger()
-    return _FALLBACK_LEDGER
-
-
 class _ToolTimeout(Exception):
     """A tool call outlived the executor's timeout."""
 
 
+def call_key(at: Where, req: ToolRequest, args: dict[str, Any]) -> str:
+    """The ledger key of a call: node path, asking message, call id, argument hash.
+
+    Stable across resumes, replays, forks and time travel (no task ids), so the same
+    call finds its record; a new model message (a new id) is a new call.
+    """
+    return f"{at.path}|{req.get('message') or '-'}|{req['id']}|{args_hash(args)[:16]}"
+
+
 @dataclass(frozen=True)
-class _Where:
-    thread: str
-    key: str
-    ledger: ToolLedger
+class _Cleared:
+    """What a human let run: the arguments, and who edited them from what."""
 
-
-def _where(req: ToolRequest, config: RunnableConfig | None) -> _Where:
-    conf = (config or {}).get("configurable") or {}
-    thread = str(conf.get("thread_id", ""))
-    namespace = str(conf.get("checkpoint_ns", ""))
-    return _Where(thread, f"{namespace}|{req['id']}", current_ledger(config))
+    args: dict[str, Any]
+    edited_from: dict[str, Any] | None = None
+    edited_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,69 +116,32 @@ class _Plan:
     """A call cleared to run: with which arguments, under which ledger record."""
 
     name: str
-    args: dict[str, Any]
-    where: _Where
-    hashed: str
+    run: _Cleared
+    at: Where
+    key: str
     idempotency_key: str | None
+    """``None`` for read-only tools (no ledger record)."""
 
-
-Problem = Literal["invalid", "duplicate_id"]
-
-
-class ToolRequest(TypedDict):
-    """One tool call handed to the executor (the payload of a ``Send``)."""
-
-    name: str | None
-    """The tool name the model asked for (``None`` if it could not be parsed)."""
-    args: Any
-    """The arguments the model supplied: a dict, or raw text for invalid calls."""
-    id: str
-    """The tool-call id the result must answer."""
-    problem: NotRequired[Problem]
-    """Set by the router for calls that must not run."""
-    detail: NotRequired[str]
-    """Why, for ``problem`` calls."""
-
-
-def refusal(call_id: str, name: str | None, code: str, text: str) -> ToolMessage:
-    """A ``ToolMessage`` that tells the model its call was refused and did not run."""
-    return ToolMessage(
-        content=f"Error: {text}",
-        tool_call_id=call_id,
-        name=name or "unknown",
-        status="error",
-        artifact={"error": code, "executed": False},
-    )
-
-
-def _format_validation(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(arguments)"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
-
-
-def _schema_of(t: BaseTool) -> tuple[type[BaseModel] | None, dict[str, Any]]:
-    schema = t.tool_call_schema
-    if isinstance(schema, type) and issubclass(schema, BaseModel):
-        return schema, schema.model_json_schema()
-    return None, dict(schema) if isinstance(schema, dict) else {}
+    @property
+    def args(self) -> dict[str, Any]:
+        """The arguments the tool runs with."""
+        return self.run.args
 
 
 class GovernedExecutor:
-    """Runs one agent's tool calls under its grants.
+    """Runs one agent's tool calls under its grants and the policies in force.
 
     Args:
-        agent: The calling agent's name (for messages and, later, the ledger).
+        agent: The calling agent's name (for messages, requests and events).
         granted: The agent's tools: the only ones it may run.
         known: Names of every tool in the surrounding graph, so a call to another
             agent's tool is reported as *not granted* rather than *unknown*.
-        policy: The policy applied to every call (default: allow all).
-        timeout: Seconds a tool call may run; then the model gets an error tool
-            message. A sync tool's thread cannot be killed: it may still finish, and
-            take effect, in the background (the message says so). Async tools are
-            cancelled.
+        policy: The member's own policy; the enclosing graphs' policies (passed down
+            in the config) apply as well, outermost first.
+        timeout: Seconds a tool call may run. A call that outlives it is *in doubt*,
+            not failed: its row stays ``started`` until it finishes (a sync tool's
+            thread cannot be killed; its result is recorded when it ends), and the
+            model is told so.
     """
 
     def __init__(
@@ -187,218 +155,115 @@ class GovernedExecutor:
     ) -> None:
         self.agent = agent
         self.timeout = timeout
-        self.policy = policy or ALLOW_ALL
-        self.granted = {t.name: t for t in granted}
-        self.known = frozenset(known) | frozenset(self.granted)
-        self._schemas = {name: _schema_of(t) for name, t in self.granted.items()}
+        self.policy = policy
+        self.grants = Grants(agent, granted, known)
+        self.granted = self.grants.granted
 
-    # -- checks -----------------------------------------------------------------
     def check(self, req: ToolRequest) -> ToolMessage | None:
         """Return a refusal for a call that must not run, else ``None``."""
-        name, call_id, args = req["name"], req["id"], req["args"]
-        problem = req.get("problem")
-        if problem == "invalid":
-            return refusal(
-                call_id,
-                name,
-                "invalid_tool_call",
-                f"your tool call could not be parsed: {req.get('detail') or 'malformed'}. "
-                f"Nothing was run. Call one of: {self._granted_list()}, with JSON object "
-                "arguments.",
-            )
-        if problem == "duplicate_id":
-            return refusal(
-                call_id,
-                name,
-                "duplicate_tool_call_id",
-                f"{req.get('detail') or 'several tool calls share this id'}; none of them was "
-                "run. Give every tool call its own id and call again.",
-            )
-        if name is None or name not in self.granted:
-            if name in self.known:
-                return refusal(
-                    call_id,
-                    name,
-                    "tool_not_granted",
-                    f"agent {self.agent!r} is not allowed to call tool {name!r}; nothing was "
-                    f"run. Tools granted to {self.agent!r}: {self._granted_list()}.",
-                )
-            return refusal(
-                call_id,
-                name,
-                "unknown_tool",
-                f"there is no tool named {name!r}; nothing was run. Available tools: "
-                f"{self._granted_list()}.",
-            )
-        if not isinstance(args, dict):
-            return refusal(
-                call_id,
-                name,
-                "malformed_arguments",
-                f"arguments for {name!r} must be a JSON object, got {type(args).__name__}; "
-                "nothing was run.",
-            )
-        model, json_schema = self._schemas[name]
-        allowed = set(json_schema.get("properties", {}))
-        extra = sorted(set(args) - allowed)
-        if extra:
-            return refusal(
-                call_id,
-                name,
-                "unexpected_arguments",
-                f"tool {name!r} does not take argument(s) {', '.join(map(repr, extra))}; "
-                f"nothing was run. Its arguments are: {', '.join(sorted(allowed)) or 'none'}.",
-            )
-        if model is not None:
-            try:
-                model.model_validate(args)
-            except ValidationError as exc:
-                return refusal(
-                    call_id,
-                    name,
-                    "malformed_arguments",
-                    f"invalid arguments for {name!r}: {_format_validation(exc)}; nothing was "
-                    f"run. Expected schema: {json.dumps(json_schema.get('properties', {}))}.",
-                )
-        return None
+        return self.grants.check(req)
 
-    def _granted_list(self) -> str:
-        return ", ".join(sorted(self.granted)) or "(none)"
+    # -- humans -------------------------------------------------------------------
+    def _reviewer(
+        self, name: str, rules: Governance, traits: ToolTraits
+    ) -> Any:  # a decisions.Review
+        """Edited arguments are a new call for the schema and every policy."""
 
-    # -- policy and approvals ---------------------------------------------------
-    def _request(
+        def review(decision: Decision, request: ApprovalRequest) -> Decision:
+            if decision.action != "edit":
+                return decision
+            merged = {**request.args, **(decision.args or {})}
+            checked = self.grants.validate(name, merged)
+            if isinstance(checked, tuple):
+                raise InvalidDecisionError(
+                    f"The edited arguments were refused: {checked[1]}",
+                    fix="Edit with arguments the tool accepts (a partial edit is merged onto "
+                    "the requested arguments), or approve or reject.",
+                )
+            verdict = rules.decide(agent=self.agent, tool=name, traits=traits, args=checked)
+            if verdict.action == "deny":
+                raise InvalidDecisionError(
+                    f"The edited call {name}({json.dumps(checked)}) is not allowed by the "
+                    f"policy: {verdict.reason}. Nothing ran.",
+                    fix="Edit within the policy, approve the request as it is, or reject it.",
+                )
+            return Decision.edit(checked, by=decision.by)
+
+        return review
+
+    def _human(
         self,
         req: ToolRequest,
-        where: _Where,
+        at: Where,
+        key: str,
         kind: RequestKind,
+        args: dict[str, Any],
+        verdict: PolicyDecision,
+        rules: Governance,
         reason: str,
-        approvers: Sequence[str] | None,
-    ) -> ApprovalRequest:
+        config: RunnableConfig | None,
+    ) -> _Cleared | ToolMessage:
+        """Ask until a human lets the call run (its arguments) or answers it (a message).
+
+        An edit whose arguments the policy gates for approvers the editor is not one
+        of waits for them: a new request for the edited call, naming them.
+        """
         name = req["name"] or ""
-        now = datetime.now(UTC)
-        timeout = self.policy.approval_timeout
-        digest = hashlib.sha256(f"{where.thread}\0{where.key}\0{kind}".encode()).hexdigest()
-        return ApprovalRequest(
-            id=f"apr_{digest[:20]}",
-            agent=self.agent,
-            tool=name,
-            args=dict(req["args"]),
-            reason=reason,
-            risk=traits_of(self.granted[name]).risk,
-            kind=kind,
-            tool_call_id=req["id"],
-            created_at=now,
-            expires_at=now + timeout if timeout is not None else None,
-            approvers=tuple(approvers) if approvers is not None else None,
-        )
-
-    def _ask(self, req: ToolRequest, request: ApprovalRequest) -> Decision:
-        """Interrupt until a valid decision arrives (invalid ones re-ask with a note)."""
-        note = request.note
+        traits = traits_of(self.granted[name])
+        original, by = args, ""
         while True:
-            try:
-                value = interrupt(replace(request, note=note).to_json())
-            except GraphInterrupt:
-                emit(
-                    "approval_requested",
-                    {
-                        "agent": self.agent,
-                        "name": request.tool,
-                        "request_id": request.id,
-                        "kind": request.kind,
-                        "note": note,
-                    },
-                )
-                raise
-            try:
-                decision = Decision.parse(value)
-                request.check_approver(decision.by)
-                if decision.action == "edit":
-                    refused = self.check({**req, "args": decision.args or {}})
-                    if refused is not None:
-                        raise InvalidDecisionError(
-                            f"The edited arguments were refused: "
-                            f"{refused.text.removeprefix('Error: ')}"
-                        )
-            except ApprovalError as exc:
-                note = f"A decision for this request was refused: {exc}"
-                continue
-            return decision
-
-    def _gate(
-        self,
-        req: ToolRequest,
-        where: _Where,
-        kind: RequestKind,
-        reason: str,
-        approvers: Sequence[str] | None,
-    ) -> dict[str, Any] | ToolMessage:
-        """Ask a human; return the arguments to run with, or the message for the model."""
-        fresh = self._request(req, where, kind, reason, approvers)
-        record = where.ledger.ensure_request(
-            where.thread, f"{where.key}|{kind}", fresh.id, fresh.to_json()
-        )
-        stored = ApprovalRequest.from_json(record.request)
-        if record.status == "decided" and record.decision is not None:
-            done = Decision.parse(record.decision)  # asked again after a restart
-            stored = replace(
-                stored,
-                note=f"Already decided ({done.action} by {done.by}); that decision stands.",
-            )
-        decision = self._ask(req, stored)
-        if record.status == "decided" and record.decision is not None:
-            # the first decision binds; later ones change nothing
-            decision = Decision.parse(record.decision)
-        elif stored.expired():
-            decision = Decision.reject(
-                f"the approval request expired at {stored.expires_at}; denied by default",
-                by=decision.by,
-            )
-        run_args = decision.args if decision.action == "edit" else req["args"]
-        bound = args_hash(run_args) if decision.action in ("approve", "edit") else None
-        if record.status != "decided":
-            where.ledger.record_decision(
-                where.thread, f"{where.key}|{kind}", decision.to_json(), bound
-            )
-            record = where.ledger.get_approval(where.thread, f"{where.key}|{kind}") or record
-            emit(
-                "approval_decided",
-                {
-                    "agent": self.agent,
-                    "name": stored.tool,
-                    "request_id": stored.id,
-                    "kind": kind,
-                    "action": decision.action,
-                    "by": decision.by,
-                    "waited_seconds": (datetime.now(UTC) - stored.created_at).total_seconds(),
-                },
-            )
-        name = req["name"]
-        if decision.action == "reject":
-            return refusal(
-                req["id"],
-                name,
-                "rejected",
-                f"a human ({decision.by}) rejected this call of {name!r}: "
-                f"{decision.reason or 'no reason given'}. Nothing was run.",
-            )
-        if decision.action == "respond":
-            return ToolMessage(
-                content=decision.message,
+            request = make_request(
+                at,
+                key,
+                agent=self.agent,
+                tool=name,
+                args=args,
+                reason=reason,
+                kind=kind,
+                risk=traits.risk,
                 tool_call_id=req["id"],
-                name=name or "",
-                artifact={"responded_by": decision.by, "executed": False},
+                approvers=verdict.approvers,
+                timeout=rules.approval_timeout,
             )
-        if record.bound_args_hash != args_hash(run_args):  # pragma: no cover - defence in depth
-            return refusal(
-                req["id"],
-                name,
-                "approval_mismatch",
-                "the approval on record does not match these arguments; nothing ran.",
+            question = Question(
+                key, request, review=self._reviewer(name, rules, traits), bind=bind_args(args)
             )
-        return dict(run_args or {})
+            decision = ask(config or {}, question)
+            if decision.action == "reject":
+                late = decision.reason.startswith(EXPIRED)
+                who = f"{decision.by}, too late" if late else decision.by
+                return refusal(
+                    req["id"],
+                    name,
+                    "rejected",
+                    f"a human ({who}) rejected this call of {name!r}: "
+                    f"{decision.reason or 'no reason given'}. Nothing was run.",
+                )
+            if decision.action == "respond":
+                return ToolMessage(
+                    content=decision.message,
+                    tool_call_id=req["id"],
+                    name=name,
+                    artifact={"responded_by": decision.by, "executed": False},
+                )
+            if decision.action == "approve":
+                return _Cleared(args) if args is original else _Cleared(args, original, by)
+            edited = dict(decision.args or {})
+            after = rules.decide(agent=self.agent, tool=name, traits=traits, args=edited)
+            if after.action == "deny":  # pragma: no cover - the review refused it already
+                return refusal(req["id"], name, "policy_denied", f"policy: {after.reason}")
+            by = decision.by
+            if after.action == "allow" or after.approvers is None or by in after.approvers:
+                return _Cleared(edited, original, by)
+            key = f"{key}|edit:{args_hash(edited)[:16]}"
+            kind = "approval" if after.action == "approve" else "escalation"
+            args, verdict = edited, after
+            reason = (
+                f"{after.reason} (edited by {decision.by}; the edited call needs "
+                f"{', '.join(after.approvers)})"
+            )
 
-    # -- execution --------------------------------------------------------------
+    # -- planning -----------------------------------------------------------------
     def plan(self, req: ToolRequest, config: RunnableConfig | None) -> _Plan | ToolMessage:
         """Run every check and gate; return a cleared plan or the model's answer."""
         outcome = self._plan(req, config)
@@ -419,27 +284,27 @@ class GovernedExecutor:
         return outcome
 
     def _plan(self, req: ToolRequest, config: RunnableConfig | None) -> _Plan | ToolMessage:
-        refused = self.check(req)
-        if refused is not None:
-            return refused
-        name = req["name"] or ""
+        checked = self.grants.checked(req)
+        if isinstance(checked, ToolMessage):
+            return checked
+        name, args = req["name"] or "", checked
         traits = traits_of(self.granted[name])
-        verdict: PolicyDecision = self.policy.decide(
-            agent=self.agent, tool=name, traits=traits, args=req["args"]
-        )
-        where = _where(req, config)
+        rules = governance(config, self.policy)
+        verdict = rules.decide(agent=self.agent, tool=name, traits=traits, args=args)
+        at = where(config)
+        key = call_key(at, req, args)
+        gated = verdict.action in ("approve", "escalate")
+        kind: RequestKind = "approval" if verdict.action == "approve" else "escalation"
         details: dict[str, Any] = {
             "agent": self.agent,
             "name": name,
             "action": verdict.action,
             "reason": verdict.reason,
             "rule": verdict.rule,
-            "args": req["args"],
-            "args_hash": args_hash(req["args"]),
+            "args": args,
+            "args_hash": args_hash(args),
         }
-        gated = verdict.action in ("approve", "escalate")
-        kind: RequestKind = "approval" if verdict.action == "approve" else "escalation"
-        if gated and where.ledger.get_approval(where.thread, f"{where.key}|{kind}") is not None:
+        if gated and at.ledger.get_approval(at.thread, f"{key}|{kind}") is not None:
             details["recheck"] = True  # the run resumed: the same call, checked again
         emit("policy", details, config)
         if verdict.action == "deny":
@@ -450,53 +315,109 @@ class GovernedExecutor:
                 f"policy refused this call of {name!r}: {verdict.reason}. "
                 "Nothing was run; do not retry it.",
             )
-        args: dict[str, Any] = dict(req["args"])
+        if not traits.read_only:
+            record = at.ledger.get_call(at.thread, key)
+            if record is not None and record.status == "done":
+                return self._replayed(req, record)
+        cleared = _Cleared(args)
         if gated:
-            outcome = self._gate(req, where, kind, verdict.reason, verdict.approvers)
-            if isinstance(outcome, ToolMessage):
-                return outcome
-            args = outcome
-        hashed = args_hash(args)
+            asked = self._human(
+                req, at, f"{key}|{kind}", kind, args, verdict, rules, verdict.reason, config
+            )
+            if isinstance(asked, ToolMessage):
+                return asked
+            cleared = asked
         if traits.read_only:
-            return _Plan(name, args, where, hashed, None)
-        previous = where.ledger.get_call(where.thread, where.key)
-        if previous is not None and previous.status == "done" and previous.result is not None:
-            return ToolMessage(
-                content=previous.result.get("content", ""),
-                status=previous.result.get("status", "success"),
-                tool_call_id=req["id"],
-                name=name,
-                artifact={"replayed": True, "executed": False},
-            )
-        if previous is not None and previous.status == "started" and not traits.idempotent:
-            outcome = self._gate(
-                {**req, "args": args},
-                where,
-                "in_doubt",
-                f"the process stopped while {name!r} was running (attempt "
-                f"{previous.attempts}); it may or may not have taken effect. Approve to run it "
-                "again, respond with its result, or reject.",
-                None,
-            )
-            if isinstance(outcome, ToolMessage):
-                if outcome.status != "error":  # a human supplied the result
-                    where.ledger.finish_call(
-                        where.thread, where.key, {"content": outcome.text, "status": "success"}
-                    )
-                return outcome
-            args, hashed = outcome, args_hash(outcome)
-        record = where.ledger.start_call(where.thread, where.key, name, hashed)
-        return _Plan(name, args, where, hashed, record.idempotency_key)
+            return _Plan(name, cleared, at, key, None)
+        return self._claim(req, at, key, cleared, traits, rules, config)
 
-    def _done(self, req: ToolRequest, plan: _Plan, message: ToolMessage) -> ToolMessage:
-        if plan.idempotency_key is not None:
-            plan.where.ledger.finish_call(
-                plan.where.thread,
-                plan.where.key,
-                {"content": message.content, "status": message.status},
-            )
-        return message
+    def _claim(
+        self,
+        req: ToolRequest,
+        at: Where,
+        key: str,
+        cleared: _Cleared,
+        traits: ToolTraits,
+        rules: Governance,
+        config: RunnableConfig | None,
+    ) -> _Plan | ToolMessage:
+        """Start the call exactly once: run it, replay it, wait for it, or ask about it."""
+        name = req["name"] or ""
+        chosen = [cleared]
 
+        def in_doubt(record: CallRecord) -> _inflight.Rerun | ToolMessage:
+            asked = self._in_doubt(req, at, key, record, cleared.args, rules, config)
+            if isinstance(asked, ToolMessage):
+                return asked
+            if asked.edited_from is not None:
+                first = cleared.edited_from or asked.edited_from
+                chosen[0] = _Cleared(asked.args, first, asked.edited_by)
+            return _inflight.Rerun(args_hash(chosen[0].args))
+
+        started = _inflight.start_once(
+            at.ledger,
+            at.thread,
+            key,
+            name,
+            args_hash(cleared.args),
+            idempotent=traits.idempotent,
+            in_doubt=in_doubt,
+            wait=WAIT_SECONDS,
+        )
+        if isinstance(started, _inflight.Started):
+            return _Plan(name, chosen[0], at, key, started.idempotency_key)
+        if isinstance(started, CallRecord):
+            return self._replayed(req, started)
+        return started
+
+    def _in_doubt(
+        self,
+        req: ToolRequest,
+        at: Where,
+        key: str,
+        record: CallRecord,
+        args: dict[str, Any],
+        rules: Governance,
+        config: RunnableConfig | None,
+    ) -> _Cleared | ToolMessage:
+        """Ask a human about a call whose process died mid-call (same tier as the call)."""
+        name = req["name"] or ""
+        traits = traits_of(self.granted[name])
+        verdict = rules.decide(agent=self.agent, tool=name, traits=traits, args=args)
+        if verdict.action not in ("approve", "escalate"):
+            verdict = PolicyDecision(verdict.action, verdict.reason, verdict.rule, rules.approvers)
+        outcome = self._human(
+            req,
+            at,
+            f"{key}|in_doubt:{record.attempts}",
+            "in_doubt",
+            args,
+            verdict,
+            rules,
+            f"the process stopped while {name!r} was running (attempt {record.attempts}); it "
+            "may or may not have taken effect. Approve to run it again, respond with its "
+            "result, or reject.",
+            config,
+        )
+        if isinstance(outcome, ToolMessage) and outcome.status != "error":
+            result = {"content": outcome.text, "status": "success"}  # a human's answer
+            if not at.ledger.finish_call(at.thread, key, result):
+                done = at.ledger.get_call(at.thread, key)
+                if done is not None and done.result is not None:
+                    return self._replayed(req, done)
+        return outcome
+
+    def _replayed(self, req: ToolRequest, record: CallRecord) -> ToolMessage:
+        result = record.result or {}
+        return ToolMessage(
+            content=result.get("content", ""),
+            status=result.get("status", "success"),
+            tool_call_id=req["id"],
+            name=req["name"] or "",
+            artifact={"replayed": True, "executed": False},
+        )
+
+    # -- execution --------------------------------------------------------------
     @contextmanager
     def _keyed(self, plan: _Plan) -> Iterator[None]:
         token = _IDEMPOTENCY_KEY.set(plan.idempotency_key)
@@ -511,11 +432,22 @@ class GovernedExecutor:
     def _call(self, req: ToolRequest, plan: _Plan) -> dict[str, Any]:
         return {"type": "tool_call", "name": plan.name, "args": plan.args, "id": req["id"]}
 
-    def _finish(self, req: ToolRequest, output: Any) -> ToolMessage:
-        if isinstance(output, ToolMessage):
-            return output
-        content = output if isinstance(output, str) else json.dumps(output, default=str)
-        return ToolMessage(content=content, tool_call_id=req["id"], name=req["name"] or "")
+    def _finish(self, req: ToolRequest, plan: _Plan, output: Any) -> ToolMessage:
+        message = (
+            output
+            if isinstance(output, ToolMessage)
+            else ToolMessage(
+                content=output if isinstance(output, str) else json.dumps(output, default=str),
+                tool_call_id=req["id"],
+                name=req["name"] or "",
+            )
+        )
+        run = plan.run
+        if run.edited_from is not None:
+            artifact = message.artifact if isinstance(message.artifact, dict) else {}
+            edited = {"args": run.args, "from": run.edited_from, "by": run.edited_by}
+            message = message.model_copy(update={"artifact": {**artifact, EDIT_ARTIFACT: edited}})
+        return message
 
     def _failure(self, req: ToolRequest, exc: Exception) -> ToolMessage:
         return ToolMessage(
@@ -526,71 +458,124 @@ class GovernedExecutor:
             artifact={"error": "tool_failed", "executed": True},
         )
 
-    def _timed_out(self, req: ToolRequest) -> ToolMessage:
+    def _timed_out(self, req: ToolRequest, plan: _Plan) -> ToolMessage:
+        tracked = plan.idempotency_key is not None
+        after = (
+            "It is in doubt: it may still finish, and take effect, in the background. Its "
+            "result is recorded when it ends; do not call it again for the same purpose."
+            if tracked
+            else "It may still finish in the background."
+        )
         return ToolMessage(
-            content=f"Error: tool {req['name']!r} did not finish within {self.timeout:g}s. It "
-            "may still finish, and take effect, in the background: check before calling it "
-            "again.",
+            content=f"Error: tool {req['name']!r} did not finish within {self.timeout:g}s. "
+            + after,
             tool_call_id=req["id"],
             name=req["name"] or "unknown",
             status="error",
-            artifact={"error": "tool_timeout", "executed": True},
+            artifact={
+                "error": "tool_timeout",
+                "executed": True,
+                **({"in_doubt": True} if tracked else {}),
+            },
         )
 
-    def _invoke(self, tool: BaseTool, call: dict[str, Any], config: RunnableConfig) -> Any:
-        if self.timeout is None:
-            return tool.invoke(call, config)
-        pool = concurrent.futures.ThreadPoolExecutor(1, "podium-tool-call")
+    def _record(self, plan: _Plan, message: ToolMessage) -> None:
+        if plan.idempotency_key is not None:
+            plan.at.ledger.finish_call(
+                plan.at.thread, plan.key, {"content": message.content, "status": message.status}
+            )
+
+    def _begin(self, plan: _Plan) -> None:
+        if plan.idempotency_key is not None:
+            _inflight.begin(plan.at.ledger, plan.at.thread, plan.key, process_owner())
+
+    def _end(self, plan: _Plan) -> None:
+        if plan.idempotency_key is not None:
+            _inflight.end(plan.at.ledger, plan.at.thread, plan.key)
+
+    def _settled(
+        self, req: ToolRequest, plan: _Plan, future: concurrent.futures.Future[Any]
+    ) -> None:
+        """A timed-out sync call ended in the background: record what it did."""
         try:
-            future = pool.submit(contextvars.copy_context().run, tool.invoke, call, config)
-            done, _ = concurrent.futures.wait([future], timeout=self.timeout)
-            if not done:
-                raise _ToolTimeout
-            return future.result()
+            exc = future.exception()
+            message = (
+                self._failure(req, exc)
+                if isinstance(exc, Exception)
+                else self._finish(req, plan, future.result())
+            )
+            self._record(plan, message)
+        except Exception:  # the ledger is gone (process shutting down): stays in doubt
+            pass
         finally:
-            pool.shutdown(wait=False)
+            self._end(plan)
 
     def run(self, req: ToolRequest, config: RunnableConfig | None = None) -> ToolMessage:
         """Check, gate and run one tool call synchronously; tool failures become messages."""
         plan = self.plan(req, config)
         if isinstance(plan, ToolMessage):
             return plan
+        self._begin(plan)
+        background = False
         try:
             with self._keyed(plan):
                 tool, call = self.granted[plan.name], self._call(req, plan)
-                message = self._finish(req, self._invoke(tool, call, self._tagged(config)))
+                if self.timeout is None:
+                    output = tool.invoke(call, self._tagged(config))
+                else:
+                    pool = concurrent.futures.ThreadPoolExecutor(1, "podium-tool-call")
+                    future = pool.submit(
+                        contextvars.copy_context().run, tool.invoke, call, self._tagged(config)
+                    )
+                    pool.shutdown(wait=False)
+                    done, _ = concurrent.futures.wait([future], timeout=self.timeout)
+                    if not done:
+                        background = True
+                        future.add_done_callback(lambda f: self._settled(req, plan, f))
+                        raise _ToolTimeout
+                    output = future.result()
+                message = self._finish(req, plan, output)
         except GraphBubbleUp:
             raise
         except _ToolTimeout:
-            message = self._timed_out(req)
+            return self._timed_out(req, plan)  # the row stays started: in doubt
         except Exception as exc:
             message = self._failure(req, exc)
-        return self._done(req, plan, message)
+        finally:
+            if not background:
+                self._end(plan)
+        self._record(plan, message)
+        return message
 
     async def arun(self, req: ToolRequest, config: RunnableConfig | None = None) -> ToolMessage:
         """Check, gate and run one tool call asynchronously; tool failures become messages.
 
         The ledger is synchronous (SQLite or a Postgres pool), so its work runs in a
         worker thread (with this task's context, so interrupts and events still work)
-        and never blocks the event loop.
+        and never blocks the event loop. A timed-out async call is cancelled; whether
+        it took effect is unknown, so it stays in doubt.
         """
         plan = await asyncio.to_thread(self.plan, req, config)
         if isinstance(plan, ToolMessage):
             return plan
+        self._begin(plan)
         try:
             with self._keyed(plan):
                 pending = self.granted[plan.name].ainvoke(
                     self._call(req, plan), self._tagged(config)
                 )
                 output = await asyncio.wait_for(pending, self.timeout)
-                message = self._finish(req, output)
+                message = self._finish(req, plan, output)
         except GraphBubbleUp:
             raise
         except TimeoutError as exc:
             if self.timeout is None or not isinstance(exc.__cause__, asyncio.CancelledError):
                 message = self._failure(req, exc)
             else:
-                message = self._timed_out(req)
+                return self._timed_out(req, plan)
         except Exception as exc:
             message = self._failure(req, exc)
-        return await asyncio.to_thread(self._done, req, plan, message)
+        finally:
+            self._end(plan)
+        await asyncio.to_thread(self._record, plan, message)
+        return message

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
@@ -10,7 +10,7 @@ from typing import Any, Literal
 from podium.errors import ConfigurationError
 from podium.tools._decorator import ToolTraits
 
-__all__ = ["Action", "Policy", "PolicyDecision", "Rule"]
+__all__ = ["Action", "Governance", "Policy", "PolicyDecision", "Rule"]
 
 Action = Literal["allow", "deny", "approve", "escalate"]
 _ACTIONS: tuple[Action, ...] = ("allow", "deny", "approve", "escalate")
@@ -158,3 +158,78 @@ class Policy:
 
 ALLOW_ALL = Policy()
 """The policy used when none is given: every granted, well-formed call runs."""
+
+_STRICTNESS: dict[Action, int] = {"allow": 0, "approve": 1, "escalate": 2, "deny": 3}
+
+
+@dataclass(frozen=True)
+class Governance:
+    """The policies in force for one call.
+
+    The enclosing graphs' policies (outermost first), then the member's own.
+
+    Composition only adds restrictions: every policy decides the call, and the
+    strictest answer wins (``deny`` > ``escalate`` > ``approve`` > ``allow``), so an
+    outer deny cannot be loosened inside and a member's stricter rule still applies.
+    Who may decide is what *every* policy allows (the intersection of their
+    approvers); a request expires at the earliest of their ``approval_timeout``.
+    """
+
+    policies: tuple[Policy, ...] = ()
+    """Outermost first."""
+
+    def decide(
+        self, *, agent: str, tool: str, traits: ToolTraits, args: Mapping[str, Any]
+    ) -> PolicyDecision:
+        """Decide one call under every policy in force (see the class docs)."""
+        verdicts = [
+            p.decide(agent=agent, tool=tool, traits=traits, args=args) for p in self.policies
+        ]
+        if not verdicts:
+            return PolicyDecision("allow", "no policy (allow)", None, None)
+        strictest = max(verdicts, key=lambda v: _STRICTNESS[v.action])  # first on ties
+        if strictest.action not in ("approve", "escalate"):
+            return strictest
+        approvers = _intersect(
+            v.approvers if v.action in ("approve", "escalate") else _tuple(p.approvers)
+            for p, v in zip(self.policies, verdicts, strict=True)
+        )
+        if approvers == ():
+            return PolicyDecision(
+                "deny",
+                f"{strictest.reason}; but no approver is allowed by every policy in force "
+                "(their approvers= lists do not overlap), so nobody could decide it",
+                strictest.rule,
+                None,
+            )
+        return PolicyDecision(strictest.action, strictest.reason, strictest.rule, approvers)
+
+    @property
+    def approvers(self) -> tuple[str, ...] | None:
+        """Who may decide a request that no rule names (``None``: anyone)."""
+        return _intersect(_tuple(p.approvers) for p in self.policies)
+
+    @property
+    def approval_timeout(self) -> timedelta | None:
+        """The shortest ``approval_timeout`` in force."""
+        timeouts = [p.approval_timeout for p in self.policies if p.approval_timeout is not None]
+        return min(timeouts) if timeouts else None
+
+    def inner(self, policy: Policy | None) -> Governance:
+        """These policies plus ``policy`` (a member's own), innermost last."""
+        if policy is None or any(policy is p for p in self.policies):
+            return self
+        return Governance((*self.policies, policy))
+
+
+def _tuple(value: Sequence[str] | None) -> tuple[str, ...] | None:
+    return tuple(value) if value is not None else None
+
+
+def _intersect(groups: Iterable[tuple[str, ...] | None]) -> tuple[str, ...] | None:
+    found: tuple[str, ...] | None = None
+    for group in groups:
+        if group is None:
+            continue
+        found = group if found is None else tuple(a for a in found if a in group)
+    return found

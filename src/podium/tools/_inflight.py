@@ -1,0 +1,168 @@
+"""Calls this process is running now: heartbeats, and waiting for another's call.
+
+A ``started`` row in the ledger means one of three things: this process is running
+the call; another live process is; or the process that started it died mid-call
+(the call is *in doubt*). :func:`~podium.checkpoints._ledger.owner_alive` tells
+them apart from the row's owner; this module keeps the first kind (a process-local
+registry), refreshes the rows' heartbeats for processes on other hosts, and lets a
+caller wait for a call that someone else is running.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from podium.checkpoints._ledger import (
+    HEARTBEAT_SECONDS,
+    CallRecord,
+    ToolLedger,
+    owner_alive,
+    process_owner,
+)
+from podium.errors import CallInProgressError
+
+__all__ = ["Rerun", "Started", "alive", "begin", "end", "running_here", "start_once", "wait_for"]
+
+_Key = tuple[int, str, str]
+_lock = threading.Lock()
+_calls: dict[_Key, tuple[ToolLedger, str]] = {}
+_wake = threading.Event()
+_beating: threading.Thread | None = None
+
+
+def _key(ledger: ToolLedger, thread: str, call_key: str) -> _Key:
+    return (id(ledger), thread, call_key)
+
+
+def _beat() -> None:
+    while True:
+        _wake.wait(HEARTBEAT_SECONDS)
+        _wake.clear()
+        with _lock:
+            calls = list(_calls.items())
+        for (_, thread, call_key), (ledger, owner) in calls:
+            try:
+                ledger.heartbeat(thread, call_key, owner)
+            except Exception:  # a heartbeat is best effort; liveness falls back to pids
+                continue
+
+
+def begin(ledger: ToolLedger, thread: str, call_key: str, owner: str) -> None:
+    """Register a call this process is about to run (until :func:`end`)."""
+    global _beating
+    with _lock:
+        _calls[_key(ledger, thread, call_key)] = (ledger, owner)
+        if _beating is None:
+            _beating = threading.Thread(target=_beat, name="podium-heartbeat", daemon=True)
+            _beating.start()
+
+
+def end(ledger: ToolLedger, thread: str, call_key: str) -> None:
+    """The call is no longer running in this process."""
+    with _lock:
+        _calls.pop(_key(ledger, thread, call_key), None)
+
+
+def running_here(ledger: ToolLedger, thread: str, call_key: str) -> bool:
+    """Whether this process is running the call now."""
+    with _lock:
+        return _key(ledger, thread, call_key) in _calls
+
+
+def alive(ledger: ToolLedger, thread: str, call_key: str, record: CallRecord) -> bool:
+    """Whether the process that started ``record``'s latest attempt may still run it."""
+    return owner_alive(record.owner, record.heartbeat_at, running_here(ledger, thread, call_key))
+
+
+def wait_for(ledger: ToolLedger, thread: str, call_key: str, timeout: float) -> CallRecord | None:
+    """Wait until a call another process (or thread) runs is done, or its runner died.
+
+    Returns:
+        The call's latest record (``done``, or ``started`` by a process that died).
+
+    Raises:
+        CallInProgressError: If it is still running after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.02
+    while True:
+        record = ledger.get_call(thread, call_key)
+        if record is None or record.status == "done":
+            return record
+        if not alive(ledger, thread, call_key, record):
+            return record
+        if time.monotonic() > deadline:
+            raise CallInProgressError(
+                f"Tool call {call_key!r} of thread {thread!r} ({record.tool}) is being run by "
+                f"another worker ({record.owner}); it has not finished after {timeout:g} s.",
+                fix="Nothing ran twice. Resume the thread again later: its result is then "
+                "returned from the ledger.",
+            )
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
+@dataclass(frozen=True)
+class Started:
+    """This process started the call (or took over an in-doubt one) and must run it."""
+
+    idempotency_key: str
+    """The call's idempotency key (the same on every attempt)."""
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """An in-doubt call may run again, with the arguments whose hash this is."""
+
+    hashed: str
+
+
+T = TypeVar("T")
+
+
+def start_once(
+    ledger: ToolLedger,
+    thread: str,
+    call_key: str,
+    tool: str,
+    hashed: str,
+    *,
+    idempotent: bool,
+    in_doubt: Callable[[CallRecord], Rerun | T],
+    wait: float = 60.0,
+) -> Started | CallRecord | T:
+    """Start a side-effecting call exactly once.
+
+    Returns:
+        :class:`Started` when this process must run the call; the ``done``
+        :class:`~podium.checkpoints.CallRecord` when it already ran (replay its
+        result); or what ``in_doubt`` returned for a call whose process died mid-call
+        (unless that was :class:`Rerun`: then the call is taken over and started).
+        A call another live process is running is waited for (up to ``wait``
+        seconds, then :class:`~podium.errors.CallInProgressError`). An idempotent
+        call in doubt runs again without asking, with the same idempotency key.
+    """
+    me = process_owner()
+    while True:
+        record = ledger.get_call(thread, call_key)
+        if record is None:
+            claim = ledger.claim_call(thread, call_key, tool, hashed, me)
+            if claim.won:
+                return Started(claim.record.idempotency_key)
+            record = claim.record
+        if record.status == "done":
+            return record
+        if alive(ledger, thread, call_key, record):
+            wait_for(ledger, thread, call_key, wait)
+            continue
+        if not idempotent:
+            answer = in_doubt(record)
+            if not isinstance(answer, Rerun):
+                return answer
+            hashed = answer.hashed
+        if ledger.reclaim_call(thread, call_key, record.owner, me, hashed):
+            return Started(record.idempotency_key)
