@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -181,6 +182,71 @@ def test_escalate_edit_with_a_bad_limit_is_refused_and_asked_again() -> None:
     assert "edited budget was refused" in again.note
 
 
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        ({"model_calls": float("nan")}, "model_calls=nan is not a finite number"),
+        ({"model_calls": float("inf")}, "model_calls=inf is not a finite number"),
+        ({"model_calls": float("-inf")}, "model_calls=-inf is not a finite number"),
+        ({"model_calls": -5}, "model_calls=-5 is not above the 2 already used"),
+        ({"model_calls": 1}, "model_calls=1 is not above the 2 already used"),
+        ({"model_calls": 2}, "model_calls=2 is not above the 2 already used"),
+        ({"model_calls": True}, "model_calls must be a number"),
+        ({"model_calls": "10"}, "model_calls must be a number"),
+        ({"output_tokens": 10}, "this budget sets no output_tokens limit"),
+        ({}, "an edit sets new limits"),
+    ],
+)
+def test_escalate_edit_must_leave_a_finite_limit_above_what_is_used(
+    edit: dict[str, Any], match: str
+) -> None:
+    app, model = escalating(InMemorySaver())
+    app.invoke({"messages": [("user", "go")]}, cfg())
+    [request] = runs.pending(app, cfg())
+    runs.decide(app, cfg(), {request.id: Decision.edit(edit, by="ops")})
+    [again] = runs.pending(app, cfg())  # refused, nothing ran, the human is asked again
+    assert again.id == request.id
+    assert "edited budget was refused" in (again.note or "")
+    assert match in (again.note or "")
+    assert 'e.g. {"model_calls": 4}' in (again.note or "")
+    assert len(model.calls) == 2
+    # a valid edit then goes through: the refused value never became a limit
+    runs.decide(app, cfg(), {again.id: Decision.edit({"model_calls": 4}, by="ops")})
+    [third] = runs.pending(app, cfg())
+    assert third.args["exceeded"] == {"model_calls": {"used": 4, "limit": 4}}
+    assert len(model.calls) == 4
+
+
+def test_escalate_edit_must_raise_every_exhausted_limit() -> None:
+    model = looping(4, inp=10, out=5)
+    agent = Agent(name="a", model=model, tools=[lookup])
+    budget = Budget(model_calls=2, output_tokens=10, on_exhausted="escalate")
+    app = create_agent_graph(agent, budget=budget).compile(checkpointer=InMemorySaver())
+    app.invoke({"messages": [("user", "go")]}, cfg())
+    [request] = runs.pending(app, cfg())
+    assert set(request.args["exceeded"]) == {"model_calls", "output_tokens"}
+    runs.decide(app, cfg(), {request.id: Decision.edit({"model_calls": 9}, by="ops")})
+    [again] = runs.pending(app, cfg())
+    assert "output_tokens is used up and the edit leaves it as it is" in (again.note or "")
+    edit = Decision.edit({"model_calls": 9, "output_tokens": 100}, by="ops")
+    out = runs.decide(app, cfg(), {again.id: edit})
+    assert out["messages"][-1].content == "final answer"
+    model.assert_consumed()
+
+
+def test_escalate_edit_sent_as_json_with_nan_is_refused() -> None:
+    from langgraph.types import Command
+
+    app, model = escalating(InMemorySaver())
+    [interrupt] = app.invoke({"messages": [("user", "go")]}, cfg())["__interrupt__"]
+    # Python's json reads NaN and Infinity: a remote client can send them
+    edit = json.loads('{"action": "edit", "args": {"model_calls": NaN}, "by": "o"}')
+    paused = app.invoke(Command(resume={interrupt.id: edit}), cfg())
+    [again] = paused["__interrupt__"]
+    assert "not a finite number" in again.value["note"]
+    assert len(model.calls) == 2
+
+
 def test_escalate_then_reject_stops() -> None:
     app, _ = escalating(InMemorySaver())
     app.invoke({"messages": [("user", "go")]}, cfg())
@@ -328,6 +394,12 @@ def test_pipeline_budget_stops_a_later_stage() -> None:
         ({}, "sets no limit"),
         ({"tokens": -1}, "non-negative"),
         ({"cost": "1"}, "non-negative"),
+        ({"model_calls": float("nan")}, r"Budget\(model_calls=nan\): limits are finite"),
+        ({"model_calls": float("inf")}, r"Budget\(model_calls=inf\): limits are finite"),
+        ({"cost": float("-inf")}, "not NaN, infinity or a bool"),
+        ({"seconds": float("nan"), "tokens": 5}, "seconds=nan"),
+        ({"tokens": True}, "not NaN, infinity or a bool"),
+        ({"tokens": None, "cost": -0.5}, "non-negative"),
         ({"tokens": 5, "on_exhausted": "pause"}, "on_exhausted"),
     ],
 )

@@ -26,6 +26,7 @@ it (output length is not known in advance); the next call is refused.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict, cast
@@ -51,6 +52,7 @@ __all__ = [
     "add_usage",
     "budget_binding",
     "grant_config",
+    "is_limit_value",
     "member_config",
     "usage_of",
     "zero",
@@ -75,6 +77,13 @@ OUTER_KEY = "podium_outer_usage"
 """``configurable`` key: the usage of the enclosing graphs (see :func:`member_config`)."""
 GRANTS_KEY = "podium_grants"
 """``configurable`` key: the delegation budgets in force (see :func:`grant_config`)."""
+
+
+def is_limit_value(value: object) -> bool:
+    """Whether ``value`` can be a limit: a finite, non-negative int or float (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and value >= 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,15 +121,16 @@ class Budget:
     """Overrides of :data:`podium.observe.DEFAULT_PRICES` (USD per million tokens)."""
 
     def __post_init__(self) -> None:
-        """Check every limit is a non-negative number and ``on_exhausted`` is known."""
+        """Check every limit is a finite non-negative number and ``on_exhausted`` is known."""
         for name in LIMITS:
             value = getattr(self, name)
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            if not is_limit_value(value):
                 raise ConfigurationError(
-                    f"Budget({name}={value!r}): limits are non-negative numbers or None.",
-                    fix=f"Pass e.g. Budget({name}=1000).",
+                    f"Budget({name}={value!r}): limits are finite non-negative numbers (int or "
+                    "float; not NaN, infinity or a bool), or None for no limit.",
+                    fix=f"Pass e.g. Budget({name}=1000), or leave {name} out to not limit it.",
                 )
         if all(getattr(self, n) is None for n in LIMITS):
             raise ConfigurationError(
