@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +17,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from pydantic import BaseModel
 
 from podium import Agent, Budget, BudgetExceededError, ConfigurationError, runs
+from podium.checkpoints import sqlite_saver
 from podium.graphs import (
     Stage,
     create_agent_graph,
@@ -139,6 +144,9 @@ def test_agent_budget_applies_to_that_agent_only() -> None:
 
 
 # -- on_exhausted="escalate" ------------------------------------------------------------
+SCOPE = "run:a#383d7416"  # Budget(model_calls=2, on_exhausted="escalate") of graph "a"
+
+
 def escalating(saver: BaseCheckpointSaver[Any]) -> tuple[Any, ScriptedChatModel]:
     model = looping(4)
     agent = Agent(name="a", model=model, tools=[lookup])
@@ -153,14 +161,15 @@ def test_escalate_then_approve_grants_one_more_allowance(
     app.invoke({"messages": [("user", "go")]}, cfg())
     [request] = runs.pending(app, cfg())
     assert (request.kind, request.tool) == ("escalation", "budget")
-    assert request.args["scope"] == "run:a"
+    # the graph's name and a digest of its budget: the same in every process and release
+    assert request.args["scope"] == SCOPE
     assert request.args["exceeded"] == {"model_calls": {"used": 2, "limit": 2}}
     runs.decide(app, cfg(), {request.id: Decision.approve(by="ops")})  # 2 more calls
     [again] = runs.pending(app, cfg())
     assert again.args["exceeded"] == {"model_calls": {"used": 4, "limit": 4}}
     out = runs.decide(app, cfg(), {again.id: Decision.approve(by="ops")})
     assert out["messages"][-1].content == "final answer"
-    assert out["usage"]["extended"] == {"run:a": {"model_calls": 4.0}}
+    assert out["usage"]["extended"] == {SCOPE: {"model_calls": 4.0}}
     model.assert_consumed()
 
 
@@ -385,6 +394,82 @@ def test_pipeline_budget_stops_a_later_stage() -> None:
     ).compile(checkpointer=InMemorySaver())
     out = app.invoke({"messages": [("user", "plan it")]}, cfg())
     assert "Stopped before calling the model" in out["messages"][-1].content
+
+
+# -- nested graphs with the same name ----------------------------------------------------
+def test_a_stage_named_like_its_pipeline_keeps_its_own_budget() -> None:
+    # The inner graph and the pipeline are both named "team". Each budget has its own
+    # scope: the stage stops at its 2 calls, and the pipeline's 3 stop the next stage.
+    inner = create_agent_graph(
+        Agent(name="team", model=looping(5), tools=[lookup]), budget=Budget(model_calls=2)
+    )
+    reviewer = Agent(name="reviewer", model=looping(5), tools=[lookup])
+    app = create_pipeline_graph(
+        [Stage("draft", inner), Stage("review", reviewer)],
+        name="team",
+        budget=Budget(model_calls=3),
+    ).compile(checkpointer=InMemorySaver())
+    out = app.invoke({"messages": [("user", "go")]}, cfg())
+    assert out["usage"]["agents"]["team"]["model_calls"] == 2  # the inner limit held
+    assert out["usage"]["agents"]["reviewer"]["model_calls"] == 1  # then the outer one
+    assert "(team) (model_calls: 2 of 2 used)" in out["stage_outputs"]["draft"]
+    assert "(team) (model_calls: 3 of 3 used)" in out["stage_outputs"]["review"]
+
+
+def test_nested_same_name_budgets_escalate_apart_and_resume_in_a_new_process(
+    tmp_path: Path,
+) -> None:
+    import nested_budget_app as nested
+
+    db = tmp_path / "runs.sqlite"
+    with sqlite_saver(db) as saver:
+        app = nested.build(nested.FIRST_PROCESS).compile(checkpointer=saver)
+        app.invoke({"messages": [("user", "charge A-1")]}, nested.CONFIG)
+        [request] = runs.pending(app, nested.CONFIG)
+        scope = request.args["scope"]
+        assert request.tool == "budget"
+        assert request.args["exceeded"] == {"model_calls": {"used": 2, "limit": 2}}
+        assert scope.startswith("run:team#")
+        assert "the run's budget (team)" in (request.reason or "")
+        runs.decide(app, nested.CONFIG, {request.id: Decision.approve(by="ops")})
+        [approval] = runs.pending(app, nested.CONFIG)  # the 3rd call: charge, inside 2 + 2
+        assert approval.tool == "charge"
+    # Another process (another hash seed) resumes: it finds the extension under the same
+    # scope, so the 4th call runs without asking again, and the outer budget is intact.
+    proc = subprocess.run(
+        [sys.executable, nested.__file__, str(db), approval.id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["pending"] == []
+    assert result["stage_outputs"] == {"work": "Charged A-1."}
+    assert result["usage"]["total"]["model_calls"] == 4
+    assert result["usage"]["extended"] == {scope: {"model_calls": 2.0}}
+
+
+def test_run_budget_scopes_follow_the_budget_definition() -> None:
+    def scope_of(budget: Budget) -> str:
+        model = ScriptedChatModel([reply("x")])
+        app = create_agent_graph(Agent(name="a", model=model), budget=budget)
+        out = app.compile(checkpointer=InMemorySaver()).invoke(
+            {"messages": [("user", "go")]}, cfg()
+        )
+        return str(stop_of(out).response_metadata["podium_budget"]["scope"])
+
+    assert scope_of(Budget(model_calls=0)) == scope_of(Budget(model_calls=0))
+    assert scope_of(Budget(model_calls=0)) == scope_of(Budget(model_calls=0.0))
+    scopes = {
+        scope_of(Budget(model_calls=0)),
+        scope_of(Budget(model_calls=0, tokens=5)),
+        scope_of(Budget(model_calls=0, on_exhausted="stop", prices={"x": Price(1, 1)})),
+    }
+    assert len(scopes) == 3
+    assert all(s.startswith("run:a#") for s in scopes)
 
 
 # -- validation ----------------------------------------------------------------------------

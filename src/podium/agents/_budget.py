@@ -14,7 +14,9 @@ config by :func:`member_config`) to its own state's usage and checks every budge
 in scope:
 
 * ``budget=`` of any ``create_*_graph`` factory: the whole run (thread), every
-  nested member included; nested graphs' budgets apply as well;
+  nested member included; nested graphs' budgets apply as well, each in its own
+  scope ``run:<graph name>#<digest of the budget>`` -- so a stage named like its
+  pipeline keeps its own limit (see :func:`budget_binding`);
 * ``Agent(budget=...)``: everything that agent used in the run;
 * a manager's ``specialist_budget``: one delegation, from its start.
 
@@ -26,9 +28,11 @@ it (output length is not known in advance); the next call is refused.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, is_dataclass
 from typing import Annotated, Any, Literal, TypedDict, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -51,6 +55,7 @@ __all__ = [
     "UsageChannel",
     "add_usage",
     "budget_binding",
+    "budget_digest",
     "grant_config",
     "is_limit_value",
     "member_config",
@@ -176,7 +181,8 @@ class Usage(TypedDict, total=False):
     agents: dict[str, Totals]
     """The same, per agent name."""
     extended: dict[str, dict[str, float]]
-    """Extensions granted by humans: ``{scope label: {limit: extra amount}}``."""
+    """Extensions granted by humans: ``{scope label: {limit: extra amount}}`` (scope
+    labels: ``run:<graph>#<digest>``, ``agent:<name>``, ``delegation:<name>:<call>``)."""
 
 
 def zero() -> Totals:
@@ -236,13 +242,43 @@ A ``DeltaChannel``: checkpoints store each model call's usage once (as a write),
 not the running totals in every checkpoint."""
 
 
+def budget_digest(budget: Budget) -> str:
+    """A short digest of what ``budget`` says: its limits, ``on_exhausted`` and prices.
+
+    The same definition gives the same digest in every process (no salted hashing),
+    so a run resumed elsewhere finds the extensions a human granted.
+    """
+    prices = {
+        model: list(astuple(price)) if is_dataclass(price) else repr(price)
+        for model, price in sorted((budget.prices or {}).items())
+    }
+    spec = {
+        "limits": {name: float(value) for name, value in budget.as_json().items()},
+        "on_exhausted": budget.on_exhausted,
+        "prices": prices,
+    }
+    text = json.dumps(spec, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def budget_binding(factory: str, budget: object, label: str) -> dict[str, Any] | None:
     """Validate a factory's ``budget=`` and return what its compiled graph carries.
+
+    The graph carries its budget under ``podium_budget:<label>#<digest>``, where the
+    digest is :func:`budget_digest`. Graphs nest (a pipeline named ``team`` whose
+    stage is an agent graph named ``team``) and a member runs with its own
+    ``configurable`` merged with its parent's, so a key of the name alone would let
+    the outer budget replace the inner one. With the digest, two budgets share a key
+    only when they have the same name and say the same thing -- and then they are
+    one limit on the same quantity (a run budget counts the whole thread), so
+    sharing the key, and the extensions humans grant under it, changes nothing. The
+    key depends only on the definition, so it is the same in every process.
 
     Args:
         factory: The factory's name, for the error message.
         budget: The ``budget=`` argument.
-        label: Names the budget (the graph's name); extensions are stored under it.
+        label: Names the budget (the graph's name); the scope ``run:<label>#<digest>``
+            keeps extensions apart from other budgets'.
 
     Raises:
         ConfigurationError: If ``budget`` is not a :class:`Budget` or ``None``.
@@ -254,7 +290,7 @@ def budget_binding(factory: str, budget: object, label: str) -> dict[str, Any] |
             f"{factory}: budget must be a podium Budget, got {type(budget).__name__}.",
             fix="Pass budget=Budget(tokens=50_000, cost=0.50), or leave it out.",
         )
-    return {f"{BUDGET_KEY_PREFIX}{label}": budget}
+    return {f"{BUDGET_KEY_PREFIX}{label}#{budget_digest(budget)}": budget}
 
 
 def usage_of(output: object) -> Usage:

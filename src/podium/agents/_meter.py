@@ -44,7 +44,8 @@ class Exhaustion:
     """A budget that ran out: which one, and which limits."""
 
     label: str
-    """The scope's label: ``run:<graph>``, ``agent:<name>`` or ``delegation:<name>:<call>``."""
+    """The scope's label: ``run:<graph>#<digest>``, ``agent:<name>`` or
+    ``delegation:<name>:<call>``; extensions are stored under it."""
     what: str
     """The scope in words, for messages."""
     budget: Budget
@@ -132,8 +133,9 @@ class Meter:
             mine = (usage.get("agents") or {}).get(self.agent) or zero()
             what = f"agent {self.agent!r}'s budget"
             scopes.append(_Scope(f"agent:{self.agent}", what, self.own, mine))
-        for label, budget in self.runs:
-            scopes.append(_Scope(f"run:{label}", f"the run's budget ({label})", budget, total))
+        for key, budget in self.runs:
+            name = key.split("#", 1)[0]  # the graph's name; the digest keeps scopes apart
+            scopes.append(_Scope(f"run:{key}", f"the run's budget ({name})", budget, total))
         return scopes
 
     def exhausted(self, delta: Usage | None = None, now: float | None = None) -> Exhaustion | None:
