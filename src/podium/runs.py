@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -274,6 +275,11 @@ def check_decisions(
         )
 
 
+def _canonical(value: Any) -> str:
+    """JSON text for comparing decisions (so NaN equals NaN)."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def _refusal(
     app: Pregel[Any, Any, Any, Any], config: RunnableConfig, request_id: str, sent: Decision
 ) -> str | None:
@@ -283,7 +289,9 @@ def _refusal(
             continue
         request = ApprovalRequest.from_json(item.value)
         refused = request.refused or {}
-        if request.id == request_id and refused.get("decision") == sent.to_json():
+        if request.id == request_id and _canonical(refused.get("decision")) == _canonical(
+            sent.to_json()
+        ):
             return str(refused.get("error") or "refused")
     return None
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from langchain_core.messages import AIMessage, ToolMessage
@@ -104,9 +106,114 @@ def test_missing_user_or_store_is_reported_to_the_model(tmp_path: Path) -> None:
     assert "compiled without one" in tool_results(out)[0].content
 
 
+def remember_then_recall(store: Any, user_id: str, fact: str, thread: str) -> tuple[str, str]:
+    """``user_id`` remembers ``fact`` in one thread and recalls in another: both results."""
+    conf: Any = {"configurable": {"thread_id": f"{thread}-w", "user_id": user_id}}
+    app = assistant([call("remember", {"key": "fact", "value": fact}), "ok"], None, store)
+    wrote = tool_results(app.invoke({"messages": [("user", "remember")]}, conf))[0].content
+    conf = {"configurable": {"thread_id": f"{thread}-r", "user_id": user_id}}
+    app = assistant([call("recall", {"query": "fact"}, "m2"), "ok"], None, store)
+    read = tool_results(app.invoke({"messages": [("user", "recall")]}, conf))[0].content
+    return str(wrote), str(read)
+
+
+def recall_as(store: Any, user_id: str, query: str = "fact") -> str:
+    conf: Any = {"configurable": {"thread_id": f"r-{user_id}", "user_id": user_id}}
+    app = assistant([call("recall", {"query": query}, "m3"), "ok"], None, store)
+    return str(tool_results(app.invoke({"messages": [("user", "recall")]}, conf))[0].content)
+
+
+USER_IDS = ["alan@example.com", "a.b", "a%2Eb", "a%252Eb", "a%b", "a\x00b", "..", "%", "*"]
+
+
+def check_any_user_id(open_store: Callable[[], Any]) -> None:
+    # LangGraph's Store refuses periods in namespace labels; podium percent-encodes the
+    # filled-in values (% -> %25, . -> %2E, NUL -> %00), so every string is a user id and
+    # ids that differ only in those characters keep separate memories.
+    with open_store() as store:
+        for n, user_id in enumerate(USER_IDS):
+            wrote, read = remember_then_recall(store, user_id, f"fact of user {n}", f"t{n}")
+            assert wrote == "Remembered 'fact'."
+            assert read == f"fact: fact of user {n}"
+        namespaces = set(store.list_namespaces(prefix=("users",)))
+    assert len(namespaces) == len(USER_IDS)  # one namespace per id, none shared
+    assert ("users", "alan@example%2Ecom") in namespaces
+    assert ("users", "a%2Eb") in namespaces  # the id "a.b"
+    assert ("users", "a%252Eb") in namespaces  # the id "a%2Eb"
+    assert {unquote(ns[1]) for ns in namespaces} == set(USER_IDS)  # reversible
+    with open_store() as store:  # in a new process, each id still finds only its own
+        for n, user_id in enumerate(USER_IDS):
+            assert recall_as(store, user_id) == f"fact: fact of user {n}"
+
+
+def test_any_user_id_works_and_never_collides(tmp_path: Path) -> None:
+    check_any_user_id(lambda: sqlite_store(tmp_path / "memory.sqlite"))
+
+
+@pytest.mark.postgres
+def test_any_user_id_works_and_never_collides_on_postgres(postgres_url: str) -> None:
+    check_any_user_id(lambda: postgres_store(postgres_url))
+
+
+def test_ids_without_special_characters_keep_their_existing_namespace(tmp_path: Path) -> None:
+    path = tmp_path / "memory.sqlite"
+    with sqlite_store(path) as store:  # written before values were encoded
+        store.put(("users", "u-42"), "pet", {"value": "a cat named Miso"})
+        store.put(("users", "alan@example"), "tea", {"value": "green"})
+    with sqlite_store(path) as store:
+        assert recall_as(store, "u-42", "pet") == "pet: a cat named Miso"
+        assert recall_as(store, "alan@example", "tea") == "tea: green"
+        assert recall_as(store, "alan@example.com", "tea") == "No matching memories."
+        _, read = remember_then_recall(store, "u-42", "likes tea", "u42")
+        assert read == "fact: likes tea"
+        assert store.get(("users", "u-42"), "fact") is not None
+
+
+def test_an_empty_user_id_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:
+    with sqlite_store(tmp_path / "m.sqlite") as store:
+        app = assistant([call("remember", {"key": "k", "value": "v"}), "ok"], None, store)
+        out = app.invoke({"messages": [("user", "hi")]}, {"configurable": {"user_id": ""}})
+        [result] = tool_results(out)
+        assert result.status == "error"
+        assert "empty string" in result.content
+        assert list(store.list_namespaces()) == []
+
+
+def test_a_value_naming_the_reserved_root_label_is_encoded(tmp_path: Path) -> None:
+    [remember, recall] = memory_tools(("{tenant}", "{user_id}"))
+    with sqlite_store(tmp_path / "m.sqlite") as store:
+        agent = Agent(
+            name="a",
+            model=ScriptedChatModel(
+                [
+                    call("remember", {"key": "k", "value": "v"}),
+                    call("recall", {"query": "k"}, "m2"),
+                    "ok",
+                ]
+            ),
+            tools=[remember, recall],
+        )
+        conf: Any = {"configurable": {"tenant": "langgraph", "user_id": "u.1"}}
+        app = create_agent_graph(agent).compile(store=store)
+        out = app.invoke({"messages": [("user", "hi")]}, conf)
+        assert [m.content for m in tool_results(out)] == ["Remembered 'k'.", "k: v"]
+        [namespace] = store.list_namespaces()
+        assert namespace == ("%6C%61%6E%67%67%72%61%70%68", "u%2E1")
+        assert tuple(unquote(label) for label in namespace) == ("langgraph", "u.1")
+
+
 @pytest.mark.parametrize(
     "namespace",
-    [(), ("users", ""), ("users", "{user_id!r}"), ("users", "{0}"), ("users", "{unclosed")],
+    [
+        (),
+        ("users", ""),
+        ("users", "{user_id!r}"),
+        ("users", "{0}"),
+        ("users", "{unclosed"),
+        ("users.v2", "{user_id}"),
+        ("users", "{user_id}.{org}"),
+        ("langgraph", "{user_id}"),
+    ],
 )
 def test_bad_namespaces_are_refused_at_build_time(namespace: tuple[str, ...]) -> None:
     with pytest.raises(ConfigurationError):

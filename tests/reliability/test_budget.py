@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +24,7 @@ from podium import (
     InvalidDecisionError,
     runs,
 )
+from podium.checkpoints import sqlite_saver
 from podium.graphs import (
     Stage,
     create_agent_graph,
@@ -145,6 +151,9 @@ def test_agent_budget_applies_to_that_agent_only() -> None:
 
 
 # -- on_exhausted="escalate" ------------------------------------------------------------
+SCOPE = "run:a#383d7416"  # Budget(model_calls=2, on_exhausted="escalate") of graph "a"
+
+
 def escalating(saver: BaseCheckpointSaver[Any]) -> tuple[Any, ScriptedChatModel]:
     model = looping(4)
     agent = Agent(name="a", model=model, tools=[lookup])
@@ -159,14 +168,15 @@ def test_escalate_then_approve_grants_one_more_allowance(
     app.invoke({"messages": [("user", "go")]}, cfg())
     [request] = runs.pending(app, cfg())
     assert (request.kind, request.tool) == ("escalation", "budget")
-    assert request.args["scope"] == "run:a"
+    # the graph's name and a digest of its budget: the same in every process and release
+    assert request.args["scope"] == SCOPE
     assert request.args["exceeded"] == {"model_calls": {"used": 2, "limit": 2}}
     runs.decide(app, cfg(), {request.id: Decision.approve(by="ops")})  # 2 more calls
     [again] = runs.pending(app, cfg())
     assert again.args["exceeded"] == {"model_calls": {"used": 4, "limit": 4}}
     out = runs.decide(app, cfg(), {again.id: Decision.approve(by="ops")})
     assert out["messages"][-1].content == "final answer"
-    assert out["usage"]["extended"] == {"run:a": {"model_calls": 4.0}}
+    assert out["usage"]["extended"] == {SCOPE: {"model_calls": 4.0}}
     model.assert_consumed()
 
 
@@ -190,6 +200,73 @@ def test_escalate_edit_with_a_bad_limit_is_refused_and_asked_again() -> None:
     assert again.id == request.id
     assert "edited budget was refused" in again.note
     assert len(list(app.get_state_history(cfg()))) == before  # nothing changed
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        ({"model_calls": float("nan")}, "model_calls=nan is not a finite number"),
+        ({"model_calls": float("inf")}, "model_calls=inf is not a finite number"),
+        ({"model_calls": float("-inf")}, "model_calls=-inf is not a finite number"),
+        ({"model_calls": -5}, "model_calls=-5 is not above the 2 already used"),
+        ({"model_calls": 1}, "model_calls=1 is not above the 2 already used"),
+        ({"model_calls": 2}, "model_calls=2 is not above the 2 already used"),
+        ({"model_calls": True}, "model_calls must be a number"),
+        ({"model_calls": "10"}, "model_calls must be a number"),
+        ({"output_tokens": 10}, "this budget sets no output_tokens limit"),
+        ({}, "an edit sets new limits"),
+    ],
+)
+def test_escalate_edit_must_leave_a_finite_limit_above_what_is_used(
+    edit: dict[str, Any], match: str
+) -> None:
+    app, model = escalating(InMemorySaver())
+    app.invoke({"messages": [("user", "go")]}, cfg())
+    [request] = runs.pending(app, cfg())
+    with pytest.raises(InvalidDecisionError, match="edited budget was refused"):
+        runs.decide(app, cfg(), {request.id: Decision.edit(edit, by="ops")})
+    [again] = runs.pending(app, cfg())  # refused, nothing ran, the human is asked again
+    assert again.id == request.id
+    assert "edited budget was refused" in (again.note or "")
+    assert match in (again.note or "")
+    assert 'e.g. {"model_calls": 4}' in (again.note or "")
+    assert len(model.calls) == 2
+    # a valid edit then goes through: the refused value never became a limit
+    runs.decide(app, cfg(), {again.id: Decision.edit({"model_calls": 4}, by="ops")})
+    [third] = runs.pending(app, cfg())
+    assert third.args["exceeded"] == {"model_calls": {"used": 4, "limit": 4}}
+    assert len(model.calls) == 4
+
+
+def test_escalate_edit_must_raise_every_exhausted_limit() -> None:
+    model = looping(4, inp=10, out=5)
+    agent = Agent(name="a", model=model, tools=[lookup])
+    budget = Budget(model_calls=2, output_tokens=10, on_exhausted="escalate")
+    app = create_agent_graph(agent, budget=budget).compile(checkpointer=InMemorySaver())
+    app.invoke({"messages": [("user", "go")]}, cfg())
+    [request] = runs.pending(app, cfg())
+    assert set(request.args["exceeded"]) == {"model_calls", "output_tokens"}
+    with pytest.raises(InvalidDecisionError, match="output_tokens is used up"):
+        runs.decide(app, cfg(), {request.id: Decision.edit({"model_calls": 9}, by="ops")})
+    [again] = runs.pending(app, cfg())
+    assert "output_tokens is used up and the edit leaves it as it is" in (again.note or "")
+    edit = Decision.edit({"model_calls": 9, "output_tokens": 100}, by="ops")
+    out = runs.decide(app, cfg(), {again.id: edit})
+    assert out["messages"][-1].content == "final answer"
+    model.assert_consumed()
+
+
+def test_escalate_edit_sent_as_json_with_nan_is_refused() -> None:
+    from langgraph.types import Command
+
+    app, model = escalating(InMemorySaver())
+    [interrupt] = app.invoke({"messages": [("user", "go")]}, cfg())["__interrupt__"]
+    # Python's json reads NaN and Infinity: a remote client can send them
+    edit = json.loads('{"action": "edit", "args": {"model_calls": NaN}, "by": "o"}')
+    paused = app.invoke(Command(resume={interrupt.id: edit}), cfg())
+    [again] = paused["__interrupt__"]
+    assert "not a finite number" in again.value["note"]
+    assert len(model.calls) == 2
 
 
 def test_escalate_then_reject_stops() -> None:
@@ -332,6 +409,82 @@ def test_pipeline_budget_stops_a_later_stage() -> None:
     assert "Stopped before calling the model" in out["messages"][-1].content
 
 
+# -- nested graphs with the same name ----------------------------------------------------
+def test_a_stage_named_like_its_pipeline_keeps_its_own_budget() -> None:
+    # The inner graph and the pipeline are both named "team". Each budget has its own
+    # scope: the stage stops at its 2 calls, and the pipeline's 3 stop the next stage.
+    inner = create_agent_graph(
+        Agent(name="team", model=looping(5), tools=[lookup]), budget=Budget(model_calls=2)
+    )
+    reviewer = Agent(name="reviewer", model=looping(5), tools=[lookup])
+    app = create_pipeline_graph(
+        [Stage("draft", inner), Stage("review", reviewer)],
+        name="team",
+        budget=Budget(model_calls=3),
+    ).compile(checkpointer=InMemorySaver())
+    out = app.invoke({"messages": [("user", "go")]}, cfg())
+    assert out["usage"]["agents"]["team"]["model_calls"] == 2  # the inner limit held
+    assert out["usage"]["agents"]["reviewer"]["model_calls"] == 1  # then the outer one
+    assert "(team) (model_calls: 2 of 2 used)" in out["stage_outputs"]["draft"]
+    assert "(team) (model_calls: 3 of 3 used)" in out["stage_outputs"]["review"]
+
+
+def test_nested_same_name_budgets_escalate_apart_and_resume_in_a_new_process(
+    tmp_path: Path,
+) -> None:
+    import nested_budget_app as nested
+
+    db = tmp_path / "runs.sqlite"
+    with sqlite_saver(db) as saver:
+        app = nested.build(nested.FIRST_PROCESS).compile(checkpointer=saver)
+        app.invoke({"messages": [("user", "charge A-1")]}, nested.CONFIG)
+        [request] = runs.pending(app, nested.CONFIG)
+        scope = request.args["scope"]
+        assert request.tool == "budget"
+        assert request.args["exceeded"] == {"model_calls": {"used": 2, "limit": 2}}
+        assert scope.startswith("run:team#")
+        assert "the run's budget (team)" in (request.reason or "")
+        runs.decide(app, nested.CONFIG, {request.id: Decision.approve(by="ops")})
+        [approval] = runs.pending(app, nested.CONFIG)  # the 3rd call: charge, inside 2 + 2
+        assert approval.tool == "charge"
+    # Another process (another hash seed) resumes: it finds the extension under the same
+    # scope, so the 4th call runs without asking again, and the outer budget is intact.
+    proc = subprocess.run(
+        [sys.executable, nested.__file__, str(db), approval.id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.splitlines()[-1])
+    assert result["pending"] == []
+    assert result["stage_outputs"] == {"work": "Charged A-1."}
+    assert result["usage"]["total"]["model_calls"] == 4
+    assert result["usage"]["extended"] == {scope: {"model_calls": 2.0}}
+
+
+def test_run_budget_scopes_follow_the_budget_definition() -> None:
+    def scope_of(budget: Budget) -> str:
+        model = ScriptedChatModel([reply("x")])
+        app = create_agent_graph(Agent(name="a", model=model), budget=budget)
+        out = app.compile(checkpointer=InMemorySaver()).invoke(
+            {"messages": [("user", "go")]}, cfg()
+        )
+        return str(stop_of(out).response_metadata["podium_budget"]["scope"])
+
+    assert scope_of(Budget(model_calls=0)) == scope_of(Budget(model_calls=0))
+    assert scope_of(Budget(model_calls=0)) == scope_of(Budget(model_calls=0.0))
+    scopes = {
+        scope_of(Budget(model_calls=0)),
+        scope_of(Budget(model_calls=0, tokens=5)),
+        scope_of(Budget(model_calls=0, on_exhausted="stop", prices={"x": Price(1, 1)})),
+    }
+    assert len(scopes) == 3
+    assert all(s.startswith("run:a#") for s in scopes)
+
+
 # -- validation ----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("kwargs", "match"),
@@ -339,6 +492,12 @@ def test_pipeline_budget_stops_a_later_stage() -> None:
         ({}, "sets no limit"),
         ({"tokens": -1}, "non-negative"),
         ({"cost": "1"}, "non-negative"),
+        ({"model_calls": float("nan")}, r"Budget\(model_calls=nan\): limits are finite"),
+        ({"model_calls": float("inf")}, r"Budget\(model_calls=inf\): limits are finite"),
+        ({"cost": float("-inf")}, "not NaN, infinity or a bool"),
+        ({"seconds": float("nan"), "tokens": 5}, "seconds=nan"),
+        ({"tokens": True}, "not NaN, infinity or a bool"),
+        ({"tokens": None, "cost": -0.5}, "non-negative"),
         ({"tokens": 5, "on_exhausted": "pause"}, "on_exhausted"),
     ],
 )

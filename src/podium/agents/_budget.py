@@ -14,7 +14,9 @@ config by :func:`member_config`) to its own state's usage and checks every budge
 in scope:
 
 * ``budget=`` of any ``create_*_graph`` factory: the whole run (thread), every
-  nested member included; nested graphs' budgets apply as well;
+  nested member included; nested graphs' budgets apply as well, each in its own
+  scope ``run:<graph name>#<digest of the budget>`` -- so a stage named like its
+  pipeline keeps its own limit (see :func:`budget_binding`);
 * ``Agent(budget=...)``: everything that agent used in the run;
 * a manager's ``specialist_budget``: one delegation, from its start.
 
@@ -26,8 +28,11 @@ it (output length is not known in advance); the next call is refused.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, is_dataclass
 from typing import Annotated, Any, Literal, TypedDict, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -50,7 +55,9 @@ __all__ = [
     "UsageChannel",
     "add_usage",
     "budget_binding",
+    "budget_digest",
     "grant_config",
+    "is_limit_value",
     "member_config",
     "usage_of",
     "zero",
@@ -75,6 +82,13 @@ OUTER_KEY = "podium_outer_usage"
 """``configurable`` key: the usage of the enclosing graphs (see :func:`member_config`)."""
 GRANTS_KEY = "podium_grants"
 """``configurable`` key: the delegation budgets in force (see :func:`grant_config`)."""
+
+
+def is_limit_value(value: object) -> bool:
+    """Whether ``value`` can be a limit: a finite, non-negative int or float (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and value >= 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,15 +126,16 @@ class Budget:
     """Overrides of :data:`podium.observe.DEFAULT_PRICES` (USD per million tokens)."""
 
     def __post_init__(self) -> None:
-        """Check every limit is a non-negative number and ``on_exhausted`` is known."""
+        """Check every limit is a finite non-negative number and ``on_exhausted`` is known."""
         for name in LIMITS:
             value = getattr(self, name)
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            if not is_limit_value(value):
                 raise ConfigurationError(
-                    f"Budget({name}={value!r}): limits are non-negative numbers or None.",
-                    fix=f"Pass e.g. Budget({name}=1000).",
+                    f"Budget({name}={value!r}): limits are finite non-negative numbers (int or "
+                    "float; not NaN, infinity or a bool), or None for no limit.",
+                    fix=f"Pass e.g. Budget({name}=1000), or leave {name} out to not limit it.",
                 )
         if all(getattr(self, n) is None for n in LIMITS):
             raise ConfigurationError(
@@ -166,7 +181,8 @@ class Usage(TypedDict, total=False):
     agents: dict[str, Totals]
     """The same, per agent name."""
     extended: dict[str, dict[str, float]]
-    """Extensions granted by humans: ``{scope label: {limit: extra amount}}``."""
+    """Extensions granted by humans: ``{scope label: {limit: extra amount}}`` (scope
+    labels: ``run:<graph>#<digest>``, ``agent:<name>``, ``delegation:<name>:<call>``)."""
 
 
 def zero() -> Totals:
@@ -226,13 +242,43 @@ A ``DeltaChannel``: checkpoints store each model call's usage once (as a write),
 not the running totals in every checkpoint."""
 
 
+def budget_digest(budget: Budget) -> str:
+    """A short digest of what ``budget`` says: its limits, ``on_exhausted`` and prices.
+
+    The same definition gives the same digest in every process (no salted hashing),
+    so a run resumed elsewhere finds the extensions a human granted.
+    """
+    prices = {
+        model: list(astuple(price)) if is_dataclass(price) else repr(price)
+        for model, price in sorted((budget.prices or {}).items())
+    }
+    spec = {
+        "limits": {name: float(value) for name, value in budget.as_json().items()},
+        "on_exhausted": budget.on_exhausted,
+        "prices": prices,
+    }
+    text = json.dumps(spec, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def budget_binding(factory: str, budget: object, label: str) -> dict[str, Any] | None:
     """Validate a factory's ``budget=`` and return what its compiled graph carries.
+
+    The graph carries its budget under ``podium_budget:<label>#<digest>``, where the
+    digest is :func:`budget_digest`. Graphs nest (a pipeline named ``team`` whose
+    stage is an agent graph named ``team``) and a member runs with its own
+    ``configurable`` merged with its parent's, so a key of the name alone would let
+    the outer budget replace the inner one. With the digest, two budgets share a key
+    only when they have the same name and say the same thing -- and then they are
+    one limit on the same quantity (a run budget counts the whole thread), so
+    sharing the key, and the extensions humans grant under it, changes nothing. The
+    key depends only on the definition, so it is the same in every process.
 
     Args:
         factory: The factory's name, for the error message.
         budget: The ``budget=`` argument.
-        label: Names the budget (the graph's name); extensions are stored under it.
+        label: Names the budget (the graph's name); the scope ``run:<label>#<digest>``
+            keeps extensions apart from other budgets'.
 
     Raises:
         ConfigurationError: If ``budget`` is not a :class:`Budget` or ``None``.
@@ -244,7 +290,7 @@ def budget_binding(factory: str, budget: object, label: str) -> dict[str, Any] |
             f"{factory}: budget must be a podium Budget, got {type(budget).__name__}.",
             fix="Pass budget=Budget(tokens=50_000, cost=0.50), or leave it out.",
         )
-    return {f"{BUDGET_KEY_PREFIX}{label}": budget}
+    return {f"{BUDGET_KEY_PREFIX}{label}#{budget_digest(budget)}": budget}
 
 
 def usage_of(output: object) -> Usage:

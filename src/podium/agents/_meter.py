@@ -44,7 +44,8 @@ class Exhaustion:
     """A budget that ran out: which one, and which limits."""
 
     label: str
-    """The scope's label: ``run:<graph>``, ``agent:<name>`` or ``delegation:<name>:<call>``."""
+    """The scope's label: ``run:<graph>#<digest>``, ``agent:<name>`` or
+    ``delegation:<name>:<call>``; extensions are stored under it."""
     what: str
     """The scope in words, for messages."""
     budget: Budget
@@ -53,6 +54,8 @@ class Exhaustion:
     """``{limit: {"used": ..., "limit": ...}}`` for every exhausted limit."""
     limits: dict[str, float] = field(default_factory=dict)
     """Every effective limit of the scope (configured plus extensions)."""
+    used: dict[str, float] = field(default_factory=dict)
+    """What is used of every limit in :attr:`limits`, when it ran out."""
 
     def describe(self) -> str:
         """E.g. ``the run's budget (output_tokens: 1020 of 1000 used)``."""
@@ -65,6 +68,10 @@ class Exhaustion:
 
 def _fmt(value: float) -> str:
     return f"{value:g}" if isinstance(value, float) and not value.is_integer() else f"{value:.0f}"
+
+
+def _reached(used: float, limit: float) -> bool:
+    return used >= limit or math.isclose(used, limit)
 
 
 def _used(totals: Totals, name: Limit, now: float) -> float:
@@ -126,8 +133,9 @@ class Meter:
             mine = (usage.get("agents") or {}).get(self.agent) or zero()
             what = f"agent {self.agent!r}'s budget"
             scopes.append(_Scope(f"agent:{self.agent}", what, self.own, mine))
-        for label, budget in self.runs:
-            scopes.append(_Scope(f"run:{label}", f"the run's budget ({label})", budget, total))
+        for key, budget in self.runs:
+            name = key.split("#", 1)[0]  # the graph's name; the digest keeps scopes apart
+            scopes.append(_Scope(f"run:{key}", f"the run's budget ({name})", budget, total))
         return scopes
 
     def exhausted(self, delta: Usage | None = None, now: float | None = None) -> Exhaustion | None:
@@ -138,6 +146,7 @@ class Meter:
         for scope in self._scopes(usage):
             extra = extended.get(scope.label) or {}
             limits: dict[str, float] = {}
+            spent: dict[str, float] = {}
             exceeded: dict[str, dict[str, float]] = {}
             for name in LIMITS:
                 configured = scope.budget.limit(name)
@@ -145,11 +154,11 @@ class Meter:
                     continue
                 limit = configured + extra.get(name, 0.0)
                 limits[name] = limit
-                used = _used(scope.used, name, at)
-                if used >= limit or math.isclose(used, limit):
+                used = spent[name] = _used(scope.used, name, at)
+                if _reached(used, limit):
                     exceeded[name] = {"used": used, "limit": limit}
             if exceeded:
-                return Exhaustion(scope.label, scope.what, scope.budget, exceeded, limits)
+                return Exhaustion(scope.label, scope.what, scope.budget, exceeded, limits, spent)
         return None
 
     def record(
@@ -175,13 +184,25 @@ class Meter:
 def extension(exhaustion: Exhaustion, new_limits: Mapping[str, Any] | None) -> dict[str, float]:
     """The extra amounts a human's decision grants.
 
+    An edit sets new limits for the exhausted scope. It is refused (and the human
+    asked again, with the reason) unless every value is a finite number above
+    what is already used of that limit and every exhausted limit gets a new value:
+    anything else would leave the budget used up, so the run would stop and ask
+    again at once. To stop, reject; to answer instead, respond. Only limits the
+    budget sets can be edited (an extension grows a configured limit).
+
     Args:
         exhaustion: The budget that ran out.
         new_limits: ``None`` for *approve* (each exhausted limit grows by its
             configured amount); else the edited limits ``{limit: new value}``.
 
+    Returns:
+        ``{limit: extra amount}`` to add to the scope's limits.
+
     Raises:
-        ValueError: For an unknown limit name or a value that is not a number.
+        ValueError: For an empty edit, a name that is not a limit of this budget,
+            a value that is not a finite number (NaN, infinity, a bool, a string),
+            a value not above what is used, or an exhausted limit left out.
     """
     if new_limits is None:
         out: dict[str, float] = {}
@@ -191,13 +212,41 @@ def extension(exhaustion: Exhaustion, new_limits: Mapping[str, Any] | None) -> d
             # one more allowance; at least enough to make room again
             out[name] = max(configured, used - exhaustion.exceeded[name]["limit"] + 1)
         return out
+    example = ", ".join(
+        f'"{n}": {_fmt(v["used"] + (exhaustion.budget.limit(cast(Limit, n)) or 1.0))}'
+        for n, v in exhaustion.exceeded.items()
+    )
+    if not isinstance(new_limits, Mapping) or not new_limits:
+        raise ValueError(f"an edit sets new limits, e.g. {{{example}}}; got {new_limits!r}")
     extra: dict[str, float] = {}
     for name, value in new_limits.items():
-        if name not in LIMITS or isinstance(value, bool) or not isinstance(value, int | float):
+        if name not in LIMITS:
             raise ValueError(
-                f"edited limits must map limit names ({', '.join(LIMITS)}) to numbers; "
-                f"got {name!r}: {value!r}"
+                f"{name!r} is not a limit; limits are {', '.join(LIMITS)} (e.g. {{{example}}})"
             )
-        current = exhaustion.limits.get(name, exhaustion.budget.limit(name) or 0.0)
-        extra[name] = float(value) - current
+        if name not in exhaustion.limits:
+            raise ValueError(
+                f"this budget sets no {name} limit, so it cannot be edited; it limits "
+                f"{', '.join(exhaustion.limits)} (e.g. {{{example}}})"
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name} must be a number, got {value!r} (e.g. {{{example}}})")
+        if not math.isfinite(value):
+            raise ValueError(
+                f"{name}={value!r} is not a finite number, and a limit must be one "
+                f"(e.g. {{{example}}}); to stop the run, reject instead"
+            )
+        used = exhaustion.used.get(name, exhaustion.exceeded.get(name, {}).get("used", 0.0))
+        if _reached(used, float(value)):
+            raise ValueError(
+                f"{name}={_fmt(float(value))} is not above the {_fmt(used)} already used, so "
+                f"the budget would stay used up (e.g. {{{example}}}); to stop, reject instead"
+            )
+        extra[name] = float(value) - exhaustion.limits[name]
+    left = [name for name in exhaustion.exceeded if name not in extra]
+    if left:
+        raise ValueError(
+            f"{', '.join(left)} is used up and the edit leaves it as it is; give every "
+            f"exhausted limit a new value above what is used (e.g. {{{example}}})"
+        )
     return extra

@@ -1,4 +1,4 @@
-"""Pieces every podium saver shares: the strict serializer and the async opener.
+"""Pieces every podium saver shares: the strict serializer, the async opener, prune checks.
 
 **Strict deserialisation.** LangGraph's ``JsonPlusSerializer`` rebuilds objects
 from checkpoint bytes by importing the module and calling the class a record
@@ -30,7 +30,7 @@ LangGraph's path unchanged.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
 
@@ -52,7 +52,16 @@ from langgraph.checkpoint.serde.jsonplus import (
 )
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
 
-__all__ = ["AsyncOpener", "AsyncSaver", "PodiumSerializer", "podium_serde"]
+from podium.errors import ConfigurationError
+
+__all__ = [
+    "PRUNE_STRATEGIES",
+    "AsyncOpener",
+    "AsyncSaver",
+    "PodiumSerializer",
+    "podium_serde",
+    "prune_arguments",
+]
 
 _SAMPLES: tuple[BaseMessage, ...] = (
     AIMessage("a", id="a"),
@@ -214,3 +223,30 @@ class ClosesPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+PRUNE_STRATEGIES = ("keep_latest", "delete")
+"""The strategies of LangGraph's ``BaseCheckpointSaver.prune`` / ``aprune``."""
+
+
+def prune_arguments(thread_ids: Sequence[str], strategy: str) -> list[str]:
+    """Check ``prune`` / ``aprune`` arguments; return the thread ids as strings.
+
+    Raises:
+        ConfigurationError: If ``thread_ids`` is a single string or ``strategy``
+            is not one of :data:`PRUNE_STRATEGIES`.
+    """
+    if isinstance(thread_ids, str | bytes):
+        raise ConfigurationError(
+            f"prune(thread_ids={thread_ids!r}) takes a sequence of thread ids, not one string "
+            "(it would be read as one id per character).",
+            fix=f"Pass a list: prune([{thread_ids!r}], strategy=...).",
+        )
+    if strategy not in PRUNE_STRATEGIES:
+        raise ConfigurationError(
+            f"prune(strategy={strategy!r}) is not a prune strategy; podium's savers know "
+            f"{' and '.join(repr(s) for s in PRUNE_STRATEGIES)}.",
+            fix='Use strategy="keep_latest" to keep only what loading the latest checkpoint '
+            'needs, or strategy="delete" to remove the threads with their ledger rows.',
+        )
+    return [str(t) for t in thread_ids]

@@ -8,7 +8,11 @@ the same database (tables ``podium_tool_calls`` and ``podium_approvals``), so th
 approval and exactly-once guarantees hold across workers.
 
 Each saver owns a ``psycopg_pool`` connection pool (autocommit, as LangGraph's
-saver requires). Schema set-up (LangGraph's migrations and the ledger's tables)
+saver requires). ``delete_thread`` and ``prune(..., strategy="delete")`` also
+delete the threads' ledger rows; ``prune(..., strategy="keep_latest")`` is
+:func:`podium.checkpoints.prune` with ``keep_last=1``, since LangGraph's own
+``keep_latest`` refuses threads with ``DeltaChannel`` histories -- every podium
+graph's thread. Schema set-up (LangGraph's migrations and the ledger's tables)
 runs under a PostgreSQL advisory lock, so many workers may start at once on a
 fresh database.
 """
@@ -30,7 +34,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from podium.checkpoints._common import AsyncOpener, ClosesPool, podium_serde
+from podium.checkpoints._common import AsyncOpener, ClosesPool, podium_serde, prune_arguments
 from podium.checkpoints._ledger import Row, ToolLedger, ledger_schema
 from podium.errors import ConfigurationError, PersistenceError
 
@@ -215,6 +219,38 @@ class PodiumPostgresSaver(ClosesPool, PostgresSaver):
         super().delete_thread(thread_id)
         self.podium_ledger.delete_thread(str(thread_id))
 
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Prune the given threads (LangGraph's saver interface).
+
+        ``"delete"`` removes the threads' checkpoints, writes and blobs in one
+        transaction (LangGraph's ``prune``), then their exactly-once ledger rows
+        (``podium_tool_calls``, ``podium_approvals``), as :meth:`delete_thread`
+        does. ``"keep_latest"`` runs :func:`podium.checkpoints.prune` with
+        ``keep_last=1``: each thread keeps its latest checkpoint and what loading
+        it needs (LangGraph's ``keep_latest`` refuses threads whose history is a
+        ``DeltaChannel``, which every podium graph's is); its ledger rows stay,
+        since the thread lives on.
+
+        Args:
+            thread_ids: The threads (a sequence of ids; one string is refused).
+            strategy: ``"keep_latest"`` (default) or ``"delete"``.
+
+        Raises:
+            ConfigurationError: If ``thread_ids`` is a string or ``strategy`` is unknown.
+        """
+        ids = prune_arguments(thread_ids, strategy)
+        if not ids:
+            return
+        if strategy == "delete":
+            super().prune(ids, strategy="delete")
+            for thread_id in ids:
+                self.podium_ledger.delete_thread(thread_id)
+            return
+        from podium.checkpoints._retention import prune as retain  # imports this module
+
+        for thread_id in ids:
+            retain(self, thread_id, keep_last=1)
+
 
 def postgres_saver(
     url: str,
@@ -262,6 +298,46 @@ class PodiumAsyncPostgresSaver(AsyncPostgresSaver):
         """Delete the thread's checkpoints, writes, blobs, and its ledger rows."""
         await super().adelete_thread(thread_id)
         self.podium_ledger.delete_thread(str(thread_id))
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Prune the given threads; what each strategy does is :meth:`PodiumPostgresSaver.prune`'s.
+
+        ``"keep_latest"`` runs :func:`podium.checkpoints.prune` in a worker thread,
+        on a synchronous connection of its own to the same database. The
+        synchronous ``prune`` (from a thread other than the event loop's) runs this.
+
+        Args:
+            thread_ids: The threads (a sequence of ids; one string is refused).
+            strategy: ``"keep_latest"`` (default) or ``"delete"``.
+
+        Raises:
+            ConfigurationError: If ``thread_ids`` is a string or ``strategy`` is unknown.
+        """
+        ids = prune_arguments(thread_ids, strategy)
+        if not ids:
+            return
+        if strategy == "delete":
+            await super().aprune(ids, strategy="delete")
+            for thread_id in ids:
+                self.podium_ledger.delete_thread(thread_id)
+            return
+        url = getattr(self, "url", None)
+        if not url:
+            raise ConfigurationError(
+                'aprune(strategy="keep_latest") opens a synchronous connection of its own and '
+                "this saver does not know its connection string.",
+                fix="Open the saver with podium.checkpoints.async_postgres_saver(url), or set "
+                "saver.url.",
+            )
+        await asyncio.to_thread(self._keep_latest, url, ids)
+
+    def _keep_latest(self, url: str, thread_ids: Sequence[str]) -> None:
+        from podium.checkpoints._retention import prune as retain  # imports this module
+
+        with Connection.connect(url, **_CONN_KWARGS, row_factory=dict_row) as conn:
+            saver = PostgresSaver(conn, serde=self.serde)
+            for thread_id in thread_ids:
+                retain(saver, thread_id, keep_last=1)
 
     async def aclose(self) -> None:
         """Close both pools."""

@@ -22,10 +22,19 @@ file always means lost data (:class:`~podium.errors.CorruptDatabaseError`).
 The exactly-once tool ledger lives in the same file (tables ``podium_*``), on a
 second, autocommit connection. The savers deserialise strictly (see
 :func:`~podium.checkpoints.podium_serde`).
+
+**Deleting and pruning.** ``delete_thread`` removes a thread's checkpoints and
+writes, its ledger rows and its run events (table ``podium_events`` in the same
+file). LangGraph's stock SQLite savers do not implement ``prune`` / ``aprune``;
+podium's do: ``strategy="delete"`` is ``delete_thread`` for each thread, and
+``strategy="keep_latest"`` is :func:`podium.checkpoints.prune` with
+``keep_last=1`` (the latest checkpoint and what loading it needs; ledger rows and
+events stay, since the thread lives on).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
@@ -41,9 +50,11 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from podium.checkpoints._common import AsyncOpener, podium_serde
+from podium.checkpoints._common import AsyncOpener, podium_serde, prune_arguments
 from podium.checkpoints._integrity import check_database_file
 from podium.checkpoints._ledger import SQLiteLedger, ledger_schema
+from podium.checkpoints._retention import prune as retain
+from podium.checkpoints._retention_sql import SqliteStorage
 from podium.errors import ConfigurationError
 
 __all__ = [
@@ -155,9 +166,34 @@ class PodiumSqliteSaver(_IntegerVersions, SqliteSaver):
         self.podium_ledger = SQLiteLedger(path, synchronous=synchronous, busy_timeout=busy_timeout)
 
     def delete_thread(self, thread_id: str) -> None:
-        """Delete the thread's checkpoints, writes, and its ledger rows."""
+        """Delete the thread's checkpoints and writes, its ledger rows and its run events."""
         super().delete_thread(thread_id)
         self.podium_ledger.delete_thread(str(thread_id))
+        SqliteStorage(self).delete_events(str(thread_id))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Prune the given threads (LangGraph's saver interface; the stock saver has none).
+
+        ``"delete"`` runs :meth:`delete_thread` for each thread: checkpoints,
+        writes, exactly-once ledger rows (``podium_tool_calls``,
+        ``podium_approvals``) and run events go. ``"keep_latest"`` runs
+        :func:`podium.checkpoints.prune` with ``keep_last=1``: each thread keeps its
+        latest checkpoint and what loading it needs (ancestors back to the last
+        ``messages`` snapshot, pending writes, subgraph calls); its ledger rows and
+        run events stay, since the thread lives on.
+
+        Args:
+            thread_ids: The threads (a sequence of ids; one string is refused).
+            strategy: ``"keep_latest"`` (default) or ``"delete"``.
+
+        Raises:
+            ConfigurationError: If ``thread_ids`` is a string or ``strategy`` is unknown.
+        """
+        for thread_id in prune_arguments(thread_ids, strategy):
+            if strategy == "delete":
+                self.delete_thread(thread_id)
+            else:
+                retain(self, thread_id, keep_last=1)
 
     def close(self) -> None:
         """Close the checkpoint and ledger connections."""
@@ -266,9 +302,68 @@ class PodiumAsyncSqliteSaver(_IntegerVersions, AsyncSqliteSaver):
                 pass
 
     async def adelete_thread(self, thread_id: str) -> None:
-        """Delete the thread's checkpoints, writes, and its ledger rows."""
+        """Delete the thread's checkpoints and writes, its ledger rows and its run events."""
         await super().adelete_thread(thread_id)
         self.podium_ledger.delete_thread(str(thread_id))
+        async with self.lock:
+            found = await self.conn.execute_fetchall(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'podium_events'"
+            )
+            if found:
+                sql = "DELETE FROM podium_events WHERE thread_id = ?"
+                async with self.conn.execute(sql, (str(thread_id),)):
+                    pass
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Prune the given threads; what each strategy does is :meth:`PodiumSqliteSaver.prune`'s.
+
+        ``"delete"`` runs :meth:`adelete_thread` for each thread (ledger rows and
+        run events included). ``"keep_latest"`` runs :func:`podium.checkpoints.prune`
+        with ``keep_last=1`` in a worker thread, on a connection of its own to the
+        same file.
+
+        Args:
+            thread_ids: The threads (a sequence of ids; one string is refused).
+            strategy: ``"keep_latest"`` (default) or ``"delete"``.
+
+        Raises:
+            ConfigurationError: If ``thread_ids`` is a string or ``strategy`` is unknown.
+        """
+        ids = prune_arguments(thread_ids, strategy)
+        if strategy == "delete":
+            for thread_id in ids:
+                await self.adelete_thread(thread_id)
+            return
+        if ids:
+            await asyncio.to_thread(self._keep_latest, ids, await self._busy_timeout())
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        """Synchronous :meth:`aprune`, for a thread other than the event loop's."""
+        try:
+            if asyncio.get_running_loop() is self.loop:
+                raise asyncio.InvalidStateError(
+                    "Synchronous calls to AsyncSqliteSaver are only allowed from a different "
+                    "thread. From the main thread, use `await checkpointer.aprune(...)`."
+                )
+        except RuntimeError:
+            pass
+        asyncio.run_coroutine_threadsafe(
+            self.aprune(thread_ids, strategy=strategy), self.loop
+        ).result()
+
+    async def _busy_timeout(self) -> float:
+        rows = list(await self.conn.execute_fetchall("PRAGMA busy_timeout"))
+        return float(rows[0][0]) / 1000 if rows else 30.0
+
+    def _keep_latest(self, thread_ids: Sequence[str], busy_timeout: float) -> None:
+        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=busy_timeout)
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            saver = SqliteSaver(conn, serde=self.serde)
+            for thread_id in thread_ids:
+                retain(saver, thread_id, keep_last=1)
+        finally:
+            conn.close()
 
     async def aclose(self) -> None:
         """Close the checkpoint and ledger connections."""
