@@ -20,6 +20,9 @@ Messages say what is wrong, what is allowed, and how to fix it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 __all__ = [
     "AlreadyDecidedError",
     "ApprovalError",
@@ -30,6 +33,7 @@ __all__ = [
     "ConfigurationError",
     "CorruptDatabaseError",
     "InvalidDecisionError",
+    "InvalidInputError",
     "InvalidModelOutputError",
     "LimitError",
     "LocalModelError",
@@ -40,6 +44,7 @@ __all__ = [
     "ModelError",
     "ModelFailedError",
     "ModelUnavailableError",
+    "PendingRequestsError",
     "PersistenceError",
     "PodiumError",
     "QuorumNotMetError",
@@ -168,6 +173,27 @@ class InvalidDecisionError(ApprovalError):
 
     Wrong type, missing fields, or edited arguments that the tool's schema or the
     policy refuses.
+    """
+
+
+class PendingRequestsError(ApprovalError):
+    """New input arrived on a thread that waits for a human; it was refused.
+
+    :attr:`requests` lists the pending :class:`~podium.ApprovalRequest` objects.
+    """
+
+    def __init__(
+        self, message: str, *, fix: str | None = None, requests: Sequence[Any] = ()
+    ) -> None:
+        super().__init__(message, fix=fix)
+        self.requests = list(requests)
+
+
+class InvalidInputError(PodiumError):
+    """The input of a run sets what the graph keeps internal, or routes it; nothing ran.
+
+    Routing state, counters and usage are podium's; so is where a run goes
+    (``Command(goto=...)``).
     """
 
 

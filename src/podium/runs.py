@@ -31,6 +31,7 @@ from podium.errors import (
     UnknownThreadError,
 )
 from podium.tools import ApprovalRequest, Decision
+from podium.tools._app import open_requests
 from podium.tools._decisions import EXPIRED, current_ledger
 from podium.tools._graph import event_store_for, run_ledger_for
 
@@ -73,44 +74,6 @@ def _snapshot(app: Pregel[Any, Any, Any, Any], config: RunnableConfig) -> StateS
     return snapshot
 
 
-def _requests(snapshot: StateSnapshot) -> dict[str, tuple[ApprovalRequest, str]]:
-    found: dict[str, tuple[ApprovalRequest, str]] = {}
-    for item in snapshot.interrupts:
-        if ApprovalRequest.is_request(item.value):
-            request = ApprovalRequest.from_json(item.value)
-            found[request.id] = (request, item.id)
-    return found
-
-
-def _open(
-    app: Pregel[Any, Any, Any, Any], config: RunnableConfig, snapshot: StateSnapshot
-) -> tuple[dict[str, tuple[ApprovalRequest, str]], dict[str, Any]]:
-    """The requests still open, and resume values for those the ledger already decided.
-
-    A process that dies after a decision was recorded in the ledger but before
-    LangGraph saved the step loses the resume value (LangGraph keeps a resume map in
-    memory until the task finishes), so the run asks again. The ledger's decision
-    binds, so such a request is not open: it is answered with the recorded decision.
-    A task that *failed* after consuming its answer saved that answer with the
-    error; its old interrupt is shown again but must not be answered twice.
-    """
-    ledger = current_ledger(app.config)
-    bound = {
-        str(r.request.get("id")): r.decision
-        for r in ledger.approvals(_thread(config))
-        if r.status == "decided" and r.decision is not None
-    }
-    failed = {i.id for task in snapshot.tasks if task.error for i in task.interrupts}
-    still_open: dict[str, tuple[ApprovalRequest, str]] = {}
-    replay: dict[str, Any] = {}
-    for request_id, (request, interrupt_id) in _requests(snapshot).items():
-        if request_id not in bound:
-            still_open[request_id] = (request, interrupt_id)
-        elif interrupt_id not in failed:
-            replay[interrupt_id] = bound[request_id]
-    return still_open, replay
-
-
 def pending(app: Pregel[Any, Any, Any, Any], config: RunnableConfig) -> list[ApprovalRequest]:
     """The approval requests the thread is waiting for, oldest first.
 
@@ -120,7 +83,7 @@ def pending(app: Pregel[Any, Any, Any, Any], config: RunnableConfig) -> list[App
     Raises:
         UnknownThreadError: If the thread has no saved state.
     """
-    still_open, _ = _open(app, config, _snapshot(app, config))
+    still_open, _ = open_requests(app, config, _snapshot(app, config))
     return [request for request, _ in still_open.values()]
 
 
@@ -167,11 +130,11 @@ def resume_command(
             "decide() needs a mapping {request_id: decision} with at least one entry.",
             fix="Call runs.pending(app, config) to get the request ids.",
         )
-    open_requests, resume = _open(app, config, _snapshot(app, config))
+    still_open, resume = open_requests(app, config, _snapshot(app, config))
     for request_id, raw in decisions.items():
-        if request_id not in open_requests:
-            raise _not_pending(app, thread, request_id, list(open_requests))
-        request, interrupt_id = open_requests[request_id]
+        if request_id not in still_open:
+            raise _not_pending(app, thread, request_id, list(still_open))
+        request, interrupt_id = still_open[request_id]
         decision = Decision.parse(dict(raw) if isinstance(raw, Mapping) else raw)
         request.check_approver(decision.by)
         resume[interrupt_id] = decision.to_json()
@@ -305,7 +268,7 @@ def resume(app: Pregel[Any, Any, Any, Any], config: RunnableConfig) -> dict[str,
     Raises:
         UnknownThreadError: If the thread has no saved state.
     """
-    _, replay = _open(app, config, _snapshot(app, config))
+    _, replay = open_requests(app, config, _snapshot(app, config))
     result: dict[str, Any] = app.invoke(Command(resume=replay) if replay else None, config)
     return result
 
@@ -337,7 +300,7 @@ def inspect(app: Pregel[Any, Any, Any, Any], config: RunnableConfig) -> RunInfo:
     return RunInfo(
         thread_id=_thread(config),
         next=tuple(snapshot.next),
-        pending=[r for r, _ in _open(app, config, snapshot)[0].values()],
+        pending=[r for r, _ in open_requests(app, config, snapshot)[0].values()],
         values=dict(snapshot.values) if isinstance(snapshot.values, dict) else {},
         step=step if isinstance(step, int) else None,
     )

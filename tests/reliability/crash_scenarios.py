@@ -51,7 +51,7 @@ from podium.tools._executor import current_ledger
 
 THREAD = {"configurable": {"thread_id": "crash"}}
 REQUEST = "Charge order A-1 250 and ship it."
-POLICY = Policy(rules=[Rule(tool=["charge", "notify"], action="approve")])
+POLICY = Policy(rules=[Rule(tool="charge", action="approve")])  # notify: an action stage
 
 _KILL: dict[str, Any] = {}
 _EFFECTS: list[sqlite3.Connection] = []

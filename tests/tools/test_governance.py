@@ -12,12 +12,14 @@ from typing import Any
 import pytest
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, Send
 
 from podium import (
     Agent,
     ApproverNotAllowedError,
     InvalidDecisionError,
+    InvalidInputError,
     UnknownRequestError,
     UnknownThreadError,
     runs,
@@ -219,8 +221,13 @@ def test_command_goto_send_to_the_tool_step(
     crafted = Send(
         "tools", {"name": "issue_refund", "args": {"order_id": "X", "amount": 500}, "id": "crafted"}
     )
-    out = app.invoke(Command(goto=crafted), CFG)
-    assert "__interrupt__" in out
+    with pytest.raises(InvalidInputError, match="goto"):
+        app.invoke(Command(goto=crafted), CFG)
+    assert counter.refunds == []
+    # defence in depth: past the input check (LangGraph's own stream), the executor
+    # still asks a human for the crafted call
+    chunks = list(CompiledStateGraph.stream(app, Command(goto=crafted), CFG))
+    assert any("__interrupt__" in c for c in chunks)
     assert counter.refunds == []
 
 
@@ -402,15 +409,14 @@ def test_injected_instruction_cannot_reach_an_ungranted_tool(
     )
     assert "not allowed to call tool 'wire_money'" in refusal.content
     assert wires == []
-    # a crafted Send straight at the tool step is refused the same way
-    app.invoke(
-        Command(
-            goto=Send(
-                "tools", {"name": "wire_money", "args": {"account": "1", "amount": 1}, "id": "s"}
-            )
-        ),
-        CFG,
+    # a crafted Send straight at the tool step: refused as input, and past that check
+    # (LangGraph's own stream) refused by the executor's grants
+    crafted = Command(
+        goto=Send("tools", {"name": "wire_money", "args": {"account": "1", "amount": 1}, "id": "s"})
     )
+    with pytest.raises(InvalidInputError):
+        app.invoke(crafted, CFG)
+    list(CompiledStateGraph.stream(app, crafted, CFG))
     assert wires == []
 
 

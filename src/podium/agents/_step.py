@@ -104,6 +104,23 @@ class _Call:
 
 
 @dataclass
+class _Done:
+    """The attempt loop finished with this update."""
+
+    update: Update
+
+
+def _advance(
+    steps: Generator[float | _Call, object, Update], value: object
+) -> float | _Call | _Done:
+    """One move of the attempt loop (a ``StopIteration`` cannot cross a thread's future)."""
+    try:
+        return steps.send(value)
+    except StopIteration as done:
+        return _Done(done.value)
+
+
+@dataclass
 class _Failed:
     error: Exception
 
@@ -464,15 +481,17 @@ class ModelStep:
                 value = None
 
     async def ainvoke(self, state: Mapping[str, Any], config: RunnableConfig) -> Update:
-        """Run the step asynchronously."""
+        """Run the step asynchronously.
+
+        The attempt loop's own work (budget checks, which may ask a human through the
+        synchronous ledger) runs in a worker thread, never on the event loop.
+        """
         steps = self._steps(state, config)
         value: object = None
         while True:
-            try:
-                need = steps.send(value)
-            except StopIteration as done:
-                result: Update = done.value
-                return result
+            need = await asyncio.to_thread(_advance, steps, value)
+            if isinstance(need, _Done):
+                return need.update
             if isinstance(need, _Call):
                 value = await self._aattempt(need)
             else:

@@ -49,6 +49,7 @@ __all__ = [
     "ApprovalRecord",
     "CallRecord",
     "Claim",
+    "MemoryLedger",
     "SQLiteLedger",
     "ToolLedger",
     "args_hash",
@@ -438,6 +439,14 @@ class ToolLedger(ABC):
         )
         return {str(r[0]): int(r[1]) for r in rows}
 
+    def pending_approvals_of(self, thread_id: str) -> int:
+        """How many of one thread's requests have no decision yet."""
+        rows, _ = self._run(
+            "SELECT COUNT(*) FROM podium_approvals WHERE thread_id=? AND status='pending'",
+            (thread_id,),
+        )
+        return int(rows[0][0])
+
     def delete_thread(self, thread_id: str) -> None:
         """Forget every call and approval of a thread (with the thread itself)."""
         self._run("DELETE FROM podium_tool_calls WHERE thread_id=?", (thread_id,))
@@ -505,3 +514,30 @@ class SQLiteLedger(ToolLedger):
         """Close the connection."""
         with self._lock:
             self._db.close()
+
+
+class MemoryLedger(ToolLedger):
+    """A private in-memory ledger, created on first use.
+
+    What a graph compiled without a checkpointer gets: its runs cannot resume, so its
+    records only need to last as long as the compiled graph, and must never meet
+    another graph's (a subgraph uses its parent's ledger instead, at run time).
+    """
+
+    def __init__(self) -> None:
+        self._ledger: SQLiteLedger | None = None
+        self._lock = threading.Lock()
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[Row], int]:
+        with self._lock:
+            if self._ledger is None:
+                self._ledger = SQLiteLedger()
+            ledger = self._ledger
+        return ledger._execute(sql, params)
+
+    def close(self) -> None:
+        """Drop the records."""
+        with self._lock:
+            if self._ledger is not None:
+                self._ledger.close()
+                self._ledger = None

@@ -6,6 +6,7 @@ from podium.agents import Agent, Budget
 from podium.agents._budget import budget_binding
 from podium.agents._loop import AgentState, build_agent_loop
 from podium.errors import ConfigurationError
+from podium.graphs._members import check_rule_names, describe, inventory
 from podium.tools import GovernedGraph, Policy
 
 __all__ = ["create_agent_graph"]
@@ -62,4 +63,7 @@ def create_agent_graph(
     graph.podium_name = agent.name  # so the graph can stand where an agent stands
     graph.podium_description = agent.description
     graph.podium_configurable = binding
+    held = inventory(agent)
+    check_rule_names("create_agent_graph", policy, held)
+    describe(graph, held)
     return graph

@@ -25,6 +25,9 @@ from podium.graphs._members import (
     Member,
     all_tool_names,
     check_members,
+    check_rule_names,
+    describe,
+    inventory_of,
     member_description,
     member_runnable,
     run_config,
@@ -233,6 +236,17 @@ class _AgentRunner:
         return loop.compile(name=self.agent.name)
 
 
+def _reachable(start: str, routes: Mapping[str, Sequence[str]]) -> frozenset[str]:
+    """Every member the declared routes lead to from ``start`` (itself included)."""
+    seen, todo = {start}, [start]
+    while todo:
+        for target in routes.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return frozenset(seen)
+
+
 def create_handoff_graph(
     agents: Sequence[Member],
     *,
@@ -417,9 +431,13 @@ def create_handoff_graph(
 
         return RunnableLambda(node, afunc=anode, name=n)
 
+    reachable = _reachable(default_agent, allowed)
+
     def entry(state: HandoffState) -> str:
+        # only the default agent or one a declared route leads to is ever activated,
+        # whatever the state says (it may have been set by update_state)
         active = state.get("active_agent")
-        return active if isinstance(active, str) and active in members else default_agent
+        return active if isinstance(active, str) and active in reachable else default_agent
 
     graph: GovernedGraph[HandoffState, None, HandoffState, HandoffState] = GovernedGraph(
         HandoffState
@@ -430,4 +448,7 @@ def create_handoff_graph(
     graph.podium_name = graph_name
     graph.podium_description = graph_description
     graph.podium_configurable = binding
+    held = inventory_of(agents)
+    check_rule_names("create_handoff_graph", policy, held)
+    describe(graph, held)
     return graph

@@ -34,9 +34,13 @@ from podium.agents._loop import (
 from podium.checkpoints._messages import Messages
 from podium.errors import ConfigurationError, MaxRoundsExceededError
 from podium.graphs._members import (
+    Inventory,
     Member,
     all_tool_names,
     check_members,
+    check_rule_names,
+    describe,
+    inventory_of,
     member_description,
     member_runnable,
     run_config,
@@ -320,6 +324,9 @@ def create_manager_graph(
     graph.podium_name = graph_name or boss.name
     graph.podium_description = graph_description or boss.description
     graph.podium_configurable = binding
+    held = inventory_of([boss, *specialists]) | Inventory(frozenset(names), frozenset(), False)
+    check_rule_names("create_manager_graph", policy, held)
+    describe(graph, held)
     return graph
 
 

@@ -9,6 +9,7 @@ member's final ``{"messages": [...]}``. This module is the one place that knows 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -21,12 +22,20 @@ from podium.agents._loop import build_agent_loop
 from podium.agents._spec import validate_name
 from podium.errors import ConfigurationError
 from podium.tools import GovernedGraph, Policy
+from podium.tools._app import EFFECTS_KEY
 from podium.tools._decisions import with_policy
-from podium.tools._graph import DESCRIPTION_KEY
+from podium.tools._decorator import traits_of
+from podium.tools._graph import DESCRIPTION_KEY, NAMES_KEY
 
 __all__ = [
+    "NOTHING",
+    "Inventory",
     "Member",
     "check_members",
+    "check_rule_names",
+    "describe",
+    "inventory",
+    "inventory_of",
     "member_description",
     "member_name",
     "member_runnable",
@@ -134,6 +143,85 @@ def run_config(
     the enclosing graphs' (see :func:`~podium.tools._decisions.with_policy`).
     """
     return with_policy(member_config(config, usage), policy)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """What a group of members holds, at any depth."""
+
+    tools: frozenset[str] | None
+    """Every tool name (``None``: unknown -- a member is not a podium graph)."""
+    agents: frozenset[str] | None
+    """Every Agent name (``None``: unknown)."""
+    effects: bool
+    """Whether any of them can have a side effect."""
+
+    def __or__(self, other: Inventory) -> Inventory:
+        tools = None if self.tools is None or other.tools is None else self.tools | other.tools
+        agents = None if self.agents is None or other.agents is None else self.agents | other.agents
+        return Inventory(tools, agents, self.effects or other.effects)
+
+
+NOTHING = Inventory(frozenset(), frozenset(), False)
+"""The inventory of no members."""
+
+
+def inventory(member: object) -> Inventory:
+    """What one member holds: its tools and agents at any depth, and whether it acts."""
+    if isinstance(member, Agent):
+        effects = any(not traits_of(t).read_only for t in member.granted_tools)
+        return Inventory(frozenset(member.tool_names), frozenset({member.name}), effects)
+    if isinstance(member, GovernedGraph):
+        return Inventory(member.podium_tools, member.podium_agents, member.podium_effects)
+    if isinstance(member, Pregel):
+        conf = (member.config or {}).get("configurable") or {}
+        names = conf.get(NAMES_KEY)
+        effects = bool(conf.get(EFFECTS_KEY, True))
+        if isinstance(names, dict):
+            tools, agents = names.get("tools") or [], names.get("agents") or []
+            return Inventory(frozenset(tools), frozenset(agents), effects)
+        return Inventory(None, None, effects)
+    return Inventory(None, None, True)
+
+
+def inventory_of(members: Iterable[object]) -> Inventory:
+    """What a group of members holds (see :func:`inventory`)."""
+    found = NOTHING
+    for member in members:
+        found = found | inventory(member)
+    return found
+
+
+def describe(graph: GovernedGraph[Any, Any, Any, Any], held: Inventory) -> None:
+    """Record on a factory's graph what it holds (for outer graphs and compile)."""
+    graph.podium_tools, graph.podium_agents = held.tools, held.agents
+    graph.podium_effects = held.effects
+
+
+def check_rule_names(factory: str, policy: Policy | None, held: Inventory) -> None:
+    """Refuse a rule that names a tool or an agent no member of the graph has.
+
+    A typo in ``Rule(tool=...)`` would otherwise build fine and govern nothing. The
+    check is skipped when a member is not a podium graph (its names are unknown).
+
+    Raises:
+        ConfigurationError: Naming the unknown names and listing the known ones.
+    """
+    if policy is None or held.tools is None or held.agents is None:
+        return
+    for index, rule in enumerate(policy.rules):
+        for what, named, known in (
+            ("tool", rule.tool_names, held.tools),
+            ("agent", rule.agent_names, held.agents),
+        ):
+            unknown = ", ".join(map(repr, sorted((named or frozenset()) - known)))
+            if unknown:
+                raise ConfigurationError(
+                    f"{factory}: policy rule {index} names {what}(s) {unknown}, which no "
+                    f"member of this graph has, so it would govern nothing. Known "
+                    f"{what}s: {', '.join(sorted(known)) or '(none)'}.",
+                    fix=f"Fix the {what} name in Rule({what}=...), or remove the rule.",
+                )
 
 
 def all_tool_names(members: Sequence[object]) -> set[str]:

@@ -23,7 +23,6 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START
-from langgraph.graph.state import CompiledStateGraph
 from langgraph.pregel import Pregel
 from langgraph.types import Overwrite, Send
 from typing_extensions import TypedDict
@@ -38,10 +37,13 @@ from podium.graphs._members import (
     Member,
     all_tool_names,
     check_members,
+    check_rule_names,
+    describe,
+    inventory_of,
     member_runnable,
     run_config,
 )
-from podium.tools import GovernedGraph, Policy
+from podium.tools import GovernedApp, GovernedGraph, Policy
 
 __all__ = ["BranchResult", "ParallelState", "create_parallel_graph"]
 
@@ -243,9 +245,7 @@ class _ParallelGraph(GovernedGraph[ParallelState, None, ParallelState, ParallelS
 
     podium_max_concurrency: int | None = None
 
-    def compile(
-        self, checkpointer: Any = None, **kwargs: Any
-    ) -> CompiledStateGraph[ParallelState, None, ParallelState, ParallelState]:
+    def compile(self, checkpointer: Any = None, **kwargs: Any) -> GovernedApp:
         """Compile as :meth:`GovernedGraph.compile`; bind ``max_concurrency`` as config."""
         compiled = super().compile(checkpointer, **kwargs)
         if self.podium_max_concurrency is None:
@@ -436,4 +436,7 @@ def create_parallel_graph(
         "join", RunnableLambda(joiner.invoke, afunc=joiner.ainvoke, name="join"), metadata=shown
     )
     graph.add_edge("join", END)
+    held = inventory_of([*members, *([join] if isinstance(join, Agent) else [])])
+    check_rule_names("create_parallel_graph", policy, held)
+    describe(graph, held)
     return graph

@@ -33,7 +33,16 @@ from podium.errors import (
 )
 from podium.graphs._gate import ActionGate, Verdict
 from podium.graphs._joins import final_answer
-from podium.graphs._members import Member, all_tool_names, member_runnable, run_config
+from podium.graphs._members import (
+    Inventory,
+    Member,
+    all_tool_names,
+    check_rule_names,
+    describe,
+    inventory_of,
+    member_runnable,
+    run_config,
+)
 from podium.graphs._stage import (
     PipelineState,
     Rework,
@@ -294,7 +303,8 @@ class _StageNode:
 
     async def ainvoke(self, state: PipelineState, config: RunnableConfig) -> Command[Any]:
         step = self._begin(state)
-        gated = self._gates(step, config)
+        # the gates use the synchronous ledger: a worker thread, never the event loop
+        gated = await asyncio.to_thread(self._gates, step, config) if self.gate else None
         if gated is not None:
             return gated
         if self.function is not None:
@@ -303,9 +313,9 @@ class _StageNode:
                     result = await self.function(step.inp)
                 else:
                     result = await asyncio.to_thread(self.function, step.inp)
-                return self._done(step, config, result, {})
+                return await asyncio.to_thread(self._done, step, config, result, {})
             finally:
-                self._release(step, config)
+                await asyncio.to_thread(self._release, step, config)
         if self.runnable is None:  # pragma: no cover - a stage is a member or a function
             raise ConfigurationError(f"Stage {self.stage.name!r} has nothing to run.")
         messages = stage_prompt(self.stage, step.inp, edited_request=step.edited_request)
@@ -448,4 +458,7 @@ def create_pipeline_graph(
             metadata=_shown(stage),
         )
     graph.add_edge(START, items[0].name)
+    held = inventory_of(members) | Inventory(frozenset(), frozenset(), any(s.action for s in items))
+    check_rule_names("create_pipeline_graph", policy, held)
+    describe(graph, held)
     return graph

@@ -1,5 +1,6 @@
 """Governed tools: the decorator, policies, approvals, and the exactly-once ledger."""
 
+from podium.tools._app import GovernedApp
 from podium.tools._approvals import ApprovalRequest, Decision
 from podium.tools._decorator import Risk, ToolTraits, tool, traits_of
 from podium.tools._executor import GovernedExecutor, idempotency_key
@@ -10,6 +11,7 @@ from podium.tools._policy import Policy, PolicyDecision, Rule
 __all__ = [
     "ApprovalRequest",
     "Decision",
+    "GovernedApp",
     "GovernedExecutor",
     "GovernedGraph",
     "Policy",

@@ -315,7 +315,9 @@ class GovernedExecutor:
                 f"policy refused this call of {name!r}: {verdict.reason}. "
                 "Nothing was run; do not retry it.",
             )
-        if not traits.read_only:
+        # without a thread (no checkpointer) nothing can resume: there is no call to track
+        tracked = not traits.read_only and bool(at.thread)
+        if tracked:
             record = at.ledger.get_call(at.thread, key)
             if record is not None and record.status == "done":
                 return self._replayed(req, record)
@@ -327,7 +329,7 @@ class GovernedExecutor:
             if isinstance(asked, ToolMessage):
                 return asked
             cleared = asked
-        if traits.read_only:
+        if not tracked:
             return _Plan(name, cleared, at, key, None)
         return self._claim(req, at, key, cleared, traits, rules, config)
 

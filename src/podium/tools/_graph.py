@@ -30,19 +30,28 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import StateGraph
-from langgraph.graph.state import CompiledStateGraph
 from langgraph.typing import ContextT, InputT, OutputT, StateT
 
 from podium.checkpoints._events import EventStore
-from podium.checkpoints._ledger import SQLiteLedger, ToolLedger
+from podium.checkpoints._ledger import MemoryLedger, SQLiteLedger, ToolLedger
 from podium.checkpoints._postgres import PostgresLedger
 from podium.observe._events import RunLedgerHandler
-from podium.tools._executor import LEDGER_KEY
+from podium.tools._app import EFFECTS_KEY, GovernedApp
+from podium.tools._decisions import LEDGER_KEY
 
-__all__ = ["DESCRIPTION_KEY", "GovernedGraph", "event_store_for", "ledger_for", "run_ledger_for"]
+__all__ = [
+    "DESCRIPTION_KEY",
+    "NAMES_KEY",
+    "GovernedGraph",
+    "event_store_for",
+    "ledger_for",
+    "run_ledger_for",
+]
 
 DESCRIPTION_KEY = "__podium_description"
 """The ``configurable`` key holding a compiled podium graph's description."""
+NAMES_KEY = "__podium_names"
+"""The ``configurable`` key listing a compiled podium graph's tools and agents."""
 
 _LOCK = threading.Lock()
 _BY_SAVER: weakref.WeakKeyDictionary[object, ToolLedger] = weakref.WeakKeyDictionary()
@@ -106,26 +115,47 @@ class GovernedGraph(StateGraph[StateT, ContextT, InputT, OutputT]):
     """What the graph does, for managers and handoff peers choosing it."""
     podium_configurable: dict[str, Any] | None = None
     """Entries a factory adds to the compiled graph's ``configurable`` (a run budget)."""
+    podium_effects: bool = True
+    """Whether a run can have a side effect (a tool that is not read-only, an action
+    stage): such graphs run with ``durability="sync"`` unless the caller asks for less."""
+    podium_tools: frozenset[str] | None = None
+    """Every tool name at any depth (``None``: unknown, a member is not a podium graph)."""
+    podium_agents: frozenset[str] | None = None
+    """Every Agent name at any depth (``None``: unknown)."""
 
-    def compile(
-        self, checkpointer: Any = None, **kwargs: Any
-    ) -> CompiledStateGraph[StateT, ContextT, InputT, OutputT]:
-        """Compile as ``StateGraph.compile`` does, then bind the ledger (module docs)."""
+    def compile(self, checkpointer: Any = None, **kwargs: Any) -> GovernedApp:
+        """Compile as ``StateGraph.compile`` does, then bind the ledger (module docs).
+
+        Returns a :class:`~podium.tools.GovernedApp`: LangGraph's compiled graph with
+        podium's defaults for top-level runs (durable by default, input that cannot
+        steer routing, pending requests never dropped).
+        """
         if kwargs.get("name") is None and self.podium_name:
             kwargs["name"] = self.podium_name
         compiled = super().compile(checkpointer, **kwargs)
-        # The description rides in ``configurable`` under a ``__`` key: LangGraph
-        # copies ``metadata`` and plain ``configurable`` entries into every
-        # checkpoint's metadata, but not ``__`` ones.
+        app = GovernedApp(**{k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"})
+        # Podium's entries ride in ``configurable`` under ``__`` keys: LangGraph copies
+        # ``metadata`` and plain ``configurable`` entries into every checkpoint's
+        # metadata, but not ``__`` ones.
         config: dict[str, Any] = {"configurable": dict(self.podium_configurable or {})}
+        conf = config["configurable"]
         if self.podium_description:
-            config["configurable"][DESCRIPTION_KEY] = self.podium_description
-        if checkpointer is not True:  # True: a subgraph sharing its parent's ledger
-            config["configurable"][LEDGER_KEY] = ledger_for(checkpointer)
+            conf[DESCRIPTION_KEY] = self.podium_description
+        conf[EFFECTS_KEY] = self.podium_effects
+        if self.podium_tools is not None and self.podium_agents is not None:
+            conf[NAMES_KEY] = {
+                "tools": sorted(self.podium_tools),
+                "agents": sorted(self.podium_agents),
+            }
+        # a subgraph uses its parent's ledger: the parent's run-time config wins
+        if checkpointer is None and not os.environ.get("PODIUM_LEDGER"):
+            conf[LEDGER_KEY] = MemoryLedger()  # private, created on first use
+        elif checkpointer is not True:
+            conf[LEDGER_KEY] = ledger_for(checkpointer)
         handler = run_ledger_for(checkpointer)
         if handler is not None:
             config["callbacks"] = [handler]
-        return compiled.with_config(config)  # type: ignore[arg-type]
+        return app.with_config(config)  # type: ignore[arg-type]
 
 
 _STORES: dict[str, EventStore] = {}

@@ -66,6 +66,16 @@ class Rule:
         if self.when is not None and not callable(self.when):
             raise ConfigurationError("Rule when= must be a function of the arguments dict.")
 
+    @property
+    def tool_names(self) -> frozenset[str] | None:
+        """The tool names this rule names (``None``: any tool)."""
+        return _as_set(self.tool, "tool")
+
+    @property
+    def agent_names(self) -> frozenset[str] | None:
+        """The agent names this rule names (``None``: any agent)."""
+        return _as_set(self.agent, "agent")
+
     def matches(self, *, agent: str, tool: str, risk: str, args: dict[str, Any]) -> bool:
         """Whether this rule applies (ignoring ``when``, see :meth:`Policy.decide`)."""
         for allowed, value in (

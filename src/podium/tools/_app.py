@@ -1,0 +1,225 @@
+"""``GovernedApp``: what ``GovernedGraph.compile()`` returns.
+
+A compiled graph whose guarantees hold on the plain calls users make. It is
+LangGraph's ``CompiledStateGraph`` with four defaults set for every top-level
+``invoke`` / ``stream`` / ``ainvoke`` / ``astream`` (nested runs inherit from their
+parent):
+
+* **Durable by default.** A graph that can run a side effect runs with
+  ``durability="sync"``: every step's checkpoint is written before the next step
+  starts, so the model message that asked for a call is saved before the call acts
+  and a crash never makes the model ask (and act) again. A caller that passes
+  ``durability=`` explicitly gets what it asked for; LangGraph Server's
+  ``checkpoint_during=True`` means "save during the run", which ``"sync"`` does.
+* **Input cannot steer routing.** New input carries ``messages`` only; internal
+  state keys (``active_agent``, ``usage``, stage cursors, ...) in the input or in a
+  ``Command(update=...)``, and ``Command(goto=...)``, are refused with
+  :class:`~podium.errors.InvalidInputError`.
+* **Pending requests are never dropped.** New input on a thread that waits for a
+  human is refused with :class:`~podium.errors.PendingRequestsError`, which names
+  the requests and how to decide them -- or, with ``configurable["podium_pending"]
+  = "supersede"``, each pending request is rejected ("superseded by new input"), so
+  its call gets a tool result and the history stays valid, before the input runs.
+* **Decided requests answer themselves.** A resume (``invoke(None)`` or
+  ``Command(resume=...)``) answers every interrupt whose request the ledger already
+  holds a decision for (asked again after a crash) with that decision.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command, StateSnapshot
+
+from podium.errors import InvalidInputError, PendingRequestsError
+from podium.tools._approvals import ApprovalRequest, Decision
+from podium.tools._decisions import current_ledger
+
+__all__ = ["PENDING_KEY", "GovernedApp", "open_requests"]
+
+PENDING_KEY = "podium_pending"
+"""``configurable`` key: what new input does to pending requests (``"refuse"`` or
+``"supersede"``)."""
+INPUT_KEYS = frozenset({"messages"})
+"""What a caller may put in a podium graph's input."""
+SUPERSEDED = "superseded by new input"
+
+
+def open_requests(
+    app: Any, config: RunnableConfig, snapshot: StateSnapshot
+) -> tuple[dict[str, tuple[ApprovalRequest, str]], dict[str, Any]]:
+    """The requests still open, and resume values for those the ledger already decided.
+
+    A process that dies after a decision was recorded in the ledger but before
+    LangGraph saved the step loses the resume value (LangGraph keeps a resume map in
+    memory until the task finishes), so the run asks again. The ledger's decision
+    binds, so such a request is not open: it is answered with the recorded decision.
+    A task that *failed* after consuming its answer saved that answer with the
+    error; its old interrupt is shown again but must not be answered twice.
+
+    Returns:
+        ``{request_id: (request, interrupt_id)}`` of open requests, and
+        ``{interrupt_id: decision JSON}`` for decided ones.
+    """
+    thread = str((config.get("configurable") or {}).get("thread_id", ""))
+    ledger = current_ledger(app.config)
+    bound = {
+        str(r.request.get("id")): r.decision
+        for r in ledger.approvals(thread)
+        if r.status == "decided" and r.decision is not None
+    }
+    failed = {i.id for task in snapshot.tasks if task.error for i in task.interrupts}
+    still_open: dict[str, tuple[ApprovalRequest, str]] = {}
+    replay: dict[str, Any] = {}
+    for item in snapshot.interrupts:
+        if not ApprovalRequest.is_request(item.value):
+            continue
+        request = ApprovalRequest.from_json(item.value)
+        if request.id not in bound:
+            still_open[request.id] = (request, item.id)
+        elif item.id not in failed:
+            replay[item.id] = bound[request.id]
+    return still_open, replay
+
+
+def _nested(config: RunnableConfig | None) -> bool:
+    return bool(((config or {}).get("configurable") or {}).get("checkpoint_ns"))
+
+
+def _check_input(value: Any) -> None:
+    if isinstance(value, Command):
+        if value.goto:
+            raise InvalidInputError(
+                "A podium graph does not take Command(goto=...) as input: routing is the "
+                "graph's own (declared routes, stages, policies).",
+                fix="Send new input as {'messages': [...]}, or resume with Command(resume=...).",
+            )
+        update = value.update
+        keys = set(update) if isinstance(update, Mapping) else set()
+        if update is not None and not isinstance(update, Mapping):
+            keys = {str(k) for k, _ in value._update_as_tuples()}
+        _check_keys(keys, "Command(update=...)")
+        return
+    if isinstance(value, Mapping):
+        _check_keys(set(value), "the input")
+
+
+def _check_keys(keys: set[str], where: str) -> None:
+    internal = sorted(str(k) for k in keys - INPUT_KEYS)
+    if internal:
+        raise InvalidInputError(
+            f"{where} sets {', '.join(map(repr, internal))}, which podium keeps internal "
+            "(routing, counters, usage); a caller may only send 'messages'.",
+            fix="Send {'messages': [...]}; the graph decides who acts next.",
+        )
+
+
+class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
+    """A compiled podium graph (see the module docs for what it adds)."""
+
+    def _podium_defaults(
+        self, value: Any, config: RunnableConfig | None, kwargs: dict[str, Any]
+    ) -> bool:
+        """Check the input and set the durability; whether the thread's state is needed."""
+        if _nested(config):
+            return False
+        _check_input(value)
+        during = kwargs.pop("checkpoint_during", None)
+        if kwargs.get("durability") is None and self.checkpointer not in (None, False):
+            if during is False:
+                kwargs["durability"] = "exit"
+            elif self._podium_effects():
+                kwargs["durability"] = "sync"
+            elif during is True:
+                kwargs["durability"] = "async"
+        conf = (config or {}).get("configurable") or {}
+        if self.checkpointer is None or not conf.get("thread_id"):
+            return False
+        if value is None or (isinstance(value, Command) and value.resume is not None):
+            return True
+        if not isinstance(value, Mapping):
+            return False
+        # new input: one indexed query in the common case where nothing waits
+        return bool(current_ledger(self.config).pending_approvals_of(str(conf["thread_id"])))
+
+    def _podium_inputs(
+        self, value: Any, config: RunnableConfig, snapshot: StateSnapshot
+    ) -> list[Any]:
+        """The runs to make for ``value`` given the thread's state (module docs)."""
+        still_open, replay = open_requests(self, config, snapshot)
+        if value is None:
+            return [Command(resume=replay) if replay else None]
+        if isinstance(value, Command):
+            return [_answered(value, still_open, replay)]
+        if not still_open:
+            return [value]
+        conf = config.get("configurable") or {}
+        if conf.get(PENDING_KEY) != "supersede":
+            listing = "; ".join(
+                f"{r.id} ({r.agent} wants {r.tool}, {r.kind})" for r, _ in still_open.values()
+            )
+            raise PendingRequestsError(
+                f"Thread {conf.get('thread_id')!r} is waiting for a human: {listing}. New "
+                "input would leave those calls without an answer, so it was refused; nothing "
+                "changed.",
+                fix="Decide them first (runs.decide, or `podium approve|reject|respond`), or "
+                f"pass configurable {PENDING_KEY!r}: 'supersede' to reject them as superseded "
+                "by the new input.",
+                requests=[r for r, _ in still_open.values()],
+            )
+        rejected = Decision.reject(SUPERSEDED, by="podium").to_json()
+        resume = {**replay, **{iid: rejected for _, iid in still_open.values()}}
+        return [Command(resume=resume), value]
+
+    def _podium_effects(self) -> bool:
+        conf = (self.config or {}).get("configurable") or {}
+        return bool(conf.get(EFFECTS_KEY, True))
+
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Iterator[Any]:
+        """LangGraph's ``stream``, with podium's defaults (module docs)."""
+        inputs = [input]
+        if self._podium_defaults(input, config, kwargs) and config is not None:
+            inputs = self._podium_inputs(input, config, self.get_state(config))
+        for value in inputs:
+            yield from super().stream(value, config, **kwargs)
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        """LangGraph's ``astream``, with podium's defaults (module docs)."""
+        inputs = [input]
+        # the ledger is synchronous: its queries run in a worker thread, never on the loop
+        if await asyncio.to_thread(self._podium_defaults, input, config, kwargs) and config:
+            snapshot = await self.aget_state(config)
+            inputs = await asyncio.to_thread(self._podium_inputs, input, config, snapshot)
+        for value in inputs:
+            async for chunk in super().astream(value, config, **kwargs):
+                yield chunk
+
+
+def _answered(
+    value: Command[Any],
+    still_open: Mapping[str, tuple[ApprovalRequest, str]],
+    replay: dict[str, Any],
+) -> Command[Any]:
+    """A resume ``Command`` with the ledger's answers filled in."""
+    if not replay or value.resume is None:
+        return value
+    given = value.resume
+    ids = {iid for _, iid in still_open.values()} | set(replay)
+    if isinstance(given, Mapping) and set(given) <= ids:
+        return Command(resume={**replay, **given}, update=value.update)
+    if not isinstance(given, Mapping) and len(still_open) == 1:
+        [(_, iid)] = still_open.values()  # a bare value answers the one open request
+        return Command(resume={**replay, iid: given}, update=value.update)
+    return value
+
+
+EFFECTS_KEY = "__podium_effects"
+"""``configurable`` key: whether the compiled graph can run a side effect."""
