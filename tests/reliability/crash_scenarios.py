@@ -282,7 +282,8 @@ def _decisions(app: Any, record: dict[str, Any]) -> dict[str, Decision]:
 
 def _stream(app: Any, value: Any, record: dict[str, Any]) -> None:
     """Stream one leg of the run; die after event number ``_KILL['event']``."""
-    for _ in app.stream(value, THREAD, stream_mode="updates", subgraphs=True, durability="sync"):
+    # the default call: no durability argument (podium graphs that act default to "sync")
+    for _ in app.stream(value, THREAD, stream_mode="updates", subgraphs=True):
         record["events"] += 1
         if _KILL.get("event") == record["events"]:
             die()

@@ -3,7 +3,7 @@
 For the reference scenario of each pattern (``crash_scenarios.py``: single agent,
 manager, handoff, parallel, pipeline -- each with a side-effecting tool that needs
 approval and another side effect), a process runs the scenario with
-``durability="sync"`` and kills itself with SIGKILL
+its default call (no ``durability`` argument) and kills itself with SIGKILL
 
 * after the k-th streamed event (``stream_mode="updates"``, subgraphs included),
   for every k up to the number of events of the uninterrupted run, and

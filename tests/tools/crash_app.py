@@ -1,14 +1,23 @@
 """A small governed app that a test runs in subprocesses and kills with SIGKILL.
 
 Usage: python crash_app.py DB EFFECTS ACTION [--crash POINT] [--idempotent] [--gate]
-           [--decision JSON]
+           [--decision JSON] [--durability MODE] [--fresh-ids] [--slow-saver SECONDS]
+           [--big]
 
 DB: a SQLite path, or a postgresql:// URL (workers of a scale-out deployment).
-ACTION: start | resume | decide | pending. POINT: inside (after the side effect, inside
+ACTION: start | resume | retry (resume, or send the request again if nothing was
+saved) | decide | pending. POINT: inside (after the side effect, inside
 the tool) | after_done (after the ledger recorded the result, before LangGraph saved
 the step) | at_approval (right after the run paused for approval). The side effect is
 a row in a separate SQLite file (EFFECTS), committed before any crash. Prints one
 JSON line describing the outcome.
+
+The run uses the README's plain call (``app.invoke(input, config)``, no durability
+argument) unless ``--durability`` opts out. ``--fresh-ids`` makes the model behave
+like a real provider: every reply gets a new random message id and call id, so a
+model asked again issues a *new* call. ``--slow-saver`` makes each checkpoint write
+take that long (to widen the window of ``durability="async"``); ``--big`` sends a
+2 MB document with the request.
 """
 
 from __future__ import annotations
@@ -19,10 +28,14 @@ import os
 import signal
 import sqlite3
 import sys
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
-from langchain_core.messages import AIMessage
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
 
 from podium import Agent, runs
 from podium.checkpoints import PostgresLedger, SQLiteLedger, postgres_saver, sqlite_saver
@@ -50,6 +63,39 @@ class KillingLedger(SQLiteLedger):
         die()
 
 
+class FreshModel(BaseChatModel):
+    """Calls charge until the conversation holds its result, then answers; every reply
+    has new random ids, as a real provider's do."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "fresh"
+
+    def bind_tools(self, tools: Any, **kwargs: Any) -> Any:
+        return self
+
+    def _generate(self, messages: list[BaseMessage], *args: Any, **kwargs: Any) -> ChatResult:
+        if any(isinstance(m, ToolMessage) for m in messages):
+            reply = AIMessage("Charged.", id=f"ai-{uuid.uuid4()}")
+        else:
+            call = {"name": "charge", "args": {"order_id": "A-1", "amount": 250}}
+            reply = AIMessage("", tool_calls=[{**call, "id": f"call-{uuid.uuid4()}"}])
+            reply.id = f"ai-{uuid.uuid4()}"
+        return ChatResult(generations=[ChatGeneration(message=reply)])
+
+
+def slowed(saver: Any, seconds: float) -> Any:
+    """Make every checkpoint write of ``saver`` take ``seconds`` longer."""
+    put = saver.put
+
+    def slow_put(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(seconds)
+        return put(*args, **kwargs)
+
+    saver.put = slow_put
+    return saver
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("db")
@@ -59,6 +105,10 @@ def main() -> None:
     p.add_argument("--idempotent", action="store_true")
     p.add_argument("--gate", action="store_true")
     p.add_argument("--decision", default="")
+    p.add_argument("--durability", default=None)
+    p.add_argument("--fresh-ids", action="store_true")
+    p.add_argument("--slow-saver", type=float, default=0.0)
+    p.add_argument("--big", action="store_true")
     a = p.parse_args()
 
     effects = sqlite3.connect(a.effects, isolation_level=None)
@@ -82,20 +132,29 @@ def main() -> None:
         "", tool_calls=[{"name": "charge", "args": {"order_id": "A-1", "amount": 250}, "id": "c1"}]
     )
     script: list[Any] = [first, "Charged."] if a.action == "start" else ["Charged."]
-    model = ScriptedChatModel(script)
+    model: Any = FreshModel() if a.fresh_ids else ScriptedChatModel(script)
     policy = Policy(rules=[Rule(tool="charge", action="approve")]) if a.gate else None
     agent = Agent(name="billing", model=model, tools=[charge])
     postgres = a.db.startswith("postgresql://")  # a worker of a scale-out deployment
     saver: Any = postgres_saver(a.db) if postgres else sqlite_saver(Path(a.db))
+    if a.slow_saver:
+        saver = slowed(saver, a.slow_saver)
     if a.crash == "after_done":
         saver.podium_ledger = KillingPostgresLedger(a.db) if postgres else KillingLedger(Path(a.db))
     app = create_agent_graph(agent, policy=policy).compile(checkpointer=saver)
 
     out: dict[str, Any] = {}
     if a.action == "start":
-        out = app.invoke({"messages": [("user", "charge A-1 250")]}, CFG, durability="sync")
+        request = "charge A-1 250" + ("\n\n" + "attached document. " * 110_000 if a.big else "")
+        options = {"durability": a.durability} if a.durability else {}
+        out = app.invoke({"messages": [("user", request)]}, CFG, **options)
     elif a.action == "resume":
         out = runs.resume(app, CFG)
+    elif a.action == "retry":  # what a user does after a crash: resume, or ask again
+        if app.get_state(CFG).created_at is not None:
+            out = runs.resume(app, CFG)
+        else:
+            out = app.invoke({"messages": [("user", "charge A-1 250")]}, CFG)
     elif a.action == "decide":
         [request] = runs.pending(app, CFG)
         out = runs.decide(app, CFG, {request.id: Decision.parse(json.loads(a.decision))})

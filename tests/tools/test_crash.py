@@ -137,3 +137,37 @@ def test_worker_killed_at_approval_another_worker_approves_from_postgres(pg_cras
     result = pg_crash.run("decide", "--gate", "--decision", '{"action": "approve", "by": "ops"}')
     assert final_answer(result) == "Charged."
     assert pg_crash.count() == 1
+
+
+# -- the default call: durable unless the caller opts out ---------------------------------
+# A real provider gives every reply new ids, so a model asked again issues a *new* call.
+# The saver is slowed (each checkpoint write takes 0.5 s) to hold open the window in
+# which an asynchronously written checkpoint is not yet on disk; the request carries a
+# 2 MB document, as a pasted one would.
+REAL = ("--fresh-ids", "--slow-saver", "0.5", "--big")
+
+
+def test_default_call_killed_after_the_effect_acts_once(crash: Crash) -> None:
+    """The README's plain invoke: the model's message is saved before the call acts."""
+    crash.run("start", *REAL, "--crash", "after_done", expect_kill=True)
+    assert crash.count() == 1
+    result = crash.run("resume", *REAL)
+    assert final_answer(result) == "Charged."
+    assert crash.count() == 1
+
+
+def test_async_durability_opt_out_can_act_twice(crash: Crash) -> None:
+    """What a caller gives up with durability="async": the step that asked for the call
+    may not be saved when the process dies, so the model is asked again and acts anew."""
+    crash.run("start", *REAL, "--durability", "async", "--crash", "after_done", expect_kill=True)
+    assert crash.count() == 1
+    result = crash.run("retry", *REAL)
+    assert final_answer(result) == "Charged."
+    assert crash.count() == 2
+
+
+def test_exit_durability_opt_out_keeps_nothing_of_a_killed_run(crash: Crash) -> None:
+    crash.run("start", *REAL, "--durability", "exit", "--crash", "after_done", expect_kill=True)
+    assert crash.count() == 1
+    with sqlite3.connect(crash.db) as db:  # not one checkpoint of the thread was written
+        assert db.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0] == 0

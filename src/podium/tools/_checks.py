@@ -1,8 +1,9 @@
 """Grants and argument checks: the first stage of the governed executor.
 
 A call runs only if its tool is granted to the calling agent and its arguments
-validate against the tool's schema: extra arguments and non-finite numbers (NaN,
-infinity) are refused, and the validated arguments -- defaults filled in, values
+validate against the tool's schema: extra arguments, non-finite numbers (NaN,
+infinity) and booleans where another type is expected (pydantic would turn ``true``
+into ``1.0``) are refused, and the validated arguments -- defaults filled in, values
 coerced as the tool will receive them -- are what the policy sees and the tool gets.
 """
 
@@ -162,6 +163,17 @@ class Grants:
                     f"run. Expected schema: {json.dumps(json_schema.get('properties', {}))}.",
                 )
             values = validated.model_dump()
+            coerced = sorted(
+                k
+                for k, v in args.items()
+                if isinstance(v, bool) and not isinstance(values.get(k), bool)
+            )
+            if coerced:
+                return (
+                    "malformed_arguments",
+                    f"argument(s) {', '.join(coerced)} of {name!r} got true/false where a "
+                    "value of another type is expected; nothing was run.",
+                )
         where_ = _non_finite(values)
         if where_ is not None:
             return (
