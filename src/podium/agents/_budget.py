@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import astuple, dataclass, is_dataclass
 from typing import Annotated, Any, Literal, TypedDict, cast
@@ -53,15 +54,21 @@ __all__ = [
     "Totals",
     "Usage",
     "UsageChannel",
+    "UsageSink",
     "add_usage",
     "budget_binding",
     "budget_digest",
+    "collect_usage",
     "grant_config",
     "is_limit_value",
     "member_config",
+    "report_usage",
     "usage_of",
     "zero",
 ]
+
+SINKS_KEY = "__podium_usage_sinks"
+"""``configurable`` key: the :class:`UsageSink` objects of the members running now."""
 
 Limit = Literal["input_tokens", "output_tokens", "tokens", "cost", "model_calls", "seconds"]
 """The quantities a :class:`Budget` can limit."""
@@ -311,6 +318,44 @@ def member_config(config: RunnableConfig, state_usage: Usage | None) -> Runnable
     """
     outer = add_usage(_configurable(config).get(OUTER_KEY), state_usage)
     return merge_configs(config, {"configurable": {OUTER_KEY: outer}})
+
+
+class UsageSink:
+    """Collects the usage of every model call made while one member runs.
+
+    A member that fails returns no state, so its usage would be lost with it; the
+    node that ran it folds :attr:`usage` instead. Every model call reports to every
+    sink in scope, so a sink sees its member's nested members too.
+    """
+
+    def __init__(self) -> None:
+        self._usage = Usage()
+        self._lock = threading.Lock()
+
+    def add(self, delta: Usage) -> None:
+        """Count one model call's usage."""
+        with self._lock:
+            self._usage = add_usage(self._usage, delta)
+
+    @property
+    def usage(self) -> Usage:
+        """What the member's model calls used so far."""
+        with self._lock:
+            return self._usage
+
+
+def collect_usage(config: RunnableConfig) -> tuple[RunnableConfig, UsageSink]:
+    """A member config with a new :class:`UsageSink` in scope, and the sink."""
+    sink = UsageSink()
+    sinks = (*(_configurable(config).get(SINKS_KEY) or ()), sink)
+    return merge_configs(config, {"configurable": {SINKS_KEY: sinks}}), sink
+
+
+def report_usage(config: RunnableConfig | None, delta: Usage) -> None:
+    """Report one model call's usage to every sink in scope (see :class:`UsageSink`)."""
+    for sink in _configurable(config).get(SINKS_KEY) or ():
+        if isinstance(sink, UsageSink):
+            sink.add(delta)
 
 
 def grant_config(

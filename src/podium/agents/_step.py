@@ -30,7 +30,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
 from langgraph.errors import GraphBubbleUp
 
-from podium.agents._budget import Usage, add_usage
+from podium.agents._budget import Usage, add_usage, report_usage
 from podium.agents._escalate import Escalation, ask_budget, stop_message
 from podium.agents._failure import Attempt, Attempts, call_async, call_sync, model_label
 from podium.agents._meter import Meter
@@ -259,7 +259,9 @@ class ModelStep:
             outcome = yield _Call(runnable, prompt, self._tagged(config), timeout)
             label = self.labels[attempt.model]
             if isinstance(outcome, _Failed):
-                run.delta = add_usage(run.delta, run.meter.record(None, started_at=started))
+                used = run.meter.record(None, started_at=started)
+                report_usage(config, used)
+                run.delta = add_usage(run.delta, used)
                 if self.policy is None:
                     if isinstance(outcome.error, openai.APIConnectionError):
                         raise self._unavailable(outcome.error) from outcome.error
@@ -271,9 +273,9 @@ class ModelStep:
                 reply = self._cut_off(reply)
                 json_mode = False
             message = reply if isinstance(reply, AIMessage) else None
-            run.delta = add_usage(
-                run.delta, run.meter.record(message, started_at=started, model=label)
-            )
+            used = run.meter.record(message, started_at=started, model=label)
+            report_usage(config, used)
+            run.delta = add_usage(run.delta, used)
             return self._finish(run, reply, json_mode)
         return self._give_up(run)
 

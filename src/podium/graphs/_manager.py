@@ -10,6 +10,7 @@ from typing import Any, NotRequired
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langchain_core.tools import BaseTool, StructuredTool
+from langgraph.errors import GraphBubbleUp
 from langgraph.pregel import Pregel
 from langgraph.types import Send
 from pydantic import BaseModel, ConfigDict, Field
@@ -19,7 +20,9 @@ from podium.agents import Agent, Budget
 from podium.agents._budget import (
     Usage,
     UsageChannel,
+    UsageSink,
     budget_binding,
+    collect_usage,
     grant_config,
     usage_of,
 )
@@ -101,12 +104,20 @@ def delegation_tool(name: str, description: str, runnable: Pregel[Any, Any, Any,
 
     def run(task: str, config: RunnableConfig) -> tuple[str, dict[str, Any]]:
         emit("delegation", {"name": name, "task": task[:500]}, config)
-        out = runnable.invoke({"messages": [HumanMessage(task)]}, config)
+        config, sink = collect_usage(config)
+        try:
+            out = runnable.invoke({"messages": [HumanMessage(task)]}, config)
+        except Exception as exc:
+            raise _with_usage(exc, sink)  # noqa: B904 - the same exception, re-raised
         return final_text(out, name), {"usage": usage_of(out)}
 
     async def arun(task: str, config: RunnableConfig) -> tuple[str, dict[str, Any]]:
         emit("delegation", {"name": name, "task": task[:500]}, config)
-        out = await runnable.ainvoke({"messages": [HumanMessage(task)]}, config)
+        config, sink = collect_usage(config)
+        try:
+            out = await runnable.ainvoke({"messages": [HumanMessage(task)]}, config)
+        except Exception as exc:
+            raise _with_usage(exc, sink)  # noqa: B904 - the same exception, re-raised
         return final_text(out, name), {"usage": usage_of(out)}
 
     built = StructuredTool.from_function(
@@ -122,6 +133,17 @@ def delegation_tool(name: str, description: str, runnable: Pregel[Any, Any, Any,
     # being mistaken for an in-doubt call when the run resumes.
     built.metadata = {"podium": ToolTraits(risk="low", read_only=True)}
     return built
+
+
+def _with_usage(exc: Exception, sink: UsageSink) -> Exception:
+    """A failed specialist's error, carrying what its model calls used.
+
+    The governed executor puts it in the error result's artifact, so the manager's
+    usage (and budget) counts it.
+    """
+    if not isinstance(exc, GraphBubbleUp):
+        exc.podium_usage = sink.usage  # type: ignore[attr-defined]
+    return exc
 
 
 def _grants(specialist_budget: object, names: Sequence[str]) -> dict[str, Budget]:

@@ -17,7 +17,7 @@ import concurrent.futures
 import contextvars
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NoReturn, NotRequired
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
@@ -28,8 +28,17 @@ from langgraph.types import Overwrite, Send
 from typing_extensions import TypedDict
 
 from podium.agents import Agent, Budget
-from podium.agents._budget import UsageChannel, budget_binding, usage_of
+from podium.agents._budget import (
+    Usage,
+    UsageChannel,
+    UsageSink,
+    add_usage,
+    budget_binding,
+    collect_usage,
+    usage_of,
+)
 from podium.agents._spec import validate_name
+from podium.checkpoints._ledger import process_owner
 from podium.checkpoints._messages import Messages
 from podium.errors import ConfigurationError, QuorumNotMetError
 from podium.graphs._joins import JoinFunction, final_answer, resolve_join
@@ -39,11 +48,13 @@ from podium.graphs._members import (
     check_members,
     check_rule_names,
     describe,
+    inventory,
     inventory_of,
     member_runnable,
     run_config,
 )
 from podium.tools import GovernedApp, GovernedGraph, Policy
+from podium.tools._decisions import Where, where
 
 __all__ = ["BranchResult", "ParallelState", "create_parallel_graph"]
 
@@ -55,6 +66,10 @@ class BranchResult(TypedDict):
 
     status: Literal["ok", "error", "timeout"]
     """``ok``; ``error`` (it raised); or ``timeout`` (it ran past ``branch_timeout``)."""
+    may_still_act: NotRequired[bool]
+    """For ``timeout``: the branch can run side effects and may still be running one
+    (a sync tool's thread cannot be stopped). Its calls stay *in doubt* in the ledger
+    until they finish; the same tool is not run again in the thread meanwhile."""
     answer: str
     """Its final answer (``""`` unless ``ok``)."""
     error: str
@@ -91,11 +106,13 @@ class _Branch:
         runnable: Pregel[Any, Any, Any, Any],
         timeout: float | None,
         policy: Policy | None,
+        effects: bool = True,
     ):
         self.name = name
         self.runnable = runnable
         self.timeout = timeout
         self.policy = policy
+        self.effects = effects
 
     def _record(
         self, started: float, status: Literal["ok", "error", "timeout"], answer: str, error: str
@@ -108,15 +125,22 @@ class _Branch:
     def _ok(self, started: float, output: Any) -> dict[str, Any]:
         return {**self._record(started, "ok", final_answer(output), ""), "usage": usage_of(output)}
 
-    def _failed(self, started: float, exc: Exception) -> dict[str, Any]:
-        return self._record(started, "error", "", f"{type(exc).__name__}: {exc}")
+    def _failed(self, started: float, exc: Exception, sink: UsageSink) -> dict[str, Any]:
+        # what the branch's model calls used before it failed counts (Budget, usage)
+        failed = self._record(started, "error", "", f"{type(exc).__name__}: {exc}")
+        return {**failed, "usage": sink.usage}
 
-    def _timed_out(self, started: float) -> dict[str, Any]:
-        return self._record(started, "timeout", "", f"timed out after {self.timeout:g}s")
+    def _timed_out(self, started: float, sink: UsageSink) -> dict[str, Any]:
+        error = f"timed out after {self.timeout:g}s"
+        if self.effects:
+            error += "; it may still be running, and acting, in the background"
+        update = self._record(started, "timeout", "", error)
+        update["branch_results"][self.name]["may_still_act"] = self.effects
+        return {**update, "usage": sink.usage}
 
     def invoke(self, inp: ParallelState, config: RunnableConfig) -> dict[str, Any]:
         payload, started = {"messages": inp["messages"]}, time.monotonic()
-        config = run_config(config, inp.get("usage"), self.policy)
+        config, sink = collect_usage(run_config(config, inp.get("usage"), self.policy))
         try:
             if self.timeout is None:
                 output = self.runnable.invoke(payload, config)
@@ -131,17 +155,17 @@ class _Branch:
                 finally:
                     pool.shutdown(wait=False)
                 if not done:
-                    return self._timed_out(started)
+                    return self._timed_out(started, sink)
                 output = future.result()
         except GraphBubbleUp:
             raise
         except Exception as exc:
-            return self._failed(started, exc)
+            return self._failed(started, exc, sink)
         return self._ok(started, output)
 
     async def ainvoke(self, inp: ParallelState, config: RunnableConfig) -> dict[str, Any]:
         payload, started = {"messages": inp["messages"]}, time.monotonic()
-        config = run_config(config, inp.get("usage"), self.policy)
+        config, sink = collect_usage(run_config(config, inp.get("usage"), self.policy))
         task = asyncio.ensure_future(self.runnable.ainvoke(payload, config))
         try:
             done, _ = await asyncio.wait({task}, timeout=self.timeout)
@@ -151,18 +175,24 @@ class _Branch:
         if not done:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            return self._timed_out(started)
+            return self._timed_out(started, sink)
         try:
             output = task.result()
         except GraphBubbleUp:
             raise
         except Exception as exc:
-            return self._failed(started, exc)
+            return self._failed(started, exc, sink)
         return self._ok(started, output)
 
 
 class _Join:
-    """The ``join`` node: enforce the quorum, then combine the answers."""
+    """The ``join`` node: enforce the quorum, then combine the answers.
+
+    When fewer branches succeeded than the quorum asks, it raises
+    :class:`~podium.errors.QuorumNotMetError` and remembers that in the ledger; when
+    the thread is resumed (``invoke(None)``, ``runs.resume``) the step runs again and
+    re-runs only the failed branches before it checks the quorum anew.
+    """
 
     def __init__(
         self,
@@ -172,27 +202,105 @@ class _Join:
         quorum: int | None,
         graph: str | None,
         policy: Policy | None,
+        branches: Mapping[str, _Branch],
     ) -> None:
         self.join = join
         self.kind, self.order, self.quorum, self.graph = kind, list(order), quorum, graph
-        self.policy = policy
+        self.policy, self.branches = policy, branches
 
-    def _answers(self, state: ParallelState) -> tuple[dict[str, str], dict[str, BranchResult]]:
-        results = state.get("branch_results") or {}
-        ran = {n: results[n] for n in self.order if n in results}
-        answers = {n: r["answer"] for n, r in ran.items() if r["status"] == "ok"}
+    # -- the quorum --------------------------------------------------------------------
+    def _ran(self, state: ParallelState, retried: Mapping[str, BranchResult]) -> dict[str, Any]:
+        results = {**(state.get("branch_results") or {}), **retried}
+        return {n: results[n] for n in self.order if n in results}
+
+    def _shortfall(self, ran: Mapping[str, BranchResult]) -> str | None:
+        ok = [n for n, r in ran.items() if r["status"] == "ok"]
         required = len(ran) if self.quorum is None else min(self.quorum, len(ran))
-        if len(answers) < required:
-            failed = ", ".join(f"{n} ({r['error']})" for n, r in ran.items() if n not in answers)
-            raise QuorumNotMetError(
-                f"Only {len(answers)} of {len(ran)} branches of "
-                f"{self.graph or 'the parallel graph'} succeeded; {required} must "
-                f"(quorum={self.quorum}). Failed: {failed}.",
-                fix="Fix or time-box the failing branches, or lower quorum=...; each branch's "
-                "outcome is in the state's 'branch_results'.",
-            )
-        return answers, ran
+        if len(ok) >= required:
+            return None
+        failed = ", ".join(f"{n} ({r['error']})" for n, r in ran.items() if n not in ok)
+        return (
+            f"Only {len(ok)} of {len(ran)} branches of {self.graph or 'the parallel graph'} "
+            f"succeeded; {required} must (quorum={self.quorum}). Failed: {failed}."
+        )
 
+    @staticmethod
+    def _marker(state: ParallelState, config: RunnableConfig) -> tuple[Where, str] | None:
+        at = where(config)
+        if not at.thread:
+            return None
+        human = next((m for m in reversed(state["messages"]) if isinstance(m, HumanMessage)), None)
+        return at, f"{at.path}|quorum|{human.id if human else '-'}"
+
+    def _failed_before(self, state: ParallelState, config: RunnableConfig) -> bool:
+        marker = self._marker(state, config)
+        return (
+            marker is not None
+            and marker[0].ledger.get_call(marker[0].thread, marker[1]) is not None
+        )
+
+    def _remember(self, state: ParallelState, config: RunnableConfig, problem: str) -> None:
+        marker = self._marker(state, config)
+        if marker is not None:
+            at, key = marker
+            at.ledger.claim_call(at.thread, key, "join", "-", process_owner())
+            at.ledger.finish_call(at.thread, key, {"content": problem, "status": "error"})
+
+    def _retry_input(self, state: ParallelState) -> ParallelState:
+        return ParallelState(messages=state["messages"], usage=state.get("usage") or Usage())
+
+    @staticmethod
+    def _merged(updates: Sequence[dict[str, Any]]) -> tuple[dict[str, BranchResult], Usage]:
+        results: dict[str, BranchResult] = {}
+        used = Usage()
+        for update in updates:
+            results.update(update["branch_results"])
+            used = add_usage(used, update.get("usage"))
+        return results, used
+
+    def _raise(self, problem: str) -> NoReturn:
+        raise QuorumNotMetError(
+            problem,
+            fix="Fix or time-box the failing branches and resume the thread (invoke(None) or "
+            "runs.resume): only the failed branches run again. Or lower quorum=...; each "
+            "branch's outcome is in the state's 'branch_results'.",
+        )
+
+    def _settle(self, state: ParallelState, config: RunnableConfig) -> dict[str, Any]:
+        ran = self._ran(state, {})
+        problem = self._shortfall(ran)
+        retried: dict[str, Any] = {}
+        if problem and self._failed_before(state, config):  # resumed: re-run the failed
+            again = [n for n, r in ran.items() if r["status"] != "ok"]
+            inp = self._retry_input(state)
+            results, used = self._merged([self.branches[n].invoke(inp, config) for n in again])
+            retried = {"branch_results": results, "usage": used}
+            problem = self._shortfall(ran := self._ran(state, results))
+        if problem:
+            self._remember(state, config, problem)
+            self._raise(problem)
+        return {"ran": ran, "update": retried}
+
+    async def _asettle(self, state: ParallelState, config: RunnableConfig) -> dict[str, Any]:
+        ran = self._ran(state, {})
+        problem = self._shortfall(ran)
+        retried: dict[str, Any] = {}
+        failed_before = problem is not None and await asyncio.to_thread(
+            self._failed_before, state, config
+        )
+        if problem and failed_before:
+            again = [n for n, r in ran.items() if r["status"] != "ok"]
+            inp = self._retry_input(state)
+            updates = await asyncio.gather(*(self.branches[n].ainvoke(inp, config) for n in again))
+            results, used = self._merged(list(updates))
+            retried = {"branch_results": results, "usage": used}
+            problem = self._shortfall(ran := self._ran(state, results))
+        if problem:
+            await asyncio.to_thread(self._remember, state, config, problem)
+            self._raise(problem)
+        return {"ran": ran, "update": retried}
+
+    # -- the answer --------------------------------------------------------------------
     def _prompt(self, state: ParallelState, ran: Mapping[str, BranchResult]) -> list[AnyMessage]:
         parts = []
         for n, r in ran.items():
@@ -205,39 +313,58 @@ class _Join:
         )
         return [*state["messages"], HumanMessage(note)]
 
-    def _finish(self, answer: str, details: Mapping[str, Any]) -> dict[str, Any]:
-        message = AIMessage(answer, name=self.graph) if self.graph else AIMessage(answer)
-        return {"messages": [message], "join_result": {"join": self.kind, **details}}
+    def _finish(
+        self, answer: str, details: Mapping[str, Any], settled: dict[str, Any]
+    ) -> dict[str, Any]:
+        ran: Mapping[str, BranchResult] = settled["ran"]
+        acting = [n for n, r in ran.items() if r.get("may_still_act")]
+        info: dict[str, Any] = {"join": self.kind, **details}
+        meta: dict[str, Any] = {}
+        if acting:  # the user must know: a timed-out branch may still take effect
+            info["may_still_act"] = meta["podium_may_still_act"] = acting
+            answer += (
+                f"\n\n(Note: {', '.join(acting)} timed out and may still be acting in the "
+                "background; its calls are in doubt until they finish.)"
+            )
+        kwargs: dict[str, Any] = {"response_metadata": meta}
+        if self.graph:
+            kwargs["name"] = self.graph
+        update = {"messages": [AIMessage(answer, **kwargs)], "join_result": info}
+        return {**settled["update"], **update}
 
-    def _combine(self, function: JoinFunction, answers: dict[str, str]) -> dict[str, Any]:
+    def _combine(self, function: JoinFunction, settled: dict[str, Any]) -> dict[str, Any]:
+        answers = {n: r["answer"] for n, r in settled["ran"].items() if r["status"] == "ok"}
         raw = function(answers)
         if isinstance(raw, str):
-            return self._finish(raw, {})
+            return self._finish(raw, {}, settled)
         if isinstance(raw, Mapping) and isinstance(raw.get("answer"), str):
-            return self._finish(raw["answer"], {k: v for k, v in raw.items() if k != "answer"})
+            details = {k: v for k, v in raw.items() if k != "answer"}
+            return self._finish(raw["answer"], details, settled)
         raise ConfigurationError(
             f"The join function {self.kind!r} returned {raw!r:.80}; a join returns the final "
             "answer as a str, or a mapping with an 'answer' str (and details).",
             fix="Return a str from the join function.",
         )
 
+    def _synthesised(self, settled: dict[str, Any], output: Any, agent: str) -> dict[str, Any]:
+        done = self._finish(final_answer(output), {"agent": agent}, settled)
+        return {**done, "usage": add_usage(settled["update"].get("usage"), usage_of(output))}
+
     def invoke(self, state: ParallelState, config: RunnableConfig) -> dict[str, Any]:
-        answers, ran = self._answers(state)
+        settled = self._settle(state, config)
         if not isinstance(self.join, Pregel):
-            return self._combine(self.join, answers)
+            return self._combine(self.join, settled)
         config = run_config(config, state.get("usage"), self.policy)
-        output = self.join.invoke({"messages": self._prompt(state, ran)}, config)
-        done = self._finish(final_answer(output), {"agent": self.join.name})
-        return {**done, "usage": usage_of(output)}
+        output = self.join.invoke({"messages": self._prompt(state, settled["ran"])}, config)
+        return self._synthesised(settled, output, self.join.name)
 
     async def ainvoke(self, state: ParallelState, config: RunnableConfig) -> dict[str, Any]:
-        answers, ran = self._answers(state)
+        settled = await self._asettle(state, config)
         if not isinstance(self.join, Pregel):
-            return self._combine(self.join, answers)
+            return self._combine(self.join, settled)
         config = run_config(config, state.get("usage"), self.policy)
-        output = await self.join.ainvoke({"messages": self._prompt(state, ran)}, config)
-        done = self._finish(final_answer(output), {"agent": self.join.name})
-        return {**done, "usage": usage_of(output)}
+        output = await self.join.ainvoke({"messages": self._prompt(state, settled["ran"])}, config)
+        return self._synthesised(settled, output, self.join.name)
 
 
 class _ParallelGraph(GovernedGraph[ParallelState, None, ParallelState, ParallelState]):
@@ -420,9 +547,14 @@ def create_parallel_graph(
     graph.add_node("fan_out", fan_out, metadata={"select": "run time"} if select else None)
     graph.add_edge(START, "fan_out")
     graph.add_conditional_edges("fan_out", _selector(select, names), names)
+    nodes: dict[str, _Branch] = {}
     for branch_name, member in zip(names, members, strict=True):
-        node = _Branch(
-            branch_name, member_runnable(member, known_tools=known), branch_timeout, policy
+        node = nodes[branch_name] = _Branch(
+            branch_name,
+            member_runnable(member, known_tools=known),
+            branch_timeout,
+            policy,
+            inventory(member).effects,
         )
         graph.add_node(
             branch_name,
@@ -430,7 +562,7 @@ def create_parallel_graph(
             metadata={"timeout": f"{branch_timeout:g}s"} if branch_timeout else None,
         )
         graph.add_edge(branch_name, "join")
-    joiner = _Join(join_fn, kind, names, quorum, name, policy)
+    joiner = _Join(join_fn, kind, names, quorum, name, policy, nodes)
     shown = {"join": kind, **({"quorum": quorum} if quorum is not None else {})}
     graph.add_node(
         "join", RunnableLambda(joiner.invoke, afunc=joiner.ainvoke, name="join"), metadata=shown

@@ -452,12 +452,19 @@ class GovernedExecutor:
         return message
 
     def _failure(self, req: ToolRequest, exc: Exception) -> ToolMessage:
+        # a tool that ran a member (a manager's delegation) reports what its model calls
+        # used before it failed, so the run's usage counts them
+        used = getattr(exc, "podium_usage", None)
         return ToolMessage(
             content=f"Error: tool {req['name']!r} failed: {type(exc).__name__}: {exc}",
             tool_call_id=req["id"],
             name=req["name"] or "unknown",
             status="error",
-            artifact={"error": "tool_failed", "executed": True},
+            artifact={
+                "error": "tool_failed",
+                "executed": True,
+                **({"usage": used} if used else {}),
+            },
         )
 
     def _timed_out(self, req: ToolRequest, plan: _Plan) -> ToolMessage:
