@@ -26,9 +26,11 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -323,6 +325,75 @@ def act(app: Any, cfg: Any, action: str, decision: dict[str, Any] | None) -> dic
     except ApprovalError as exc:
         seen.update(outcome=type(exc).__name__, error=str(exc))
     return seen
+
+
+# -- the test side: paused threads and worker processes ---------------------------------------
+@dataclass
+class Campaign:
+    """A database with paused threads, and worker processes (this module) acting on it."""
+
+    db: str
+    """A SQLite file or a PostgreSQL URL."""
+    tmp: Path
+    """Where specs, markers and the effects file go."""
+    policy: str = "gate"
+    """A key of :data:`POLICIES`."""
+    effects: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.effects = self.tmp / "effects.sqlite"
+        self.saver = open_saver(self.db)
+
+    def close(self) -> None:
+        self.saver.close()
+
+    def app(self, replies: list[Any] | None = None, hooks: Hooks | None = None) -> Any:
+        """The app in this process (the model answers ``replies``)."""
+        return build(
+            self.saver, self.effects, policy=POLICIES[self.policy], replies=replies, hooks=hooks
+        )
+
+    def pause(self, thread: str, order: str, amount: float) -> Any:
+        """Start a run on ``thread`` that waits for a human; return the request."""
+        app = self.app([charge_call(amount, order)])
+        out = app.invoke({"messages": [("user", f"charge {order}")]}, config(thread))
+        assert "__interrupt__" in out
+        [request] = runs.pending(app, config(thread))
+        return request
+
+    def workers(
+        self, specs: list[dict[str, Any]], *, killed: bool = False, timeout: float = 120
+    ) -> list[list[dict[str, Any]]]:
+        """Run one worker process per spec at once; return each one's JSON lines.
+
+        ``killed``: the workers are expected to die by SIGKILL (a round with ``crash``).
+        """
+        procs = []
+        for i, spec in enumerate(specs):
+            path = self.tmp / f"spec-{spec['me']}-{i}.json"
+            full = {"db": self.db, "effects": str(self.effects), "policy": self.policy, **spec}
+            path.write_text(json.dumps(full))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, __file__, str(path)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        outputs = []
+        try:
+            for proc in procs:
+                out, err = proc.communicate(timeout=timeout)
+                assert proc.returncode == (-signal.SIGKILL if killed else 0), err
+                lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+                outputs.append(lines)
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.communicate()
+        return outputs
 
 
 def main() -> None:

@@ -10,31 +10,23 @@ in a separate SQLite file.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from charge_app import (
+    Campaign,
     Gates,
-    Hooks,
     RacingLedger,
-    build,
-    charge_call,
     config,
     effects,
-    open_saver,
     tool_messages,
 )
 
 from podium import AlreadyDecidedError, Decision, runs
 from podium.tools._decisions import current_ledger
 
-APP = Path(__file__).with_name("charge_app.py")
 AMOUNT = 150.0
 
 ALICE = {"action": "approve", "by": "alice"}
@@ -66,78 +58,24 @@ def same(recorded: dict[str, Any], sent: dict[str, Any]) -> bool:
     return all((got.args or {}).get(k) == v for k, v in (want.args or {}).items())
 
 
-@dataclass
-class Campaign:
-    """Threads paused at approval, and worker processes that decide them together."""
-
-    db: str
-    tmp: Path
-    effects: Path = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.effects = self.tmp / "effects.sqlite"
-        self.saver = open_saver(self.db)
-
-    def close(self) -> None:
-        self.saver.close()
-
-    def app(self, replies: list[Any] | None = None, hooks: Hooks | None = None) -> Any:
-        return build(self.saver, self.effects, replies=replies, hooks=hooks)
-
-    def pause(self, thread: str, order: str) -> str:
-        """Start a run on ``thread`` that waits for approval; return the request id."""
-        app = self.app([charge_call(AMOUNT, order)])
-        out = app.invoke({"messages": [("user", f"charge {order}")]}, config(thread))
-        assert "__interrupt__" in out
-        [request] = runs.pending(app, config(thread))
-        return request.id
-
-    def workers(self, specs: list[dict[str, Any]], timeout: float = 120) -> list[list[dict]]:
-        """Run one process per spec at once; return each one's JSON lines."""
-        procs = []
-        for i, spec in enumerate(specs):
-            path = self.tmp / f"spec-{spec['me']}-{i}.json"
-            path.write_text(json.dumps({"db": self.db, "effects": str(self.effects), **spec}))
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, str(APP), str(path)],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-            )
-        outputs = []
-        try:
-            for proc in procs:
-                out, err = proc.communicate(timeout=timeout)
-                assert proc.returncode == 0, err
-                lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-                outputs.append(lines)
-        finally:
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.communicate()
-        return outputs
-
-    def check_settled(self, thread: str, order: str, winner: dict[str, Any]) -> None:
-        """After the race: one decision in the ledger, nothing pending, resume is a no-op."""
-        expected = effect_of(winner)
-        charged = [(order, expected)] if expected is not None else []
-        assert effects(self.effects, order) == charged
-        app = self.app([])
-        ledger = current_ledger(app.config)
-        records = ledger.approvals(thread)
-        assert [r.status for r in records] == ["decided"]
-        assert records[0].decision is not None
-        assert same(records[0].decision, winner)
-        assert thread not in ledger.pending_approvals()
-        assert runs.pending(app, config(thread)) == []
-        before = app.get_state(config(thread)).values["messages"]
-        runs.resume(app, config(thread))  # nothing is left to do: nothing runs, nothing asks
-        assert effects(self.effects, order) == charged
-        assert app.get_state(config(thread)).values["messages"] == before
-        assert runs.pending(app, config(thread)) == []
+def check_settled(campaign: Campaign, thread: str, order: str, winner: dict[str, Any]) -> None:
+    """After the race: one decision in the ledger, nothing pending, resume is a no-op."""
+    expected = effect_of(winner)
+    charged = [(order, expected)] if expected is not None else []
+    assert effects(campaign.effects, order) == charged
+    app = campaign.app([])
+    ledger = current_ledger(app.config)
+    records = ledger.approvals(thread)
+    assert [r.status for r in records] == ["decided"]
+    assert records[0].decision is not None
+    assert same(records[0].decision, winner)
+    assert thread not in ledger.pending_approvals()
+    assert runs.pending(app, config(thread)) == []
+    before = app.get_state(config(thread)).values["messages"]
+    runs.resume(app, config(thread))  # nothing is left to do: nothing runs, nothing asks
+    assert effects(campaign.effects, order) == charged
+    assert app.get_state(config(thread)).values["messages"] == before
+    assert runs.pending(app, config(thread)) == []
 
 
 SCENARIOS: dict[str, tuple[str, list[dict[str, Any]]]] = {
@@ -163,7 +101,7 @@ def run_campaign(campaign: Campaign, rounds: int) -> Answers:
         for name in SCENARIOS  # interleaved, so the processes are warm for every kind
     ]
     for _, _, thread, order in plan:
-        campaign.pause(thread, order)
+        campaign.pause(thread, order, AMOUNT)
     width = max(len(decisions) for _, decisions in SCENARIOS.values())
     specs = []
     for i in range(width):
@@ -224,7 +162,7 @@ def check_scenario(campaign: Campaign, answers: Answers, name: str) -> None:
                 assert answer["outcome"] == "already_decided", answer
                 assert same(answer["recorded"], winner)
                 assert answer["result_tools"] in ([], result)
-        campaign.check_settled(thread, order, winner)
+        check_settled(campaign, thread, order, winner)
 
 
 @pytest.fixture(scope="module")
@@ -281,7 +219,7 @@ class ThreadRace:
         self.campaign.close()
 
     def run(self, thread: str, order: str, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        self.campaign.pause(thread, order)
+        self.campaign.pause(thread, order, AMOUNT)
         app = self.campaign.app(["done", "done"])
         [request] = runs.pending(app, config(thread))
         got: list[dict[str, Any]] = [{} for _ in decisions]
@@ -344,7 +282,7 @@ def test_threads_decide_at_once(tmp_path: Path, decisions: list[dict[str, Any]])
             assert same(loser["recorded"], decisions[w])
             assert "__interrupt__" not in loser["out"]
             assert tool_messages(loser["out"]) == result
-            race.campaign.check_settled(thread, order, decisions[w])
+            check_settled(race.campaign, thread, order, decisions[w])
     finally:
         race.close()
 
@@ -397,7 +335,7 @@ def test_second_process_waits_for_a_slow_call(tmp_path: Path) -> None:
 def check_slow_call(campaign: Campaign, tmp: Path) -> None:
     rounds = {"resume": ("slow-resume", "A-slow-resume"), "raw": ("slow-raw", "A-slow-raw")}
     for thread, order in rounds.values():
-        campaign.pause(thread, order)
+        campaign.pause(thread, order, AMOUNT)
     a_rounds, b_rounds = [], []
     for action, (thread, _) in rounds.items():
         inside, seen_running = tmp / f"{thread}.inside", tmp / f"{thread}.seen"
@@ -440,4 +378,4 @@ def check_slow_call(campaign: Campaign, tmp: Path) -> None:
             ("approval", "decided")
         ]
         assert thread not in ledger.pending_approvals()
-        campaign.check_settled(thread, order, ALICE)
+        check_settled(campaign, thread, order, ALICE)
