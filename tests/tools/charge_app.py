@@ -209,6 +209,9 @@ class Gates:
         """Called by a caller's first ledger read after it lost ``claim_call``."""
         self.saw_running: Path | None = None
         """Touched when a read finds the call started but not done."""
+        self.die_after_finish = False
+        """SIGKILL this process right after ``finish_call`` recorded a result (before
+        LangGraph saved the step)."""
         self._seen: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("seen")
 
     def reset(self) -> dict[str, Any]:
@@ -272,6 +275,13 @@ class _Racing:
     def open_request(self, *args: Any, **kwargs: Any) -> Any:
         self.gates.moved()
         return super().open_request(*args, **kwargs)  # type: ignore[misc]
+
+    def finish_call(self, *args: Any, **kwargs: Any) -> bool:
+        done = bool(super().finish_call(*args, **kwargs))  # type: ignore[misc]
+        if self.gates.die_after_finish:
+            sys.stdout.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return done
 
 
 class RacingLedger(_Racing, SQLiteLedger):
@@ -407,6 +417,7 @@ def main() -> None:
         parties = int(round_.get("parties", 1))
         gates.reset()
         gates.saw_running = Path(round_["saw_running"]) if round_.get("saw_running") else None
+        gates.die_after_finish = bool(round_.get("die_after_finish"))
         gates.before_decide = gates.after_first_read = None
         if folder is not None and parties > 1:
             gates.before_decide = lambda f=folder, n=parties: file_barrier(f / "decide", n, me)
