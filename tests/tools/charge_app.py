@@ -203,8 +203,8 @@ class Gates:
         """Before the first ``get_call`` after ``record_decision`` (the call's start)."""
         self.after_first_read: Callable[[], bool] | None = None
         """Right after that read: every caller read "not started", none claimed yet."""
-        self.after_claim: Callable[[bool], bool] | None = None
-        """Right after ``claim_call``, with whether this caller won it."""
+        self.after_claim: Callable[[Any], bool] | None = None
+        """Right after ``claim_call``, with its :class:`~podium.checkpoints.Claim`."""
         self.next_step: Callable[[], None] | None = None
         """Called by a caller's first ledger read after it lost ``claim_call``."""
         self.saw_running: Path | None = None
@@ -268,7 +268,7 @@ class _Racing:
         if not claim.won:
             seen["lost_claim"] = True
         hook = self.gates.after_claim
-        if hook is not None and not hook(claim.won):
+        if hook is not None and not hook(claim):
             seen["timeouts"].append("hold")
         return claim
 
@@ -302,6 +302,19 @@ def racing_ledger(db: str, gates: Gates) -> Any:
     return RacingLedger(db, gates)
 
 
+def owner_gone(claim: Any) -> bool:
+    """For the loser of ``claim_call``: wait until the winner's process has exited."""
+    if claim.won:
+        return True
+    pid = int(str(claim.record.owner).split("|")[1])
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 # -- what a process saw -----------------------------------------------------------------------
 def tool_messages(out: Any) -> list[dict[str, Any]]:
     if not isinstance(out, dict):
@@ -330,7 +343,10 @@ def act(app: Any, cfg: Any, action: str, decision: dict[str, Any] | None) -> dic
         seen["final"] = str(out["messages"][-1].content) if out.get("messages") else ""
     except AlreadyDecidedError as exc:
         seen.update(
-            outcome="already_decided", recorded=exc.recorded, result_tools=tool_messages(exc.result)
+            outcome="already_decided",
+            recorded=exc.recorded,
+            result_tools=tool_messages(exc.result),
+            result_interrupted=isinstance(exc.result, dict) and "__interrupt__" in exc.result,
         )
     except ApprovalError as exc:
         seen.update(outcome=type(exc).__name__, error=str(exc))
@@ -392,7 +408,11 @@ class Campaign:
                 )
             )
         outputs = []
+        deadline = time.monotonic() + timeout
         try:
+            while None in [proc.poll() for proc in procs]:  # reaps each one as it exits
+                assert time.monotonic() < deadline, "a worker process hangs"
+                time.sleep(0.01)
             for proc in procs:
                 out, err = proc.communicate(timeout=timeout)
                 assert proc.returncode == (-signal.SIGKILL if killed else 0), err
@@ -418,6 +438,7 @@ def main() -> None:
         gates.reset()
         gates.saw_running = Path(round_["saw_running"]) if round_.get("saw_running") else None
         gates.die_after_finish = bool(round_.get("die_after_finish"))
+        gates.after_claim = owner_gone if round_.get("lost_claim_waits_for_exit") else None
         gates.before_decide = gates.after_first_read = None
         if folder is not None and parties > 1:
             gates.before_decide = lambda f=folder, n=parties: file_barrier(f / "decide", n, me)
