@@ -10,9 +10,14 @@ counts real side effects (rows in a separate SQLite file).
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import charge_app
 import pytest
 from charge_app import Campaign, config, effects, tool_messages
 from langchain_core.messages import AIMessage
@@ -141,3 +146,54 @@ def test_edited_in_doubt_request_still_says_in_doubt(sqlite_campaign: Campaign) 
     # approving this runs the charge again, after one that may have gone through
     assert cfo.kind == "in_doubt"
     assert "may or may not have taken effect" in cfo.reason
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="checkpoints/_ledger.owner_alive: a process that died but is not reaped yet (a "
+    "zombie: /proc/PID/stat still exists with the same start time, state 'Z') counts as "
+    "alive, so its in-doubt call is waited for and then reported as CallInProgressError "
+    "('being run by another worker') instead of becoming an in_doubt request",
+)
+def test_dead_but_unreaped_worker_is_not_alive(
+    sqlite_campaign: Campaign, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from podium.tools import _executor
+
+    monkeypatch.setattr(_executor, "WAIT_SECONDS", 2.0)  # how long a resume waits for a runner
+    campaign = sqlite_campaign
+    campaign.pause(THREAD, ORDER, 150)
+    round_ = {"thread": THREAD, "action": "decide", "decision": FINANCE.to_json(), "crash": True}
+    spec = campaign.tmp / "zombie.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "db": campaign.db,
+                "effects": str(campaign.effects),
+                "policy": "tiers",
+                "me": "a",
+                "rounds": [round_],
+            }
+        )
+    )
+    worker = subprocess.Popen(
+        [sys.executable, charge_app.__file__, str(spec)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert worker.stdout is not None
+        worker.stdout.read()  # EOF: the worker was SIGKILLed inside the tool; not reaped yet
+        assert effects(campaign.effects) == [(ORDER, 150.0)]
+        app = campaign.app(["done"])
+        out = runs.resume(app, CFG)
+        assert "__interrupt__" in out
+        [doubt] = runs.pending(app, CFG)
+        assert doubt.kind == "in_doubt"
+        assert effects(campaign.effects) == [(ORDER, 150.0)]
+    finally:
+        worker.wait()
+        assert worker.returncode == -signal.SIGKILL
+        if worker.stdout is not None:
+            worker.stdout.close()
