@@ -174,13 +174,6 @@ def test_edit_with_a_numeric_string_is_gated_by_its_value(billing: Billing) -> N
     assert billing.charges == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runs._same compares the sent edit's args with == against the recorded (schema-"
-    "validated) args, so runs.decide raises AlreadyDecidedError ('decided by finance-lead "
-    "... at the same moment ... your edit was not applied') for the caller's own edit "
-    "whenever the schema coerced a value ('2000' -> 2000.0), although it was applied",
-)
 def test_decide_accepts_its_own_coerced_edit(billing: Billing) -> None:
     request = billing.start()
     out = billing.decide(request, Decision.edit({"amount": "2000"}, by="finance-lead"))
@@ -351,16 +344,8 @@ def test_rewritten_history_survives_a_new_saver(
 
 
 # -- a replayed edited call ------------------------------------------------------------------
-REPLAY_BUG = (
-    "_executor: a call that is already done in the ledger is answered by _replayed(), "
-    "whose ToolMessage has no podium_edit artifact (the ledger keeps only the result), so "
-    "on a fork/time travel or a resume after a crash between finish_call and the step's "
-    "checkpoint the AIMessage keeps the model's original args next to the edited call's "
-    "result, and the model is sent that history"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=REPLAY_BUG)
 def test_fork_before_the_edit_shows_the_call_that_ran(
     checkpointer: BaseCheckpointSaver[Any],
 ) -> None:
@@ -379,7 +364,6 @@ def test_fork_before_the_edit_shows_the_call_that_ran(
     assert asked.tool_calls[0]["args"] == {"order_id": "A-1", "amount": 80.0}
 
 
-@pytest.mark.xfail(strict=True, reason=REPLAY_BUG)
 def test_crash_after_an_edited_call_resumes_with_the_call_that_ran(tmp_path: Path) -> None:
     """The worker edits to 80, the call runs and is recorded done, and the worker is
     SIGKILLed before LangGraph saved the step; this process resumes."""

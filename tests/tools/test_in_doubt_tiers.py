@@ -128,12 +128,6 @@ def test_in_doubt_request_keeps_the_tiers_on_postgres(tmp_path: Path, postgres_u
         campaign.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_executor.GovernedExecutor._human: when an edit of an in_doubt request needs "
-    "another tier, the new request gets kind 'approval' (or 'escalation') and the rule's "
-    "reason; the approver is not told that the call may already have taken effect",
-)
 def test_edited_in_doubt_request_still_says_in_doubt(sqlite_campaign: Campaign) -> None:
     crash_inside(sqlite_campaign)
     app = sqlite_campaign.app(["done"])
@@ -148,13 +142,6 @@ def test_edited_in_doubt_request_still_says_in_doubt(sqlite_campaign: Campaign) 
     assert "may or may not have taken effect" in cfo.reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="checkpoints/_ledger.owner_alive: a process that died but is not reaped yet (a "
-    "zombie: /proc/PID/stat still exists with the same start time, state 'Z') counts as "
-    "alive, so its in-doubt call is waited for and then reported as CallInProgressError "
-    "('being run by another worker') instead of becoming an in_doubt request",
-)
 def test_dead_but_unreaped_worker_is_not_alive(
     sqlite_campaign: Campaign, monkeypatch: pytest.MonkeyPatch
 ) -> None:

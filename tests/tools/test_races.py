@@ -288,13 +288,6 @@ def test_threads_decide_at_once(tmp_path: Path, decisions: list[dict[str, Any]])
         race.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a thread that loses claim_call to another thread of the same process before "
-    "that thread registered the call as running (_inflight.begin) takes the call for in "
-    "doubt: owner_alive() says a call of this process is alive only while running_here; "
-    "it opens a ghost in_doubt request instead of waiting",
-)
 def test_thread_that_loses_the_claim_waits_for_the_winner(tmp_path: Path) -> None:
     """Both threads read "not started" and claim together; the winner is held right
     after its claim (before it runs the tool) until the loser took its next step."""
@@ -382,13 +375,6 @@ def check_slow_call(campaign: Campaign, tmp: Path) -> None:
         check_settled(campaign, thread, order, ALICE)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_inflight.start_once decides 'in doubt' from the row read by claim_call: when "
-    "the winner finishes the call and its process exits before the loser's liveness check, "
-    "the loser sees a dead owner on a stale 'started' row and asks a human about a call that "
-    "is done (a ghost in_doubt request) instead of re-reading it and replaying its result",
-)
 def test_loser_of_the_claim_does_not_doubt_a_call_that_just_finished(tmp_path: Path) -> None:
     """Two processes approve at once and both claim; the loser is held right after its
     lost claim until the winner ran the call, finished its run and exited."""

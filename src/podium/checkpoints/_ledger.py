@@ -133,11 +133,17 @@ def _now() -> str:
 
 # -- who runs a call -------------------------------------------------------------------
 def _process_start(pid: int) -> str:
-    """The kernel's start time of ``pid`` (tells a live process from a reused pid)."""
+    """The kernel's start time of ``pid`` if it runs (tells it from a reused pid).
+
+    ``""`` when there is no such process, or it has exited and waits to be reaped
+    (a zombie keeps its start time but runs nothing).
+    """
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return fields[19]  # field 22 (starttime); fields[0] is field 3
+        if fields[0] in ("Z", "X"):  # field 3, the state: a zombie or dead
+            return ""
+        return fields[19]  # field 22 (starttime)
     except (OSError, IndexError):
         return ""
 
@@ -257,6 +263,11 @@ class ToolLedger(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the ledger's connections."""
+
+    @property
+    def location(self) -> str:
+        """Where the records live: two ledger objects on one database share it."""
+        return f"{type(self).__name__}:{id(self)}"
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[Row], int]:
         if self._placeholder != "?":
@@ -504,6 +515,11 @@ class SQLiteLedger(ToolLedger):
             self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(ledger_schema(""))
         add_missing_columns(self._db)
+
+    @property
+    def location(self) -> str:
+        """The database file (a private one for an in-memory ledger)."""
+        return f"sqlite:{os.path.realpath(self.path)}" if self.path else super().location
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[Row], int]:
         with self._lock:

@@ -138,6 +138,18 @@ class PostgresLedger(ToolLedger):
             with self._lock:
                 yield self._conn
 
+    @property
+    def location(self) -> str:
+        """The database (host, port, name): two ledgers on it share their calls."""
+        conn = self._conn
+        conninfo = conn.conninfo if isinstance(conn, ConnectionPool) else conn.info.dsn
+        try:
+            params = conninfo_to_dict(conninfo if isinstance(conninfo, str) else conninfo())
+        except Exception:  # an unparseable string: this object only
+            return super().location
+        where = (params.get("host"), params.get("port"), params.get("dbname"))
+        return f"postgres:{where}"
+
     def setup(self) -> None:
         """Create the ledger's tables if missing (safe with many workers at once)."""
         with self._connection() as conn, _setup_lock(conn):

@@ -24,7 +24,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, ValidationError
 
-from podium.checkpoints._ledger import CallRecord, args_hash, process_owner
+from podium.checkpoints._ledger import CallRecord, args_hash
 from podium.errors import InvalidDecisionError
 from podium.graphs._stage import problems, typed
 from podium.tools import _inflight
@@ -235,7 +235,6 @@ class ActionGate:
         edited, value, _ = chosen[0]
         if isinstance(started, CallRecord):
             return Passage(edited=edited, value=value, replayed=started.result or {})
-        _inflight.begin(at.ledger, at.thread, f"{base}|run", process_owner())
         return Passage(edited=edited, value=value, key=f"{base}|run")
 
     @staticmethod

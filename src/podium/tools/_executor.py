@@ -39,7 +39,7 @@ from langchain_core.runnables.config import merge_configs
 from langchain_core.tools import BaseTool
 from langgraph.errors import GraphBubbleUp
 
-from podium.checkpoints._ledger import CallRecord, args_hash, process_owner
+from podium.checkpoints._ledger import CallRecord, args_hash
 from podium.checkpoints._messages import EDIT_ARTIFACT
 from podium.errors import InvalidDecisionError
 from podium.observe import emit
@@ -256,12 +256,19 @@ class GovernedExecutor:
             if after.action == "allow" or after.approvers is None or by in after.approvers:
                 return _Cleared(edited, original, by)
             key = f"{key}|edit:{args_hash(edited)[:16]}"
-            kind = "approval" if after.action == "approve" else "escalation"
+            doubt = kind == "in_doubt"
+            if not doubt:
+                kind = "approval" if after.action == "approve" else "escalation"
             args, verdict = edited, after
             reason = (
                 f"{after.reason} (edited by {decision.by}; the edited call needs "
                 f"{', '.join(after.approvers)})"
             )
+            if doubt:
+                reason = (
+                    f"the call this replaces may or may not have taken effect (its process "
+                    f"stopped while it ran); approving runs the edited call. {reason}"
+                )
 
     # -- planning -----------------------------------------------------------------
     def plan(self, req: ToolRequest, config: RunnableConfig | None) -> _Plan | ToolMessage:
@@ -411,12 +418,15 @@ class GovernedExecutor:
 
     def _replayed(self, req: ToolRequest, record: CallRecord) -> ToolMessage:
         result = record.result or {}
+        artifact: dict[str, Any] = {"replayed": True, "executed": False}
+        if isinstance(result.get(EDIT_ARTIFACT), dict):
+            artifact[EDIT_ARTIFACT] = result[EDIT_ARTIFACT]
         return ToolMessage(
             content=result.get("content", ""),
             status=result.get("status", "success"),
             tool_call_id=req["id"],
             name=req["name"] or "",
-            artifact={"replayed": True, "executed": False},
+            artifact=artifact,
         )
 
     # -- execution --------------------------------------------------------------
@@ -490,13 +500,13 @@ class GovernedExecutor:
 
     def _record(self, plan: _Plan, message: ToolMessage) -> None:
         if plan.idempotency_key is not None:
-            plan.at.ledger.finish_call(
-                plan.at.thread, plan.key, {"content": message.content, "status": message.status}
+            result: dict[str, Any] = {"content": message.content, "status": message.status}
+            edit = (
+                message.artifact.get(EDIT_ARTIFACT) if isinstance(message.artifact, dict) else None
             )
-
-    def _begin(self, plan: _Plan) -> None:
-        if plan.idempotency_key is not None:
-            _inflight.begin(plan.at.ledger, plan.at.thread, plan.key, process_owner())
+            if edit is not None:  # a replay shows the call that ran, not the one asked for
+                result[EDIT_ARTIFACT] = edit
+            plan.at.ledger.finish_call(plan.at.thread, plan.key, result)
 
     def _end(self, plan: _Plan) -> None:
         if plan.idempotency_key is not None:
@@ -524,7 +534,6 @@ class GovernedExecutor:
         plan = self.plan(req, config)
         if isinstance(plan, ToolMessage):
             return plan
-        self._begin(plan)
         background = False
         try:
             with self._keyed(plan):
@@ -567,7 +576,6 @@ class GovernedExecutor:
         plan = await asyncio.to_thread(self.plan, req, config)
         if isinstance(plan, ToolMessage):
             return plan
-        self._begin(plan)
         try:
             with self._keyed(plan):
                 pending = self.granted[plan.name].ainvoke(

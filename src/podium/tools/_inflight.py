@@ -27,15 +27,16 @@ from podium.errors import CallInProgressError
 
 __all__ = ["Rerun", "Started", "alive", "begin", "end", "running_here", "start_once", "wait_for"]
 
-_Key = tuple[int, str, str]
+_Key = tuple[str, str, str]
 _lock = threading.Lock()
-_calls: dict[_Key, tuple[ToolLedger, str]] = {}
+_calls: dict[_Key, tuple[ToolLedger, str, int]] = {}
 _wake = threading.Event()
 _beating: threading.Thread | None = None
 
 
 def _key(ledger: ToolLedger, thread: str, call_key: str) -> _Key:
-    return (id(ledger), thread, call_key)
+    # by location: two ledger objects of this process on one database see the same calls
+    return (ledger.location, thread, call_key)
 
 
 def _beat() -> None:
@@ -44,7 +45,7 @@ def _beat() -> None:
         _wake.clear()
         with _lock:
             calls = list(_calls.items())
-        for (_, thread, call_key), (ledger, owner) in calls:
+        for (_, thread, call_key), (ledger, owner, _) in calls:
             try:
                 ledger.heartbeat(thread, call_key, owner)
             except Exception:  # a heartbeat is best effort; liveness falls back to pids
@@ -52,19 +53,32 @@ def _beat() -> None:
 
 
 def begin(ledger: ToolLedger, thread: str, call_key: str, owner: str) -> None:
-    """Register a call this process is about to run (until :func:`end`)."""
+    """Register a call this process is about to run (until the matching :func:`end`).
+
+    Registrations are counted: two threads of this process that register the same
+    call (one of them then loses the claim) leave it registered for the other.
+    """
     global _beating
+    key = _key(ledger, thread, call_key)
     with _lock:
-        _calls[_key(ledger, thread, call_key)] = (ledger, owner)
+        _, _, count = _calls.get(key, (ledger, owner, 0))
+        _calls[key] = (ledger, owner, count + 1)
         if _beating is None:
             _beating = threading.Thread(target=_beat, name="podium-heartbeat", daemon=True)
             _beating.start()
 
 
 def end(ledger: ToolLedger, thread: str, call_key: str) -> None:
-    """The call is no longer running in this process."""
+    """One registration of the call ended (see :func:`begin`)."""
+    key = _key(ledger, thread, call_key)
     with _lock:
-        _calls.pop(_key(ledger, thread, call_key), None)
+        found = _calls.get(key)
+        if found is None:
+            return
+        if found[2] <= 1:
+            del _calls[key]
+        else:
+            _calls[key] = (found[0], found[1], found[2] - 1)
 
 
 def running_here(ledger: ToolLedger, thread: str, call_key: str) -> bool:
@@ -137,6 +151,9 @@ def start_once(
 ) -> Started | CallRecord | T:
     """Start a side-effecting call exactly once.
 
+    The caller runs a :class:`Started` call and then calls :func:`end` (the call is
+    registered as running here from the moment it is claimed).
+
     Returns:
         :class:`Started` when this process must run the call; the ``done``
         :class:`~podium.checkpoints.CallRecord` when it already ran (replay its
@@ -150,19 +167,32 @@ def start_once(
     while True:
         record = ledger.get_call(thread, call_key)
         if record is None:
-            claim = ledger.claim_call(thread, call_key, tool, hashed, me)
+            # registered before the insert, so a thread of this process that loses the
+            # claim sees the call running here, never in doubt
+            begin(ledger, thread, call_key, me)
+            try:
+                claim = ledger.claim_call(thread, call_key, tool, hashed, me)
+            except BaseException:
+                end(ledger, thread, call_key)
+                raise
             if claim.won:
                 return Started(claim.record.idempotency_key)
+            end(ledger, thread, call_key)
             record = claim.record
         if record.status == "done":
             return record
         if alive(ledger, thread, call_key, record):
             wait_for(ledger, thread, call_key, wait)
             continue
+        fresh = ledger.get_call(thread, call_key)  # it may have finished since the read
+        if fresh is None or fresh.status == "done" or fresh.owner != record.owner:
+            continue
         if not idempotent:
             answer = in_doubt(record)
             if not isinstance(answer, Rerun):
                 return answer
             hashed = answer.hashed
+        begin(ledger, thread, call_key, me)
         if ledger.reclaim_call(thread, call_key, record.owner, me, hashed):
             return Started(record.idempotency_key)
+        end(ledger, thread, call_key)
