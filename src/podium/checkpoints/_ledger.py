@@ -71,6 +71,8 @@ STALE_SECONDS = 15.0
 _ADDED_COLUMNS = (
     ("podium_tool_calls", "owner", "TEXT"),
     ("podium_tool_calls", "heartbeat_at", "DOUBLE PRECISION"),
+    ("podium_tool_calls", "args", "TEXT"),
+    ("podium_tool_calls", "late", "INTEGER"),
 )
 """Columns newer than the first release: added to existing databases on open."""
 
@@ -104,6 +106,8 @@ CREATE TABLE IF NOT EXISTS podium_tool_calls (
     finished_at TEXT,
     owner TEXT,
     heartbeat_at DOUBLE PRECISION,
+    args TEXT,
+    late INTEGER,
     PRIMARY KEY (thread_id, call_key)
 );
 CREATE TABLE IF NOT EXISTS podium_approvals (
@@ -209,6 +213,12 @@ class CallRecord:
     """Who started the latest attempt (see :func:`process_owner`)."""
     heartbeat_at: float | None = None
     """When that process last said it is still running the call (epoch seconds)."""
+    args: dict[str, Any] | None = None
+    """The arguments it runs with (``None`` for rows written before they were kept)."""
+    late: bool = False
+    """It timed out and the model has not been told how it ended yet."""
+    call_key: str = ""
+    """The call's key."""
 
 
 @dataclass(frozen=True)
@@ -238,7 +248,10 @@ class ApprovalRecord:
 
 
 Row = Sequence[Any]
-_CALL_COLUMNS = "tool, args_hash, idempotency_key, status, attempts, result, owner, heartbeat_at"
+_CALL_COLUMNS = (
+    "tool, args_hash, idempotency_key, status, attempts, result, owner, heartbeat_at, args, "
+    "late, call_key"
+)
 _APPROVAL_COLUMNS = "request, status, decision, bound_args_hash, call_key"
 
 
@@ -281,22 +294,17 @@ class ToolLedger(ABC):
             f"SELECT {_CALL_COLUMNS} FROM podium_tool_calls WHERE thread_id=? AND call_key=?",
             (thread_id, call_key),
         )
-        if not rows:
-            return None
-        row = rows[0]
-        return CallRecord(
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            int(row[4]),
-            json.loads(row[5]) if row[5] else None,
-            row[6],
-            float(row[7]) if row[7] is not None else None,
-        )
+        return _call(rows[0]) if rows else None
 
     def claim_call(
-        self, thread_id: str, call_key: str, tool: str, hashed: str, owner: str
+        self,
+        thread_id: str,
+        call_key: str,
+        tool: str,
+        hashed: str,
+        owner: str,
+        args: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> Claim:
         """Start the call unless it was started before: compare-and-set.
 
@@ -304,13 +312,26 @@ class ToolLedger(ABC):
         any other caller gets the existing row -- running elsewhere, done, or in
         doubt -- and must not act. Durable before it returns.
         """
-        key = hashlib.sha256(f"{thread_id}\0{call_key}\0{hashed}".encode()).hexdigest()[:32]
+        key = (
+            idempotency_key
+            or hashlib.sha256(f"{thread_id}\0{call_key}\0{hashed}".encode()).hexdigest()[:32]
+        )
         _, inserted = self._run(
             "INSERT INTO podium_tool_calls (thread_id, call_key, tool, args_hash, "
-            "idempotency_key, status, started_at, owner, heartbeat_at) "
-            "VALUES (?, ?, ?, ?, ?, 'started', ?, ?, ?) "
+            "idempotency_key, status, started_at, owner, heartbeat_at, args, late) "
+            "VALUES (?, ?, ?, ?, ?, 'started', ?, ?, ?, ?, 0) "
             "ON CONFLICT (thread_id, call_key) DO NOTHING",
-            (thread_id, call_key, tool, hashed, key, _now(), owner, time.time()),
+            (
+                thread_id,
+                call_key,
+                tool,
+                hashed,
+                key,
+                _now(),
+                owner,
+                time.time(),
+                json.dumps(args, default=str) if args is not None else None,
+            ),
         )
         record = self.get_call(thread_id, call_key)
         if record is None:  # pragma: no cover - the row was just written
@@ -352,6 +373,26 @@ class ToolLedger(ABC):
             (json.dumps(result, default=str), _now(), thread_id, call_key),
         )
         return count == 1
+
+    def mark_late(self, thread_id: str, call_key: str, late: bool) -> None:
+        """Flag a call that timed out (``True``), or note the model was told how it ended."""
+        self._run(
+            "UPDATE podium_tool_calls SET late=? WHERE thread_id=? AND call_key=?",
+            (1 if late else 0, thread_id, call_key),
+        )
+
+    def unresolved(self, thread_id: str, tool: str) -> list[CallRecord]:
+        """Calls of ``tool`` in the thread that are not settled.
+
+        Still running or in doubt, or timed out and ended since without the model
+        being told how.
+        """
+        rows, _ = self._run(
+            f"SELECT {_CALL_COLUMNS} FROM podium_tool_calls WHERE thread_id=? AND tool=? "
+            "AND (status='started' OR late=1)",
+            (thread_id, tool),
+        )
+        return [_call(r) for r in rows]
 
     def count_calls(self, thread_id: str | None = None) -> int:
         """How many distinct calls the ledger holds (optionally for one thread)."""
@@ -462,6 +503,22 @@ class ToolLedger(ABC):
         """Forget every call and approval of a thread (with the thread itself)."""
         self._run("DELETE FROM podium_tool_calls WHERE thread_id=?", (thread_id,))
         self._run("DELETE FROM podium_approvals WHERE thread_id=?", (thread_id,))
+
+
+def _call(row: Row) -> CallRecord:
+    return CallRecord(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        int(row[4]),
+        json.loads(row[5]) if row[5] else None,
+        row[6],
+        float(row[7]) if row[7] is not None else None,
+        json.loads(row[8]) if row[8] else None,
+        bool(row[9]),
+        row[10],
+    )
 
 
 def _approval(row: Row) -> ApprovalRecord:

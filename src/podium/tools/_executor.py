@@ -41,25 +41,20 @@ from langgraph.errors import GraphBubbleUp
 
 from podium.checkpoints._ledger import CallRecord, args_hash
 from podium.checkpoints._messages import EDIT_ARTIFACT
-from podium.errors import InvalidDecisionError
 from podium.observe import emit
 from podium.tools import _inflight
-from podium.tools._approvals import ApprovalRequest, Decision, RequestKind
+from podium.tools._approvals import RequestKind
+from podium.tools._asking import Asking, Cleared, replayed
 from podium.tools._checks import Grants, refusal
 from podium.tools._decisions import (
-    EXPIRED,
     LEDGER_KEY,
-    Question,
     Where,
-    ask,
-    bind_args,
     current_ledger,
     governance,
-    make_request,
     where,
 )
 from podium.tools._decorator import ToolTraits, traits_of
-from podium.tools._policy import Governance, Policy, PolicyDecision
+from podium.tools._policy import Governance, Policy
 from podium.tools._requests import ToolRequest
 
 __all__ = [
@@ -103,20 +98,11 @@ def call_key(at: Where, req: ToolRequest, args: dict[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
-class _Cleared:
-    """What a human let run: the arguments, and who edited them from what."""
-
-    args: dict[str, Any]
-    edited_from: dict[str, Any] | None = None
-    edited_by: str | None = None
-
-
-@dataclass(frozen=True)
 class _Plan:
     """A call cleared to run: with which arguments, under which ledger record."""
 
     name: str
-    run: _Cleared
+    run: Cleared
     at: Where
     key: str
     idempotency_key: str | None
@@ -128,7 +114,7 @@ class _Plan:
         return self.run.args
 
 
-class GovernedExecutor:
+class GovernedExecutor(Asking):
     """Runs one agent's tool calls under its grants and the policies in force.
 
     Args:
@@ -162,113 +148,6 @@ class GovernedExecutor:
     def check(self, req: ToolRequest) -> ToolMessage | None:
         """Return a refusal for a call that must not run, else ``None``."""
         return self.grants.check(req)
-
-    # -- humans -------------------------------------------------------------------
-    def _reviewer(
-        self, name: str, rules: Governance, traits: ToolTraits
-    ) -> Any:  # a decisions.Review
-        """Edited arguments are a new call for the schema and every policy."""
-
-        def review(decision: Decision, request: ApprovalRequest) -> Decision:
-            if decision.action != "edit":
-                return decision
-            merged = {**request.args, **(decision.args or {})}
-            checked = self.grants.validate(name, merged)
-            if isinstance(checked, tuple):
-                raise InvalidDecisionError(
-                    f"The edited arguments were refused: {checked[1]}",
-                    fix="Edit with arguments the tool accepts (a partial edit is merged onto "
-                    "the requested arguments), or approve or reject.",
-                )
-            verdict = rules.decide(agent=self.agent, tool=name, traits=traits, args=checked)
-            if verdict.action == "deny":
-                raise InvalidDecisionError(
-                    f"The edited call {name}({json.dumps(checked)}) is not allowed by the "
-                    f"policy: {verdict.reason}. Nothing ran.",
-                    fix="Edit within the policy, approve the request as it is, or reject it.",
-                )
-            return Decision.edit(checked, by=decision.by)
-
-        return review
-
-    def _human(
-        self,
-        req: ToolRequest,
-        at: Where,
-        key: str,
-        kind: RequestKind,
-        args: dict[str, Any],
-        verdict: PolicyDecision,
-        rules: Governance,
-        reason: str,
-        config: RunnableConfig | None,
-    ) -> _Cleared | ToolMessage:
-        """Ask until a human lets the call run (its arguments) or answers it (a message).
-
-        An edit whose arguments the policy gates for approvers the editor is not one
-        of waits for them: a new request for the edited call, naming them.
-        """
-        name = req["name"] or ""
-        traits = traits_of(self.granted[name])
-        original, by = args, ""
-        while True:
-            request = make_request(
-                at,
-                key,
-                agent=self.agent,
-                tool=name,
-                args=args,
-                reason=reason,
-                kind=kind,
-                risk=traits.risk,
-                tool_call_id=req["id"],
-                approvers=verdict.approvers,
-                timeout=rules.approval_timeout,
-            )
-            question = Question(
-                key, request, review=self._reviewer(name, rules, traits), bind=bind_args(args)
-            )
-            decision = ask(config or {}, question)
-            if decision.action == "reject":
-                late = decision.reason.startswith(EXPIRED)
-                who = f"{decision.by}, too late" if late else decision.by
-                return refusal(
-                    req["id"],
-                    name,
-                    "rejected",
-                    f"a human ({who}) rejected this call of {name!r}: "
-                    f"{decision.reason or 'no reason given'}. Nothing was run.",
-                )
-            if decision.action == "respond":
-                return ToolMessage(
-                    content=decision.message,
-                    tool_call_id=req["id"],
-                    name=name,
-                    artifact={"responded_by": decision.by, "executed": False},
-                )
-            if decision.action == "approve":
-                return _Cleared(args) if args is original else _Cleared(args, original, by)
-            edited = dict(decision.args or {})
-            after = rules.decide(agent=self.agent, tool=name, traits=traits, args=edited)
-            if after.action == "deny":  # pragma: no cover - the review refused it already
-                return refusal(req["id"], name, "policy_denied", f"policy: {after.reason}")
-            by = decision.by
-            if after.action == "allow" or after.approvers is None or by in after.approvers:
-                return _Cleared(edited, original, by)
-            key = f"{key}|edit:{args_hash(edited)[:16]}"
-            doubt = kind == "in_doubt"
-            if not doubt:
-                kind = "approval" if after.action == "approve" else "escalation"
-            args, verdict = edited, after
-            reason = (
-                f"{after.reason} (edited by {decision.by}; the edited call needs "
-                f"{', '.join(after.approvers)})"
-            )
-            if doubt:
-                reason = (
-                    f"the call this replaces may or may not have taken effect (its process "
-                    f"stopped while it ran); approving runs the edited call. {reason}"
-                )
 
     # -- planning -----------------------------------------------------------------
     def plan(self, req: ToolRequest, config: RunnableConfig | None) -> _Plan | ToolMessage:
@@ -324,11 +203,17 @@ class GovernedExecutor:
             )
         # without a thread (no checkpointer) nothing can resume: there is no call to track
         tracked = not traits.read_only and bool(at.thread)
+        reuse: str | None = None
         if tracked:
             record = at.ledger.get_call(at.thread, key)
             if record is not None and record.status == "done":
-                return self._replayed(req, record)
-        cleared = _Cleared(args)
+                return replayed(req, record)
+            if record is None:  # a new call: an earlier one of this tool may not be settled
+                earlier = self._earlier(req, at, key, traits, args, rules, config)
+                if isinstance(earlier, ToolMessage):
+                    return earlier
+                reuse = earlier
+        cleared = Cleared(args)
         if gated:
             asked = self._human(
                 req, at, f"{key}|{kind}", kind, args, verdict, rules, verdict.reason, config
@@ -338,17 +223,18 @@ class GovernedExecutor:
             cleared = asked
         if not tracked:
             return _Plan(name, cleared, at, key, None)
-        return self._claim(req, at, key, cleared, traits, rules, config)
+        return self._claim(req, at, key, cleared, traits, rules, config, reuse)
 
     def _claim(
         self,
         req: ToolRequest,
         at: Where,
         key: str,
-        cleared: _Cleared,
+        cleared: Cleared,
         traits: ToolTraits,
         rules: Governance,
         config: RunnableConfig | None,
+        reuse: str | None = None,
     ) -> _Plan | ToolMessage:
         """Start the call exactly once: run it, replay it, wait for it, or ask about it."""
         name = req["name"] or ""
@@ -360,7 +246,7 @@ class GovernedExecutor:
                 return asked
             if asked.edited_from is not None:
                 first = cleared.edited_from or asked.edited_from
-                chosen[0] = _Cleared(asked.args, first, asked.edited_by)
+                chosen[0] = Cleared(asked.args, first, asked.edited_by)
             return _inflight.Rerun(args_hash(chosen[0].args))
 
         started = _inflight.start_once(
@@ -372,62 +258,14 @@ class GovernedExecutor:
             idempotent=traits.idempotent,
             in_doubt=in_doubt,
             wait=WAIT_SECONDS,
+            args=cleared.args,
+            idempotency_key=reuse,
         )
         if isinstance(started, _inflight.Started):
             return _Plan(name, chosen[0], at, key, started.idempotency_key)
         if isinstance(started, CallRecord):
-            return self._replayed(req, started)
+            return replayed(req, started)
         return started
-
-    def _in_doubt(
-        self,
-        req: ToolRequest,
-        at: Where,
-        key: str,
-        record: CallRecord,
-        args: dict[str, Any],
-        rules: Governance,
-        config: RunnableConfig | None,
-    ) -> _Cleared | ToolMessage:
-        """Ask a human about a call whose process died mid-call (same tier as the call)."""
-        name = req["name"] or ""
-        traits = traits_of(self.granted[name])
-        verdict = rules.decide(agent=self.agent, tool=name, traits=traits, args=args)
-        if verdict.action not in ("approve", "escalate"):
-            verdict = PolicyDecision(verdict.action, verdict.reason, verdict.rule, rules.approvers)
-        outcome = self._human(
-            req,
-            at,
-            f"{key}|in_doubt:{record.attempts}",
-            "in_doubt",
-            args,
-            verdict,
-            rules,
-            f"the process stopped while {name!r} was running (attempt {record.attempts}); it "
-            "may or may not have taken effect. Approve to run it again, respond with its "
-            "result, or reject.",
-            config,
-        )
-        if isinstance(outcome, ToolMessage) and outcome.status != "error":
-            result = {"content": outcome.text, "status": "success"}  # a human's answer
-            if not at.ledger.finish_call(at.thread, key, result):
-                done = at.ledger.get_call(at.thread, key)
-                if done is not None and done.result is not None:
-                    return self._replayed(req, done)
-        return outcome
-
-    def _replayed(self, req: ToolRequest, record: CallRecord) -> ToolMessage:
-        result = record.result or {}
-        artifact: dict[str, Any] = {"replayed": True, "executed": False}
-        if isinstance(result.get(EDIT_ARTIFACT), dict):
-            artifact[EDIT_ARTIFACT] = result[EDIT_ARTIFACT]
-        return ToolMessage(
-            content=result.get("content", ""),
-            status=result.get("status", "success"),
-            tool_call_id=req["id"],
-            name=req["name"] or "",
-            artifact=artifact,
-        )
 
     # -- execution --------------------------------------------------------------
     @contextmanager
@@ -479,11 +317,18 @@ class GovernedExecutor:
 
     def _timed_out(self, req: ToolRequest, plan: _Plan) -> ToolMessage:
         tracked = plan.idempotency_key is not None
+        if tracked:  # in doubt until it ends; the tool does not run again meanwhile
+            plan.at.ledger.mark_late(plan.at.thread, plan.key, True)
+        idempotent = traits_of(self.grants.granted[plan.name]).idempotent
         after = (
-            "It is in doubt: it may still finish, and take effect, in the background. Its "
-            "result is recorded when it ends; do not call it again for the same purpose."
-            if tracked
-            else "It may still finish in the background."
+            "It may still finish in the background."
+            if not tracked
+            else "It may still finish, and take effect, in the background; calling it again "
+            "with the same arguments is safe (it carries the same idempotency key)."
+            if idempotent
+            else "It is in doubt: it may still finish, and take effect, in the background. Its "
+            "result is recorded when it ends, and the tool does not run again in this "
+            "conversation until then."
         )
         return ToolMessage(
             content=f"Error: tool {req['name']!r} did not finish within {self.timeout:g}s. "

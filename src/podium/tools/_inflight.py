@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from podium.checkpoints._ledger import (
     HEARTBEAT_SECONDS,
@@ -148,6 +148,8 @@ def start_once(
     idempotent: bool,
     in_doubt: Callable[[CallRecord], Rerun | T],
     wait: float = 60.0,
+    args: dict[str, Any] | None = None,
+    idempotency_key: str | None = None,
 ) -> Started | CallRecord | T:
     """Start a side-effecting call exactly once.
 
@@ -171,7 +173,7 @@ def start_once(
             # claim sees the call running here, never in doubt
             begin(ledger, thread, call_key, me)
             try:
-                claim = ledger.claim_call(thread, call_key, tool, hashed, me)
+                claim = ledger.claim_call(thread, call_key, tool, hashed, me, args, idempotency_key)
             except BaseException:
                 end(ledger, thread, call_key)
                 raise
