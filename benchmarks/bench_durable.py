@@ -1,6 +1,12 @@
 # ruff: noqa: RUF001
 """2. The durable step: what persisting one LangGraph step costs, against the floor.
 
+Row 2c is what durable-by-default costs a user: the README's plain ``invoke`` of a
+podium agent whose tool has a side effect (so podium runs it with
+``durability="sync"`` and the exactly-once ledger) against a hand-written LangGraph
+loop on the stock ``SqliteSaver`` with LangGraph's default ``durability="async"``,
+as wall time per step, measured in the same run.
+
 The workload is an agent loop (5 tool rounds, then an answer: 11 steps a turn)
 run with ``durability="sync"``, so every step is on disk before the next starts.
 The saver's ``put`` and ``put_writes`` (and, for a side-effecting tool, podium's
@@ -69,6 +75,26 @@ def step_case(
     return sample
 
 
+STEPS = 2 * ROUNDS + 1
+"""LangGraph steps of one turn: model and tools per round, then the answer."""
+
+
+def turn_case(
+    build: Callable[[], Any], saver: Any, turns: int, **options: Any
+) -> Callable[[], float]:
+    """Wall time per step of whole turns, invoked as a user would (``options`` aside)."""
+
+    def sample() -> float:
+        app = build().compile(checkpointer=saver)
+        configs = [{"configurable": {"thread_id": uuid.uuid4().hex}} for _ in range(turns)]
+        start = time.perf_counter()
+        for config in configs:
+            app.invoke({"messages": [("user", S.USER)]}, config, **options)
+        return (time.perf_counter() - start) / (turns * STEPS)
+
+    return sample
+
+
 def floor_case(path: Path, inserts: int) -> Callable[[], float]:
     db = sqlite3.connect(path, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
@@ -97,6 +123,8 @@ def run(quick: bool) -> list[Row]:
     podium_saver = sqlite_saver(home / "podium.sqlite")
     ledger_saver = sqlite_saver(home / "ledger.sqlite")
     stock = S.stock_saver(home / "stock.sqlite", tuned=True)
+    default_saver = sqlite_saver(home / "default.sqlite")
+    async_stock = S.stock_saver(home / "async.sqlite", tuned=False)
     meters = {k: Meter() for k in ("podium", "ledger", "stock")}
     for key, saver in (("podium", podium_saver), ("ledger", ledger_saver), ("stock", stock)):
         meters[key].wrap(saver, "put", counts_checkpoint=True)
@@ -115,6 +143,12 @@ def run(quick: bool) -> list[Row]:
             ),
             "stock": step_case(lambda: S.raw_loop(turns, ROUNDS), stock, meters["stock"], turns),
             "floor": floor_case(home / "floor.sqlite", 20 if quick else 200),
+            "default": turn_case(
+                lambda: S.podium_loop(turns, ROUNDS, read_only=False), default_saver, turns
+            ),
+            "async": turn_case(
+                lambda: S.raw_loop(turns, ROUNDS), async_stock, turns, durability="async"
+            ),
         },
         repeats=repeats,
     )
@@ -140,7 +174,22 @@ def run(quick: bool) -> list[Row]:
             note=f"{per['ledger']:.2f} transactions per checkpoint (checkpoint + writes + ledger)",
         ),
     ]
+    rows.append(
+        ratio_row(
+            "2c",
+            "Step wall time, the plain `invoke` of a podium agent with a side-effecting tool "
+            '(durable by default: `"sync"` + ledger) vs raw LangGraph on stock `SqliteSaver`, '
+            '`durability="async"`',
+            stats["default"],
+            stats["async"],
+            target=None,
+            note="what exactly-once on the default path costs per step (model and tool "
+            "time included: scripted model, instant tool)",
+        )
+    )
     podium_saver.close()
     ledger_saver.close()
+    default_saver.close()
     stock.conn.close()
+    async_stock.conn.close()
     return rows

@@ -108,6 +108,14 @@ SCRIPTED: dict[str, dict[str, list[str]]] = {
             "already decided",
             "refunds issued: [('A-1001', 80)]",
         ],
+        "edits": [
+            'issue_refund({"order_id": "A-1002", "amount": 150}) needs one of '
+            "('finance-lead', 'cfo')",
+            "edit refused: InvalidDecisionError",
+            'now: issue_refund({"order_id": "A-1002", "amount": 2000}) needs one of (\'cfo\',)',
+            '[billing] calls issue_refund({"order_id": "A-1002", "amount": 2000})',
+            "refunds issued: [('A-1001', 80), ('A-1002', 2000)]",
+        ],
     },
     "06_observability": {
         "final": [

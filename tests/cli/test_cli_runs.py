@@ -146,3 +146,23 @@ def test_unknown_request_and_bad_edit(
     assert main(["approve", "t4", "--edit", "{bad json"]) == 1
     assert "--edit is not valid JSON" in capsys.readouterr().err
     assert refunds() == 0
+
+
+def test_a_refused_edit_exits_non_zero_and_a_partial_edit_runs(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REFUND_STAGE", "start")
+    main(["run", GRAPH, "refund", "--thread", "t5"])
+    capsys.readouterr()
+    monkeypatch.setenv("REFUND_STAGE", "resume")
+    # the schema refuses it: nothing runs, the request stays pending, the command fails
+    assert main(["approve", "t5", "--edit", '{"amount": "lots"}', "--by", "c"]) == 1
+    assert "The run refused the decision" in capsys.readouterr().err
+    assert main(["pending", "t5", "--json"]) == 0
+    [pending] = json.loads(capsys.readouterr().out)
+    assert "amount: Input should be a valid number" in pending["note"]
+    assert refunds() == 0
+    # the hint's partial form: merged onto the requested order id
+    assert main(["approve", "t5", "--edit", '{"amount": 80}', "--by", "c"]) == 0
+    assert "refunded 80.0 on A-1" in capsys.readouterr().out
+    assert refunds() == 1

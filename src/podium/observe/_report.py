@@ -65,7 +65,11 @@ def _detail(event: Event) -> str:
         "interrupted",
     )
     parts = [f"{k}={data[k]}" for k in keys if data.get(k) not in (None, "")]
-    return ", ".join(parts)[:80]
+    edited, asked = data.get("edited_args"), data.get("args")
+    if isinstance(edited, dict) and isinstance(asked, dict):  # what an approver changed
+        changes = [f"{k}: {asked.get(k)!r}->{v!r}" for k, v in edited.items() if asked.get(k) != v]
+        parts.insert(min(2, len(parts)), "edited " + "; ".join(changes))
+    return ", ".join(parts)[:100]
 
 
 def timeline(events: Iterable[Event]) -> list[TimelineRow]:
