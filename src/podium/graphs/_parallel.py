@@ -38,8 +38,8 @@ from podium.agents._budget import (
     usage_of,
 )
 from podium.agents._spec import validate_name
-from podium.checkpoints._ledger import process_owner
 from podium.checkpoints._messages import Messages
+from podium.checkpoints._owners import process_owner
 from podium.errors import ConfigurationError, QuorumNotMetError
 from podium.graphs._joins import JoinFunction, final_answer, resolve_join
 from podium.graphs._members import (

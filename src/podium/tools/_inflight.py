@@ -2,7 +2,7 @@
 
 A ``started`` row in the ledger means one of three things: this process is running
 the call; another live process is; or the process that started it died mid-call
-(the call is *in doubt*). :func:`~podium.checkpoints._ledger.owner_alive` tells
+(the call is *in doubt*). :func:`~podium.checkpoints._owners.owner_alive` tells
 them apart from the row's owner; this module keeps the first kind (a process-local
 registry), refreshes the rows' heartbeats for processes on other hosts, and lets a
 caller wait for a call that someone else is running.
@@ -16,13 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from podium.checkpoints._ledger import (
-    HEARTBEAT_SECONDS,
-    CallRecord,
-    ToolLedger,
-    owner_alive,
-    process_owner,
-)
+from podium.checkpoints._ledger import CallRecord, ToolLedger
+from podium.checkpoints._owners import HEARTBEAT_SECONDS, owner_alive, process_owner
 from podium.errors import CallInProgressError
 
 __all__ = ["Rerun", "Started", "alive", "begin", "end", "running_here", "start_once", "wait_for"]
