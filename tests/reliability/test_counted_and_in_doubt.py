@@ -16,6 +16,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from reliability_doubles import FlakyChatModel, server_error
 
 from podium import Agent, Budget, Decision, FailurePolicy, QuorumNotMetError, runs
+from podium.checkpoints import SQLiteLedger, sqlite_saver
 from podium.graphs import create_agent_graph, create_manager_graph, create_parallel_graph
 from podium.testing import ScriptedChatModel
 from podium.tools import idempotency_key, tool
@@ -240,3 +242,56 @@ def test_a_thread_stopped_by_the_quorum_resumes_running_only_the_failed_branch()
     assert len(steady.calls) == 1  # the branch that had succeeded did not run again
     assert down.count == 2
     assert out["usage"]["total"]["model_calls"] == 3
+
+
+# -- many calls of one tool at once are not "earlier calls in doubt" ---------------------------
+class SlowFinish(SQLiteLedger):
+    """Recording a result takes a while: widens the moment between a call's end and its
+    record, when a sibling must not take it for a call whose worker died."""
+
+    def finish_call(self, *args: Any, **kwargs: Any) -> bool:
+        time.sleep(0.05)
+        return super().finish_call(*args, **kwargs)
+
+
+def test_many_concurrent_calls_of_one_tool_in_one_thread_all_run(tmp_path: Path) -> None:
+    """Siblings that run at the same moment (parallel tool calls, parallel branches) are
+    neither blocked nor taken for in doubt, however their starts and ends interleave."""
+    done: list[str] = []
+    saver = sqlite_saver(tmp_path / "runs.sqlite")
+    saver.podium_ledger = SlowFinish(tmp_path / "runs.sqlite")
+
+    @tool(risk="high")
+    def record(item: str) -> str:
+        """Record an item (a side effect)."""
+        time.sleep(0.01)
+        done.append(item)
+        return f"recorded {item}"
+
+    reply = AIMessage(
+        "",
+        tool_calls=[
+            {"name": "record", "args": {"item": f"i{i}"}, "id": f"r{i}", "type": "tool_call"}
+            for i in range(25)
+        ],
+    )
+    agent = Agent(name="clerk", model=ScriptedChatModel([reply, "ok"]), tools=[record])
+    out = (
+        create_agent_graph(agent)
+        .compile(checkpointer=saver)
+        .invoke({"messages": [("user", "record all")]}, CFG)
+    )
+    assert "__interrupt__" not in out
+    assert sorted(done) == sorted(f"i{i}" for i in range(25))
+    branches = [
+        Agent(
+            name=f"b{i}",
+            model=ScriptedChatModel([calls("record", {"item": f"b{i}"}, "c"), "ok"]),
+            tools=[record],
+        )
+        for i in range(30)
+    ]
+    app = create_parallel_graph(branches).compile(checkpointer=saver)
+    out = app.invoke({"messages": [("user", "go")]}, {"configurable": {"thread_id": "fan"}})
+    assert "__interrupt__" not in out
+    assert len(done) == 55

@@ -219,6 +219,9 @@ class Asking:
                     f"run. Its result is recorded when it ends: do not call {name!r} again "
                     "until then.",
                 )
+            fresh = at.ledger.get_call(at.thread, old.call_key)  # it may have ended since
+            if fresh is None or fresh.status == "done" or fresh.owner != old.owner:
+                continue
             answer = self._resolve(req, at, old, traits, rules, config)
             if answer is not None:
                 return answer

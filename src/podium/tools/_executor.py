@@ -380,6 +380,7 @@ class GovernedExecutor(Asking):
         if isinstance(plan, ToolMessage):
             return plan
         background = False
+        message: ToolMessage | None = None
         try:
             with self._keyed(plan):
                 tool, call = self.granted[plan.name], self._call(req, plan)
@@ -405,9 +406,11 @@ class GovernedExecutor(Asking):
         except Exception as exc:
             message = self._failure(req, exc)
         finally:
+            # recorded before it stops counting as running here: never seen as in doubt
+            if message is not None:
+                self._record(plan, message)
             if not background:
                 self._end(plan)
-        self._record(plan, message)
         return message
 
     async def arun(self, req: ToolRequest, config: RunnableConfig | None = None) -> ToolMessage:
@@ -421,6 +424,7 @@ class GovernedExecutor(Asking):
         plan = await asyncio.to_thread(self.plan, req, config)
         if isinstance(plan, ToolMessage):
             return plan
+        message: ToolMessage | None = None
         try:
             with self._keyed(plan):
                 pending = self.granted[plan.name].ainvoke(
@@ -434,10 +438,12 @@ class GovernedExecutor(Asking):
             if self.timeout is None or not isinstance(exc.__cause__, asyncio.CancelledError):
                 message = self._failure(req, exc)
             else:
-                return self._timed_out(req, plan)
+                return await asyncio.to_thread(self._timed_out, req, plan)
         except Exception as exc:
             message = self._failure(req, exc)
         finally:
+            # recorded before it stops counting as running here: never seen as in doubt
+            if message is not None:
+                await asyncio.to_thread(self._record, plan, message)
             self._end(plan)
-        await asyncio.to_thread(self._record, plan, message)
         return message
