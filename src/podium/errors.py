@@ -176,10 +176,13 @@ class InvalidDecisionError(ApprovalError):
     """
 
 
-class PendingRequestsError(ApprovalError):
+class PendingRequestsError(ApprovalError, ValueError):
     """New input arrived on a thread that waits for a human; it was refused.
 
     :attr:`requests` lists the pending :class:`~podium.ApprovalRequest` objects.
+    It is also a ``ValueError`` (the input does not fit the thread's state), which
+    LangGraph Server needs to show a run's error message to its client instead of
+    "An internal error occurred".
     """
 
     def __init__(
@@ -189,11 +192,12 @@ class PendingRequestsError(ApprovalError):
         self.requests = list(requests)
 
 
-class InvalidInputError(PodiumError):
+class InvalidInputError(PodiumError, ValueError):
     """The input of a run sets what the graph keeps internal, or routes it; nothing ran.
 
     Routing state, counters and usage are podium's; so is where a run goes
-    (``Command(goto=...)``).
+    (``Command(goto=...)``). Also a ``ValueError``, so LangGraph Server shows its
+    message to the client (see :class:`PendingRequestsError`).
     """
 
 

@@ -1,8 +1,14 @@
-"""A demo graph on LangGraph Server (`langgraph dev`), driven by the official SDK.
+"""A demo graph on LangGraph Server (`langgraph dev`), driven by the official clients.
 
-run → interrupt (the ApprovalRequest is in the thread state) → resume with a Decision
-through ``Command(resume=...)`` → completion, with the refund made exactly once and
-the approval recorded in the ledger named by ``PODIUM_LEDGER``.
+* langgraph-sdk: run → interrupt (the ApprovalRequest is in the thread state) → resume
+  with a Decision through ``Command(resume=...)`` → completion, with the refund made
+  exactly once and the approval recorded in the ledger named by ``PODIUM_LEDGER``;
+  new input on a waiting thread is refused with its error shown to the client, or,
+  opted in, supersedes the pending call.
+* a2a-sdk (the server's ``/a2a/{assistant_id}`` JSON-RPC endpoint): a task that waits
+  for a human is ``input-required`` with the request in an artifact; a data part
+  ``{"resume": <Decision JSON>}`` decides it; a text reply or a new message never
+  drops it.
 """
 
 from __future__ import annotations
@@ -16,15 +22,30 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from a2a.client import A2ACardResolver, Client, ClientConfig, ClientFactory
+from a2a.helpers import (
+    get_artifact_text,
+    get_data_parts,
+    get_message_text,
+    new_data_part,
+    new_message,
+    new_text_part,
+)
+from a2a.types import GetTaskRequest, Role, SendMessageRequest, Task, TaskState
+from a2a.utils.errors import UnsupportedOperationError
+from customers import FOLLOW_UP, REFUND, REFUND_BY_A2A, REFUND_SUPERSEDED
+from langgraph_sdk import get_client, get_sync_client
 
 from podium.demos import DEMOS
 
 ROOT = Path(__file__).resolve().parents[2]
-REQUEST = "Order A-1002 arrived broken. Please refund the 250 dollars."
+APPROVE = {"action": "approve", "by": "finance-lead"}
 
 
 def _free_port() -> int:
@@ -65,7 +86,11 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
         **os.environ,
         "PODIUM_HOME": str(tmp_path / "home"),
         "PODIUM_LEDGER": str(tmp_path / "ledger.sqlite"),
-        "PYTHONPATH": str(ROOT / "tests/demos"),
+        # the checkout under test, not whatever podium the venv has installed
+        "PYTHONPATH": os.pathsep.join(
+            str(ROOT / p) for p in ("src", "tests/demos", "tests/deploy")
+        ),
+        "PODIUM_EXPECT_SRC": str(ROOT / "src"),
         "LANGSMITH_TRACING": "false",
         "LANGGRAPH_CLI_NO_ANALYTICS": "1",
     }
@@ -108,15 +133,13 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 
 def test_run_interrupt_resume_with_the_sdk(server: dict[str, Any]) -> None:
-    from langgraph_sdk import get_sync_client
-
     with get_sync_client(url=server["url"]) as client:
         drive_the_support_desk(client, server)
 
 
 def drive_the_support_desk(client: Any, server: dict[str, Any]) -> None:
     thread = client.threads.create()["thread_id"]
-    client.runs.wait(thread, "support", input={"messages": [{"role": "user", "content": REQUEST}]})
+    client.runs.wait(thread, "support", input=_says(REFUND))
     state = client.threads.get_state(thread)
     [pending] = state["interrupts"]
     request = pending["value"]
@@ -139,3 +162,190 @@ def drive_the_support_desk(client: Any, server: dict[str, Any]) -> None:
     with sqlite3.connect(server["ledger"]) as db:
         rows = db.execute("SELECT status, decided_by FROM podium_approvals").fetchall()
     assert rows == [("decided", "finance-lead")]
+
+
+def _says(text: str) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": text}]}
+
+
+def _refunds(server: dict[str, Any]) -> list[tuple[str, int]]:
+    return [
+        (r["order_id"], r["amount"]) for r in DEMOS["support"].effects(server["home"])["refunds"]
+    ]
+
+
+def _approvals(server: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any] | None]]:
+    """``{request id: (status, decision)}`` from the ledger named by ``PODIUM_LEDGER``."""
+    with closing(sqlite3.connect(server["ledger"])) as db:
+        rows = db.execute("SELECT request_id, status, decision FROM podium_approvals").fetchall()
+    return {
+        rid: (status, json.loads(decision) if decision else None) for rid, status, decision in rows
+    }
+
+
+def test_new_input_on_a_waiting_thread_with_the_sdk(server: dict[str, Any]) -> None:
+    with get_sync_client(url=server["url"]) as client:
+        # refused: the run fails with podium's message, and nothing changes
+        thread = client.threads.create()["thread_id"]
+        client.runs.wait(thread, "support", input=_says(REFUND))
+        before = client.threads.get_state(thread)
+        [pending] = before["interrupts"]
+        request_id = pending["value"]["id"]
+        refused = (
+            f"Thread {thread!r} is waiting for a human: {request_id} (billing wants "
+            "issue_refund, approval). New input would leave those calls without an answer, "
+            "so it was refused; nothing changed. Fix: Decide them first"
+        )
+        with pytest.raises(Exception) as raised:  # noqa: PT011 - the SDK raises a bare Exception
+            client.runs.wait(thread, "support", input=_says(FOLLOW_UP))
+        assert type(raised.value) is Exception
+        assert str(raised.value).startswith(f"PendingRequestsError: {refused}")
+        failed = client.runs.wait(thread, "support", input=_says(FOLLOW_UP), raise_error=False)
+        assert isinstance(failed, dict)
+        assert failed["__error__"]["error"] == "PendingRequestsError"
+        assert failed["__error__"]["message"].startswith(refused)
+        steering = {**_says(FOLLOW_UP), "active_agent": "billing"}
+        failed = client.runs.wait(thread, "support", input=steering, raise_error=False)
+        assert isinstance(failed, dict)
+        assert failed["__error__"]["error"] == "InvalidInputError"
+        assert failed["__error__"]["message"].startswith("the input sets 'active_agent'")
+
+        after = client.threads.get_state(thread)
+        assert (after["checkpoint"], after["values"]) == (before["checkpoint"], before["values"])
+        assert after["interrupts"] == before["interrupts"]
+        # the server marks the thread by its last run, though it still waits for a human
+        assert client.threads.get(thread)["status"] == "error"
+        assert _refunds(server) == []
+
+        final = client.runs.wait(thread, "support", command={"resume": {pending["id"]: APPROVE}})
+        assert isinstance(final, dict)
+        assert (
+            final["messages"][-1]["content"] == "I refunded 250 dollars on A-1002 and emailed you."
+        )
+        assert _refunds(server) == [("A-1002", 250)]
+
+        # opted in: the new input rejects the pending call, then runs
+        other = client.threads.create()["thread_id"]
+        client.runs.wait(other, "support", input=_says(REFUND_SUPERSEDED))
+        [superseded] = client.threads.get_state(other)["interrupts"]
+        final = client.runs.wait(
+            other,
+            "support",
+            input=_says(FOLLOW_UP),
+            config={"configurable": {"podium_pending": "supersede"}},
+        )
+        assert isinstance(final, dict)
+        messages = final["messages"]
+        assert [m["content"] for m in messages[-3:]] == [
+            "I did not refund A-1003.",
+            FOLLOW_UP,
+            "You paid 120 dollars for the wifi router on A-1003; nothing was refunded.",
+        ]
+        asked = [c["id"] for m in messages for c in m.get("tool_calls") or []]
+        results = {m["tool_call_id"]: m["content"] for m in messages if m["type"] == "tool"}
+        assert sorted(asked) == sorted(results) == ["b1", "b2", "h1"]
+        assert "superseded by new input" in results["b2"]
+        assert client.threads.get_state(other)["interrupts"] == []
+        assert client.threads.get(other)["status"] == "idle"
+    assert _refunds(server) == [("A-1002", 250)]
+    assert _approvals(server) == {
+        request_id: ("decided", APPROVE),
+        superseded["value"]["id"]: (
+            "decided",
+            {"action": "reject", "by": "podium", "reason": "superseded by new input"},
+        ),
+    }
+
+
+async def _send(
+    client: Client, part: Any, *, context: str | None = None, task: str | None = None
+) -> Task:
+    """Send one user message over A2A; the server answers ``SendMessage`` with the task."""
+    message = new_message([part], context_id=context, task_id=task, role=Role.ROLE_USER)
+    [event] = [e async for e in client.send_message(SendMessageRequest(message=message))]
+    return event.task
+
+
+async def test_decisions_over_a2a(server: dict[str, Any]) -> None:
+    async with httpx.AsyncClient(timeout=60) as http, get_client(url=server["url"]) as langgraph:
+        [assistant] = await langgraph.assistants.search(graph_id="support")
+        card = await A2ACardResolver(http, server["url"]).get_agent_card(
+            f"/.well-known/agent-card.json?assistant_id={assistant['assistant_id']}"
+        )
+        # SendMessage rather than the stream: one reply, the task as it stands
+        client = ClientFactory(ClientConfig(streaming=False, httpx_client=http)).create(card)
+
+        # a refund that waits: input-required, with the ApprovalRequest in an artifact
+        task = await _send(client, new_text_part(REFUND))
+        assert task.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
+        [asked] = get_data_parts(task.artifacts[0].parts)  # {"id": interrupt id, "value": ...}
+        request = asked["value"]
+        assert request["type"] == "podium.approval_request"
+        assert (request["agent"], request["tool"]) == ("billing", "issue_refund")
+        assert request["args"] == {"order_id": "A-1002", "amount": 250}  # 250.0: protobuf
+
+        # a text reply on the task is a resume with the text: refused, asked again
+        again = await _send(
+            client, new_text_part("Yes, go ahead."), context=task.context_id, task=task.id
+        )
+        assert (again.id, again.status.state) == (task.id, TaskState.TASK_STATE_INPUT_REQUIRED)
+        [reasked] = get_data_parts(again.artifacts[0].parts)
+        assert reasked["value"]["id"] == request["id"]
+        assert reasked["value"]["refused"] == {
+            "decision": "Yes, go ahead.",
+            "error": "A decision must be a podium Decision or its JSON form, got str: "
+            "'Yes, go ahead.'.",
+        }
+        assert _refunds(server) == []
+        assert _approvals(server)[request["id"]] == ("pending", None)
+
+        # a data part {"resume": <Decision JSON>} decides it
+        done = await _send(
+            client, new_data_part({"resume": APPROVE}), context=task.context_id, task=task.id
+        )
+        assert (done.id, done.status.state) == (task.id, TaskState.TASK_STATE_COMPLETED)
+        reply = get_artifact_text(done.artifacts[0])
+        assert reply == "I refunded 250 dollars on A-1002 and emailed you."
+        assert _refunds(server) == [("A-1002", 250)]
+        assert _approvals(server)[request["id"]] == ("decided", APPROVE)
+
+        # a new message in a waiting context (no taskId) is new input: refused
+        waiting = await _send(client, new_text_part(REFUND_BY_A2A))
+        [asked] = get_data_parts(waiting.artifacts[0].parts)
+        new = await _send(
+            client, new_text_part("Hello? Is my refund done?"), context=waiting.context_id
+        )
+        assert (new.context_id, new.status.state) == (
+            waiting.context_id,
+            TaskState.TASK_STATE_FAILED,
+        )
+        assert new.id != waiting.id
+        # A2A shows the error's type only
+        assert get_message_text(new.status.message) == (
+            "Error executing assistant: PendingRequestsError"
+        )
+        # the server now counts the waiting task as completed (its context's last run
+        # failed) and refuses to resume it over A2A ...
+        with pytest.raises(UnsupportedOperationError, match="A terminal task cannot accept"):
+            await _send(
+                client,
+                new_data_part({"resume": APPROVE}),
+                context=waiting.context_id,
+                task=waiting.id,
+            )
+        got = await client.get_task(GetTaskRequest(id=waiting.id))
+        assert got.status.state == TaskState.TASK_STATE_COMPLETED
+        # ... but nothing was dropped: the request waits, and the SDK decides it
+        [pending] = (await langgraph.threads.get_state(waiting.context_id))["interrupts"]
+        assert pending["value"]["id"] == asked["value"]["id"]
+        assert _approvals(server)[asked["value"]["id"]] == ("pending", None)
+        assert _refunds(server) == [("A-1002", 250)]
+        final = await langgraph.runs.wait(
+            waiting.context_id, "support", command={"resume": {pending["id"]: APPROVE}}
+        )
+        assert isinstance(final, dict)
+        assert (
+            final["messages"][-1]["content"] == "I refunded 120 dollars on A-1003 and emailed you."
+        )
+        assert _refunds(server) == [("A-1002", 250), ("A-1003", 120)]
+        await client.close()

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
@@ -148,15 +148,15 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
 
     def _podium_inputs(
         self, value: Any, config: RunnableConfig, snapshot: StateSnapshot
-    ) -> list[Any]:
+    ) -> list[tuple[Any, RunnableConfig]]:
         """The runs to make for ``value`` given the thread's state (module docs)."""
         still_open, replay = open_requests(self, config, snapshot)
         if value is None:
-            return [Command(resume=replay) if replay else None]
+            return [(Command(resume=replay) if replay else None, config)]
         if isinstance(value, Command):
-            return [_answered(value, still_open, replay)]
+            return [(_answered(value, still_open, replay), config)]
         if not still_open:
-            return [value]
+            return [(value, config)]
         conf = config.get("configurable") or {}
         if conf.get(PENDING_KEY) != "supersede":
             listing = "; ".join(
@@ -173,7 +173,7 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
             )
         rejected = Decision.reject(SUPERSEDED, by="podium").to_json()
         resume = {**replay, **{iid: rejected for _, iid in still_open.values()}}
-        return [Command(resume=resume), value]
+        return [(Command(resume=resume), _without_run_id(config)), (value, config)]
 
     def _podium_effects(self) -> bool:
         conf = (self.config or {}).get("configurable") or {}
@@ -183,24 +183,40 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
         """LangGraph's ``stream``, with podium's defaults (module docs)."""
-        inputs = [input]
+        runs: list[tuple[Any, RunnableConfig | None]] = [(input, config)]
         if self._podium_defaults(input, config, kwargs) and config is not None:
-            inputs = self._podium_inputs(input, config, self.get_state(config))
-        for value in inputs:
-            yield from super().stream(value, config, **kwargs)
+            runs = [*self._podium_inputs(input, config, self.get_state(config))]
+        for value, conf in runs:
+            yield from super().stream(value, conf, **kwargs)
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         """LangGraph's ``astream``, with podium's defaults (module docs)."""
-        inputs = [input]
+        runs: list[tuple[Any, RunnableConfig | None]] = [(input, config)]
         # the ledger is synchronous: its queries run in a worker thread, never on the loop
         if await asyncio.to_thread(self._podium_defaults, input, config, kwargs) and config:
             snapshot = await self.aget_state(config)
-            inputs = await asyncio.to_thread(self._podium_inputs, input, config, snapshot)
-        for value in inputs:
-            async for chunk in super().astream(value, config, **kwargs):
+            runs = [*await asyncio.to_thread(self._podium_inputs, input, config, snapshot)]
+        for value, conf in runs:
+            async for chunk in super().astream(value, conf, **kwargs):
                 yield chunk
+
+
+def _without_run_id(config: RunnableConfig) -> RunnableConfig:
+    """``config`` without its run id, for the rejections a superseding input runs first.
+
+    LangGraph takes new input whose run id (``configurable`` / ``metadata``
+    ``run_id``, which LangGraph Server sets for every run) equals the latest
+    checkpoint's for a re-entry of that run -- a stream reconnecting -- and drops the
+    input. So the rejections are saved without the run id, and the input, run next,
+    is new input; its own steps carry the run id.
+    """
+    stripped: dict[str, Any] = {k: v for k, v in config.items() if k != "run_id"}
+    for key in ("configurable", "metadata"):
+        given: Mapping[str, Any] = stripped.get(key) or {}
+        stripped[key] = {k: v for k, v in given.items() if k != "run_id"}
+    return cast(RunnableConfig, stripped)
 
 
 def _answered(
