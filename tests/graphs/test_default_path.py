@@ -303,3 +303,46 @@ def test_new_input_may_supersede_pending_requests_when_the_caller_opts_in() -> N
     result = next(m for m in messages if isinstance(m, ToolMessage))
     assert "superseded by new input" in result.content
     assert messages[-1].content == "Your balance is 0."
+
+
+# -- durability: what each kind of call runs with ----------------------------------------------
+@pytest.mark.parametrize(
+    ("given", "served", "env", "expected"),
+    [
+        ({}, False, None, "sync"),  # the README's plain call
+        ({"durability": "async"}, False, None, "async"),  # a caller's explicit choice
+        ({"durability": "exit"}, False, None, "exit"),
+        ({"checkpoint_during": True}, False, None, "sync"),
+        ({"checkpoint_during": False}, False, None, "exit"),
+        ({"durability": "async"}, True, None, "sync"),  # LangGraph Server's own default
+        ({"durability": "async"}, True, "async", "async"),  # the operator keeps it
+        ({"durability": "exit"}, True, None, "exit"),
+    ],
+)
+def test_the_durability_a_run_gets(
+    given: dict[str, Any],
+    served: bool,
+    env: str | None,
+    expected: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if env:
+        monkeypatch.setenv("PODIUM_SERVER_DURABILITY", env)
+    app = create_agent_graph(refunder([], ["x"])).compile(checkpointer=InMemorySaver())
+    conf: dict[str, Any] = {"thread_id": "t", **({"langgraph_request_id": "r1"} if served else {})}
+    kwargs = dict(given)
+    app._podium_defaults({"messages": [("user", "hi")]}, {"configurable": conf}, kwargs)
+    assert kwargs.get("durability") == expected
+
+
+def test_a_graph_that_cannot_act_keeps_langgraphs_default() -> None:
+    @tool(read_only=True)
+    def look(q: str) -> str:
+        """Look something up."""
+        return q
+
+    agent = Agent(name="reader", model=ScriptedChatModel(["x"]), tools=[look])
+    app = create_agent_graph(agent).compile(checkpointer=InMemorySaver())
+    kwargs: dict[str, Any] = {}
+    app._podium_defaults({"messages": []}, {"configurable": {"thread_id": "t"}}, kwargs)
+    assert "durability" not in kwargs

@@ -262,6 +262,8 @@ class _Racing:
         return record
 
     def claim_call(self, *args: Any, **kwargs: Any) -> Any:
+        if self.gates.seen.pop("armed", False):  # no read since the decision: claim together
+            self.gates.pass_("claim", self.gates.after_first_read)
         claim = super().claim_call(*args, **kwargs)  # type: ignore[misc]
         seen = self.gates.seen
         seen["claim_won"] = claim.won

@@ -270,14 +270,19 @@ class ToolLedger(ABC):
                 key,
                 _now(),
                 owner,
-                time.time(),
+                now := time.time(),
                 json.dumps(args, default=str) if args is not None else None,
             ),
         )
+        if inserted == 1:  # this row, as just written: no read-back
+            mine = CallRecord(
+                tool, hashed, key, "started", 1, None, owner, now, args, False, call_key
+            )
+            return Claim(True, mine)
         record = self.get_call(thread_id, call_key)
-        if record is None:  # pragma: no cover - the row was just written
+        if record is None:  # pragma: no cover - a conflicting row was there
             raise RuntimeError("ledger row vanished")
-        return Claim(inserted == 1, record)
+        return Claim(False, record)
 
     def reclaim_call(
         self, thread_id: str, call_key: str, previous_owner: str | None, owner: str, hashed: str

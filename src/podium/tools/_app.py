@@ -9,8 +9,10 @@ parent):
   ``durability="sync"``: every step's checkpoint is written before the next step
   starts, so the model message that asked for a call is saved before the call acts
   and a crash never makes the model ask (and act) again. A caller that passes
-  ``durability=`` explicitly gets what it asked for; LangGraph Server's
-  ``checkpoint_during=True`` means "save during the run", which ``"sync"`` does.
+  ``durability=`` explicitly gets what it asked for. LangGraph Server passes its own
+  default (``"async"``) explicitly on every run; for a served graph that can act,
+  podium runs ``"sync"`` instead (``"exit"`` is honoured), unless the environment sets
+  ``PODIUM_SERVER_DURABILITY=async``.
 * **Input cannot steer routing.** New input carries ``messages`` only; internal
   state keys (``active_agent``, ``usage``, stage cursors, ...) in the input or in a
   ``Command(update=...)``, and ``Command(goto=...)``, are refused with
@@ -28,6 +30,7 @@ parent):
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, cast
 
@@ -44,6 +47,10 @@ __all__ = ["PENDING_KEY", "GovernedApp", "open_requests"]
 PENDING_KEY = "podium_pending"
 """``configurable`` key: what new input does to pending requests (``"refuse"`` or
 ``"supersede"``)."""
+SERVED_KEY = "langgraph_request_id"
+"""A ``configurable`` key LangGraph Server sets on every run it starts."""
+SERVER_DURABILITY_ENV = "PODIUM_SERVER_DURABILITY"
+"""Set to ``async`` to keep LangGraph Server's durability for served graphs that act."""
 INPUT_KEYS = frozenset({"messages"})
 """What a caller may put in a podium graph's input."""
 SUPERSEDED = "superseded by new input"
@@ -129,6 +136,15 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
             return False
         _check_input(value)
         during = kwargs.pop("checkpoint_during", None)
+        conf = (config or {}).get("configurable") or {}
+        if (
+            kwargs.get("durability") == "async"
+            and conf.get(SERVED_KEY)
+            and os.environ.get(SERVER_DURABILITY_ENV) != "async"
+        ):
+            # LangGraph Server passes its own default ("async") explicitly on every run:
+            # not a caller's choice, so a served graph that can act is made durable
+            kwargs.pop("durability")
         if kwargs.get("durability") is None and self.checkpointer not in (None, False):
             if during is False:
                 kwargs["durability"] = "exit"
@@ -136,7 +152,6 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
                 kwargs["durability"] = "sync"
             elif during is True:
                 kwargs["durability"] = "async"
-        conf = (config or {}).get("configurable") or {}
         if self.checkpointer is None or not conf.get("thread_id"):
             return False
         if value is None or (isinstance(value, Command) and value.resume is not None):

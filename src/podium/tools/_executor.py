@@ -204,6 +204,7 @@ class GovernedExecutor(Asking):
         # without a thread (no checkpointer) nothing can resume: there is no call to track
         tracked = not traits.read_only and bool(at.thread)
         reuse: str | None = None
+        record = None
         if tracked:
             record = at.ledger.get_call(at.thread, key)
             if record is not None and record.status == "done":
@@ -223,7 +224,7 @@ class GovernedExecutor(Asking):
             cleared = asked
         if not tracked:
             return _Plan(name, cleared, at, key, None)
-        return self._claim(req, at, key, cleared, traits, rules, config, reuse)
+        return self._claim(req, at, key, cleared, traits, rules, config, reuse, record is None)
 
     def _claim(
         self,
@@ -235,6 +236,7 @@ class GovernedExecutor(Asking):
         rules: Governance,
         config: RunnableConfig | None,
         reuse: str | None = None,
+        absent: bool = False,
     ) -> _Plan | ToolMessage:
         """Start the call exactly once: run it, replay it, wait for it, or ask about it."""
         name = req["name"] or ""
@@ -260,6 +262,7 @@ class GovernedExecutor(Asking):
             wait=WAIT_SECONDS,
             args=cleared.args,
             idempotency_key=reuse,
+            absent=absent,
         )
         if isinstance(started, _inflight.Started):
             return _Plan(name, chosen[0], at, key, started.idempotency_key)

@@ -145,6 +145,7 @@ def start_once(
     wait: float = 60.0,
     args: dict[str, Any] | None = None,
     idempotency_key: str | None = None,
+    absent: bool = False,
 ) -> Started | CallRecord | T:
     """Start a side-effecting call exactly once.
 
@@ -159,10 +160,14 @@ def start_once(
         A call another live process is running is waited for (up to ``wait``
         seconds, then :class:`~podium.errors.CallInProgressError`). An idempotent
         call in doubt runs again without asking, with the same idempotency key.
+        ``absent=True`` says the caller has just read no row for the call (the first
+        read is skipped; the claim decides).
     """
     me = process_owner()
     while True:
-        record = ledger.get_call(thread, call_key)
+        # ``absent``: the caller just found no row; the claim's compare-and-set settles it
+        record = None if absent else ledger.get_call(thread, call_key)
+        absent = False
         if record is None:
             # registered before the insert, so a thread of this process that loses the
             # claim sees the call running here, never in doubt
