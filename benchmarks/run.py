@@ -84,13 +84,18 @@ WHY = {
     "2": "Durable step: `SqliteSaver.put` and `put_writes` are separate transactions (≈2 "
     "commits a step, as stock), each with serialisation and Python around it: with the run "
     "ledger off, put ≈ 110 µs and put_writes ≈ 150 µs; with it on, its writer thread shares "
-    "the file and the GIL (≈ 160 / 320 µs). A side-effecting tool adds 3-4 ledger statements "
-    "(get, start + re-read, finish), each its own transaction on a second connection.",
+    "the file and the GIL (≈ 160 / 320 µs). A side-effecting tool adds 4 ledger statements "
+    "(get, the tool's unsettled calls, claim, finish), each its own transaction on a second "
+    "connection.",
     "3": "Fan-out is CPU-bound, not wait-bound: every branch is a subgraph run (own "
     "checkpoints, callbacks, model step), ~6-10 ms CPU each, and one process runs Python on "
     "one core at a time, so 100 branches cost ≥ 0.6-1 s whatever the 100 ms waits do. The "
     "hand-written raw fan-out with subgraphs is slower still (ratio column); ≤ 1.2× at 100 "
-    "branches needs < 0.2 ms CPU a branch, i.e. branches that are not subgraphs.",
+    "branches needs < 0.2 ms CPU a branch, i.e. branches that are not subgraphs. In 3c/3d the "
+    "branches' tool has a side effect, so podium's plain `invoke` runs durable by default "
+    '(`durability="sync"`: each branch step is on disk before the next, ≈ 300 branch-step '
+    "commits contending for one SQLite file, plus the ledger), against the raw graph on "
+    "LangGraph's default `\"async\"`; that is most of 3d's 1.26× → 1.77× since the last report.",
     "4": "Storage (200 turns, 1.2 MB): the messages as msgpack writes 1.3× (an AI message "
     "of 500 characters is 772 bytes); the one `messages` snapshot so far (every 250 updates, "
     "traded against the replay length of row 5a3) 0.9×; checkpoint blobs 1.4× (the user's "
