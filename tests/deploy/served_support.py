@@ -62,13 +62,6 @@ SCRIPTS: dict[str, dict[str, list[Any]]] = {
 }
 
 
-def _text(message: BaseMessage) -> str:
-    content = message.content
-    if isinstance(content, str):
-        return content
-    return "".join(b if isinstance(b, str) else str(b.get("text", "")) for b in content)
-
-
 class ByConversation(ByAgent):
     """A :class:`ByAgent` script per conversation, chosen by its first human message."""
 
@@ -81,7 +74,7 @@ class ByConversation(ByAgent):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        first = next((_text(m) for m in messages if isinstance(m, HumanMessage)), "")
+        first = next((m.text for m in messages if isinstance(m, HumanMessage)), "")
         if first not in self.conversations:
             raise AssertionError(f"no script for a conversation opened with {first!r}")
         return self.conversations[first]._generate(messages, stop, run_manager, **kwargs)

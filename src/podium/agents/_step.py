@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import openai
 from langchain_core.language_models import BaseChatModel
@@ -33,7 +33,7 @@ from langgraph.errors import GraphBubbleUp
 from podium.agents._budget import Usage, add_usage, report_usage
 from podium.agents._escalate import Escalation, ask_budget, stop_message
 from podium.agents._failure import Attempt, Attempts, call_async, call_sync, model_label
-from podium.agents._meter import Meter
+from podium.agents._meter import Exhaustion, Meter
 from podium.agents._models import check_model_spec, is_local_model, resolve_model
 from podium.agents._spec import Agent
 from podium.agents._structured import (
@@ -51,6 +51,7 @@ from podium.errors import (
     UnknownThreadError,
 )
 from podium.observe import emit
+from podium.tools._approvals import Decision
 from podium.tools._policy import Policy
 
 __all__ = ["ModelStep", "steps_this_turn"]
@@ -104,20 +105,21 @@ class _Call:
 
 
 @dataclass
-class _Done:
-    """The attempt loop finished with this update."""
+class _Ask:
+    """An exhausted budget to ask a human about (through the synchronous ledger)."""
 
-    update: Update
+    config: RunnableConfig
+    agent: str
+    exhausted: Exhaustion
+    index: int
+    policy: Policy | None
+
+    def __call__(self) -> tuple[Decision, dict[str, float] | None]:
+        return ask_budget(self.config, self.agent, self.exhausted, self.index, self.policy)
 
 
-def _advance(
-    steps: Generator[float | _Call, object, Update], value: object
-) -> float | _Call | _Done:
-    """One move of the attempt loop (a ``StopIteration`` cannot cross a thread's future)."""
-    try:
-        return steps.send(value)
-    except StopIteration as done:
-        return _Done(done.value)
+Need = float | _Call | _Ask
+"""What the attempt loop asks its driver for: a pause, a model call, a human."""
 
 
 @dataclass
@@ -238,7 +240,7 @@ class ModelStep:
     # -- the attempt loop ------------------------------------------------------------
     def _steps(
         self, state: Mapping[str, Any], config: RunnableConfig
-    ) -> Generator[float | _Call, object, Update]:
+    ) -> Generator[Need, object, Update]:
         messages = self._check_turn(state)
         run = _Run(
             state,
@@ -251,7 +253,7 @@ class ModelStep:
         while attempt is not None:
             if attempt.delay:
                 yield attempt.delay
-            stopped = self._settle_budget(run)
+            stopped = yield from self._settle_budget(run)
             if stopped is not None:
                 return stopped
             runnable, prompt, json_mode = self._bind(attempt.model, messages)
@@ -279,7 +281,7 @@ class ModelStep:
             return self._finish(run, reply, json_mode)
         return self._give_up(run)
 
-    def _settle_budget(self, run: _Run) -> Update | None:
+    def _settle_budget(self, run: _Run) -> Generator[Need, object, Update | None]:
         """Before a call: ``None`` to go ahead, or the update that ends the step."""
         while (spent := run.meter.exhausted(run.delta)) is not None:
             action = spent.budget.on_exhausted
@@ -292,9 +294,9 @@ class ModelStep:
                 )
             decision = None
             if action == "escalate":
-                decision, extra = ask_budget(
-                    run.config, self.agent.name, spent, run.asked, self.governed_by
-                )
+                asked = _Ask(run.config, self.agent.name, spent, run.asked, self.governed_by)
+                answer = yield asked
+                decision, extra = cast(tuple[Decision, dict[str, float] | None], answer)
                 run.asked += 1
                 if extra is not None:
                     run.delta = add_usage(run.delta, Usage(extended={spent.label: extra}))
@@ -478,6 +480,8 @@ class ModelStep:
                 return result
             if isinstance(need, _Call):
                 value = self._attempt(need)
+            elif isinstance(need, _Ask):
+                value = need()
             else:
                 time.sleep(need)
                 value = None
@@ -485,17 +489,21 @@ class ModelStep:
     async def ainvoke(self, state: Mapping[str, Any], config: RunnableConfig) -> Update:
         """Run the step asynchronously.
 
-        The attempt loop's own work (budget checks, which may ask a human through the
-        synchronous ledger) runs in a worker thread, never on the event loop.
+        A budget question uses the synchronous ledger: it runs in a worker thread,
+        never on the event loop.
         """
         steps = self._steps(state, config)
         value: object = None
         while True:
-            need = await asyncio.to_thread(_advance, steps, value)
-            if isinstance(need, _Done):
-                return need.update
+            try:
+                need = steps.send(value)
+            except StopIteration as done:
+                result: Update = done.value
+                return result
             if isinstance(need, _Call):
                 value = await self._aattempt(need)
+            elif isinstance(need, _Ask):
+                value = await asyncio.to_thread(need)
             else:
                 await asyncio.sleep(need)
                 value = None
