@@ -7,8 +7,9 @@ Import the pieces you need from the top level::
 """
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-from podium.agents import Agent, Budget, FailurePolicy
+from podium._lazy import attach as _attach
 from podium.errors import (
     AlreadyDecidedError,
     ApprovalError,
@@ -38,7 +39,12 @@ from podium.errors import (
     UnknownRequestError,
     UnknownThreadError,
 )
-from podium.tools import ApprovalRequest, Decision, Policy, Rule
+
+if TYPE_CHECKING:  # imported on first use (``import podium`` stays light)
+    from podium.agents import Agent, Budget, FailurePolicy
+    from podium.tools import ApprovalRequest, Decision, Policy, Rule
+
+__getattr__, __dir__ = _attach(__name__)
 
 try:
     __version__ = version("podium")

@@ -101,7 +101,10 @@ def test_edit_respond_inspect_threads_trace_cost(
     assert main(["inspect", "t3", "--json"]) == 0
     info: dict[str, Any] = json.loads(capsys.readouterr().out)
     assert info["status"] == "waiting"
-    assert info["graph"] == GRAPH
+    assert info["source"] == GRAPH
+    assert info["graph"] == "billing"
+    assert [r["tool"] for r in info["pending"]] == ["issue_refund"]
+    assert info["messages"][0] == {"type": "human", "content": "refund"}
     monkeypatch.setenv("REFUND_STAGE", "resume")
     assert main(["approve", "t3", "--edit", '{"order_id": "A-1", "amount": 90}', "--by", "c"]) == 0
     assert "refunded 90.0 on A-1" in capsys.readouterr().out

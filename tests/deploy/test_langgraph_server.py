@@ -147,6 +147,11 @@ def drive_the_support_desk(client: Any, server: dict[str, Any]) -> None:
     assert (request["agent"], request["tool"]) == ("billing", "issue_refund")
     assert request["args"] == {"order_id": "A-1002", "amount": 250}
     assert DEMOS["support"].effects(server["home"])["refunds"] == []
+    # the operator's CLI, in another process, sees the served thread from the file alone
+    [listed] = _cli(server, "pending", "--json")
+    assert (listed["thread"], listed["id"]) == (thread, request["id"])
+    threads = {t["thread"]: t for t in _cli(server, "threads", "--json")}
+    assert threads[thread]["status"] == "waiting"
 
     decision = {"action": "approve", "by": "finance-lead"}
     final = client.runs.wait(thread, "support", command={"resume": {pending["id"]: decision}})
@@ -155,6 +160,11 @@ def drive_the_support_desk(client: Any, server: dict[str, Any]) -> None:
     refunds = DEMOS["support"].effects(server["home"])["refunds"]
     assert [(r["order_id"], r["amount"]) for r in refunds] == [("A-1002", 250)]
     assert client.threads.get_state(thread)["interrupts"] == []
+    events = _cli(server, "trace", thread, "--json")
+    kinds = {e["kind"] for e in events}
+    assert {"model", "tool", "approval_requested", "approval_decided"} <= kinds
+    assert {e["name"] for e in events if e["kind"] == "tool"} >= {"issue_refund"}
+    assert _cli(server, "threads", "--json")[0]["status"] == "done"
 
     # a replayed resume with the same (now stale) interrupt id changes nothing
     client.runs.wait(thread, "support", command={"resume": {pending["id"]: decision}})
@@ -162,6 +172,21 @@ def drive_the_support_desk(client: Any, server: dict[str, Any]) -> None:
     with sqlite3.connect(server["ledger"]) as db:
         rows = db.execute("SELECT status, decided_by FROM podium_approvals").fetchall()
     assert rows == [("decided", "finance-lead")]
+
+
+def _cli(server: dict[str, Any], *args: str) -> Any:
+    """``podium ARGS --db LEDGER`` in a new process; its JSON output."""
+    exe = Path(sys.executable).with_name("podium")
+    done = subprocess.run(
+        [str(exe), *args, "--db", str(server["ledger"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def _says(text: str) -> dict[str, Any]:

@@ -10,37 +10,44 @@
 * Long-term memory: :func:`sqlite_store`, :func:`postgres_store`.
 """
 
-from podium.checkpoints._common import AsyncOpener, podium_serde
-from podium.checkpoints._integrity import check_database_file
-from podium.checkpoints._ledger import (
-    ApprovalRecord,
-    CallRecord,
-    SQLiteLedger,
-    ToolLedger,
-    args_hash,
-)
-from podium.checkpoints._messages import Messages, merge_messages
-from podium.checkpoints._postgres import (
-    PodiumAsyncPostgresSaver,
-    PodiumPostgresSaver,
-    PostgresLedger,
-    async_postgres_saver,
-    postgres_saver,
-)
-from podium.checkpoints._retention import Pruned, ThreadSize, delete_thread, prune, thread_sizes
-from podium.checkpoints._sqlite import (
-    PodiumAsyncSqliteSaver,
-    PodiumSqliteSaver,
-    Synchronous,
-    async_sqlite_saver,
-    sqlite_saver,
-)
-from podium.checkpoints._store import (
-    PodiumPostgresStore,
-    PodiumSqliteStore,
-    postgres_store,
-    sqlite_store,
-)
+from typing import TYPE_CHECKING
+
+from podium._lazy import attach as _attach
+
+if TYPE_CHECKING:
+    from podium.checkpoints._common import AsyncOpener, podium_serde
+    from podium.checkpoints._integrity import check_database_file
+    from podium.checkpoints._ledger import (
+        ApprovalRecord,
+        CallRecord,
+        SQLiteLedger,
+        ToolLedger,
+        args_hash,
+    )
+    from podium.checkpoints._messages import Messages, merge_messages
+    from podium.checkpoints._postgres import (
+        PodiumAsyncPostgresSaver,
+        PodiumPostgresSaver,
+        PostgresLedger,
+        async_postgres_saver,
+        postgres_saver,
+    )
+    from podium.checkpoints._retention import Pruned, ThreadSize, delete_thread, prune, thread_sizes
+    from podium.checkpoints._sqlite import (
+        PodiumAsyncSqliteSaver,
+        PodiumSqliteSaver,
+        Synchronous,
+        async_sqlite_saver,
+        sqlite_saver,
+    )
+    from podium.checkpoints._store import (
+        PodiumPostgresStore,
+        PodiumSqliteStore,
+        postgres_store,
+        sqlite_store,
+    )
+
+__getattr__, __dir__ = _attach(__name__)
 
 __all__ = [
     "ApprovalRecord",

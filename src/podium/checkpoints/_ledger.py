@@ -47,6 +47,7 @@ from podium.checkpoints._owners import (
     owner_alive,
     process_owner,
 )
+from podium.checkpoints._threads import THREADS_SCHEMA, ThreadRegistry, migrate_threads
 
 __all__ = [
     "ApprovalRecord",
@@ -63,7 +64,7 @@ __all__ = [
 CallStatus = Literal["started", "done"]
 ApprovalStatus = Literal["pending", "decided"]
 
-LEDGER_TABLES = ("podium_tool_calls", "podium_approvals")
+LEDGER_TABLES = ("podium_tool_calls", "podium_approvals", "podium_threads")
 """The ledger's tables (for size reports and integrity checks)."""
 
 
@@ -72,6 +73,7 @@ _ADDED_COLUMNS = (
     ("podium_tool_calls", "heartbeat_at", "DOUBLE PRECISION"),
     ("podium_tool_calls", "args", "TEXT"),
     ("podium_tool_calls", "late", "INTEGER"),
+    ("podium_approvals", "shown", "TEXT"),
 )
 """Columns newer than the first release: added to existing databases on open."""
 
@@ -119,9 +121,10 @@ CREATE TABLE IF NOT EXISTS podium_approvals (
     bound_args_hash TEXT,
     decided_by TEXT,
     decided_at TEXT,
+    shown TEXT,
     UNIQUE (thread_id, call_key)
 );
-{migrate}"""
+{THREADS_SCHEMA}{migrate}"""
 
 
 def args_hash(args: Any) -> str:
@@ -186,6 +189,9 @@ class ApprovalRecord:
     """Hash of the arguments the decision allows to run."""
     call_key: str = ""
     """The question's key (the call's key plus what is asked)."""
+    shown: dict[str, Any] | None = None
+    """The request as last shown, when it differs from :attr:`request` (a refused
+    decision's note): what ``podium pending`` prints."""
 
 
 Row = Sequence[Any]
@@ -193,10 +199,10 @@ _CALL_COLUMNS = (
     "tool, args_hash, idempotency_key, status, attempts, result, owner, heartbeat_at, args, "
     "late, call_key"
 )
-_APPROVAL_COLUMNS = "request, status, decision, bound_args_hash, call_key"
+_APPROVAL_COLUMNS = "request, status, decision, bound_args_hash, call_key, shown"
 
 
-class ToolLedger(ABC):
+class ToolLedger(ThreadRegistry, ABC):
     """The exactly-once ledger: what every storage backend provides.
 
     Implementations run each method as one committed transaction, so a record is
@@ -419,6 +425,14 @@ class ToolLedger(ABC):
         )
         return count == 1
 
+    def show_request(self, thread_id: str, call_key: str, shown: dict[str, Any]) -> None:
+        """Keep how a pending request is shown now (with a refused decision's note)."""
+        self._run(
+            "UPDATE podium_approvals SET shown=? WHERE thread_id=? AND call_key=? "
+            "AND status='pending'",
+            (json.dumps(shown), thread_id, call_key),
+        )
+
     def approvals(self, thread_id: str) -> list[ApprovalRecord]:
         """Every approval record of a thread, oldest first."""
         rows, _ = self._run(
@@ -446,9 +460,10 @@ class ToolLedger(ABC):
         return int(rows[0][0])
 
     def delete_thread(self, thread_id: str) -> None:
-        """Forget every call and approval of a thread (with the thread itself)."""
+        """Forget every call, approval and the registry row of a thread (with the thread)."""
         self._run("DELETE FROM podium_tool_calls WHERE thread_id=?", (thread_id,))
         self._run("DELETE FROM podium_approvals WHERE thread_id=?", (thread_id,))
+        self.forget_thread(thread_id)
 
 
 def _call(row: Row) -> CallRecord:
@@ -469,7 +484,12 @@ def _call(row: Row) -> CallRecord:
 
 def _approval(row: Row) -> ApprovalRecord:
     return ApprovalRecord(
-        json.loads(row[0]), row[1], json.loads(row[2]) if row[2] else None, row[3], row[4]
+        json.loads(row[0]),
+        row[1],
+        json.loads(row[2]) if row[2] else None,
+        row[3],
+        row[4],
+        json.loads(row[5]) if row[5] else None,
     )
 
 
@@ -518,6 +538,7 @@ class SQLiteLedger(ToolLedger):
             self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(ledger_schema(""))
         add_missing_columns(self._db)
+        migrate_threads(self._db)
 
     @property
     def location(self) -> str:

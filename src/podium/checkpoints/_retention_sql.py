@@ -22,6 +22,8 @@ from psycopg import Connection
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
+from podium.checkpoints._sizes import SizeRow, sqlite_sizes
+
 __all__ = ["Node", "PostgresStorage", "SizeRow", "SqliteStorage", "Storage"]
 
 _CHUNK = 500  # ids per IN (...) list: below SQLite's bound-parameter limit
@@ -42,18 +44,6 @@ class Node:
     """Channels whose value this checkpoint itself can load (no ancestor walk)."""
     delta: frozenset[str]
     """Delta channels named in its ``counters_since_delta_snapshot`` metadata."""
-
-
-@dataclass(frozen=True)
-class SizeRow:
-    """Raw per-thread size figures."""
-
-    thread_id: str
-    bytes: int
-    checkpoints: int
-    latest_id: str | None
-    metadata: Any
-    ts: str | None
 
 
 class Storage(Protocol):
@@ -147,31 +137,7 @@ class SqliteStorage:
     def sizes(self) -> list[SizeRow]:
         """Per-thread size figures."""
         with self.saver.cursor(transaction=False) as cur:
-            totals = cur.execute(
-                "SELECT thread_id, SUM(length(checkpoint) + length(metadata)), "
-                "SUM(checkpoint_ns = ''), MAX(CASE WHEN checkpoint_ns = '' THEN checkpoint_id END) "
-                "FROM checkpoints GROUP BY thread_id"
-            ).fetchall()
-            writes = dict(
-                cur.execute(
-                    "SELECT thread_id, SUM(length(value)) FROM writes GROUP BY thread_id"
-                ).fetchall()
-            )
-            latest = dict(
-                cur.execute(
-                    "SELECT c.thread_id, c.metadata FROM checkpoints c JOIN ("
-                    "SELECT thread_id, MAX(checkpoint_id) AS m FROM checkpoints "
-                    "WHERE checkpoint_ns = '' GROUP BY thread_id) l "
-                    "ON c.thread_id = l.thread_id AND c.checkpoint_ns = '' "
-                    "AND c.checkpoint_id = l.m"
-                ).fetchall()
-            )
-        return [
-            SizeRow(
-                str(t), int(b or 0) + int(writes.get(t) or 0), int(n or 0), m, latest.get(t), None
-            )
-            for t, b, n, m in totals
-        ]
+            return sqlite_sizes(cur)
 
     def delete_events(self, thread_id: str) -> None:
         """Delete run events stored in the same file (``podium_events``), if any."""

@@ -1,27 +1,37 @@
 """The ``podium`` command.
 
-Built on argparse: the standard library keeps ``podium --version`` fast and adds no
-dependency; output formatting uses rich, which podium already needs for traces.
+Built on argparse: the standard library keeps start-up fast and adds no dependency.
+Each subcommand parses with ``parse_intermixed_args``, so options may come anywhere
+on the line (``podium demo support --json "my request"``). Every command that
+prints takes ``--json``; any refusal exits with status 1.
 
-Every command that continues a run (``approve``, ``reject``, ``respond``,
-``resume``) rebuilds the thread's graph in this new process and resumes it from the
-SQLite file, exactly as a different machine sharing the file would.
+Read-only commands (``threads``, ``pending``, ``trace``, ``cost``) read the SQLite
+file with the standard library and never import LangGraph or the user's code;
+``inspect`` rebuilds the history with LangGraph but without the user's code.
+Commands that continue a run (``approve``, ``reject``, ``respond``, ``resume``)
+rebuild the thread's graph in this new process -- from what was recorded when it
+started, or ``--graph`` -- and resume it from the file, exactly as a different
+machine sharing the file would.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rich.console import Console
 
 import podium
-from podium.cli._commands import COMMANDS
-from podium.demos import DEMOS
 from podium.errors import PodiumError
 
 __all__ = ["build_parser", "main"]
+
+DEMO_NAMES = ("ops", "orders", "research", "support")
+"""The demos (checked against :data:`podium.demos.DEMOS` by the tests)."""
+
+_READ_ONLY = frozenset({"threads", "pending", "trace", "cost"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         "name",
         nargs="?",
         default="support",
-        choices=sorted(DEMOS),
+        choices=DEMO_NAMES,
         help="which demo (default: %(default)s)",
     )
     demo.add_argument("request", nargs="?", help="the user's request (default: the demo's)")
@@ -54,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         "graph", help="package.module:attribute -- an uncompiled graph or a function returning one"
     )
     run.add_argument("request", help="the user's request")
-    run.add_argument("--model", default="default", help="recorded with the thread")
+    run.add_argument(
+        "--model", help="what agents declared with model='default' use (sets PODIUM_MODEL)"
+    )
     run.add_argument("--thread", help="thread id (default: run-<random>)")
 
     for verb, helptext in (
@@ -66,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("thread")
         p.add_argument("request", nargs="?", help="request id (optional if only one)")
         p.add_argument("--by", help="who decides (default: $USER)")
+        p.add_argument("--graph", help="module:attr of the thread's graph, if not recorded")
         if verb == "approve":
             p.add_argument("--edit", help="run with these JSON arguments instead")
         if verb == "reject":
@@ -73,9 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
         if verb == "respond":
             p.add_argument("--message", required=True, help="given to the agent as the result")
 
+    resume = sub.add_parser("resume", parents=[common], help="continue a thread")
+    resume.add_argument("thread")
+    resume.add_argument("--graph", help="module:attr of the thread's graph, if not recorded")
     for verb, helptext in (
-        ("resume", "continue a thread from its last checkpoint"),
-        ("inspect", "state, next step and pending requests of a thread"),
+        ("inspect", "status, history and pending requests of a thread"),
         ("trace", "timeline of a thread from the run ledger"),
     ):
         sub.add_parser(verb, parents=[common], help=helptext).add_argument("thread")
@@ -91,10 +106,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command(name: str) -> Callable[[argparse.Namespace, Console], int]:
+    """The function running ``name``; read-only commands never import LangGraph."""
+    module = "podium.cli._read" if name in _READ_ONLY else "podium.cli._commands"
+    if name in _READ_ONLY:
+        return getattr(importlib.import_module(module), f"cmd_{name}")  # type: ignore[no-any-return]
+    commands: dict[str, Callable[[argparse.Namespace, Console], int]]
+    commands = importlib.import_module(module).COMMANDS
+    return commands[name]
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse with options anywhere: the subcommand's own intermixed parse."""
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if argv and argv[0] in subparsers.choices:
+        args: argparse.Namespace = subparsers.choices[argv[0]].parse_intermixed_args(argv[1:])
+        args.command = argv[0]
+        return args
+    return parser.parse_args(argv)  # help, --version, or a clear "invalid choice"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``podium`` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, list(sys.argv[1:] if argv is None else argv))
     if not args.command:
         parser.print_help()
         return 2
@@ -102,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not console.is_terminal:
         console.width = 160  # tables for logs and pipes: wide enough for a trace row
     try:
-        return COMMANDS[args.command](args, console)
+        return _command(args.command)(args, console)
     except PodiumError as exc:
         Console(stderr=True, highlight=False, soft_wrap=True).print(
             f"podium: error: {exc}", markup=False

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
-import re
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
-from datetime import datetime
-from pathlib import Path
-from typing import Any
+from contextlib import nullcontext
+from typing import Any, TypedDict
 
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.runnables import RunnableConfig
@@ -21,39 +18,18 @@ from langgraph.types import StateSnapshot
 from rich.console import Console
 
 from podium import runs
-from podium.checkpoints import prune, thread_sizes
-from podium.cli._render import describe, jsonable, show_request
-from podium.cli._threads import Workspace
+from podium.checkpoints import Messages, prune
+from podium.cli._read import location_flags, opened
+from podium.cli._render import describe, jsonable
+from podium.cli._show import show_request
+from podium.cli._workspace import Workspace, source_of
 from podium.demos import DEMOS
 from podium.errors import ConfigurationError, UnknownRequestError
 from podium.models import describe_default, local_model_status
-from podium.observe import render_cost, render_trace
 from podium.tools import ApprovalRequest, Decision
+from podium.tools._graph import run_ledger_for
 
 __all__ = ["COMMANDS"]
-
-
-def _workspace(args: argparse.Namespace) -> Workspace:
-    home = Path(args.home or os.environ.get("PODIUM_HOME", ".podium"))
-    return Workspace(home, Path(args.db) if args.db else None)
-
-
-def _location_flags(args: argparse.Namespace) -> list[str]:
-    flags: list[str] = []
-    if args.home:
-        flags += ["--home", args.home]
-    if args.db:
-        flags += ["--db", args.db]
-    return flags
-
-
-@contextmanager
-def _opened(args: argparse.Namespace) -> Iterator[Workspace]:
-    ws = _workspace(args)
-    try:
-        yield ws
-    finally:
-        ws.close()
 
 
 def _config(thread: str) -> RunnableConfig:
@@ -126,6 +102,9 @@ def drive(
                         if not as_json:
                             console.print(line, highlight=False, markup=False)
     info = runs.inspect(app, config)
+    handler = run_ledger_for(app.checkpointer)
+    if handler is not None:  # the run's events are in the file when the command returns
+        handler.flush()
     messages = info.values.get("messages") or []
     answer = next(
         (m.text for m in reversed(messages) if isinstance(m, AIMessage) and not m.tool_calls), None
@@ -142,7 +121,7 @@ def drive(
         print(json.dumps(report, indent=2, default=str))
     else:
         for request in info.pending:
-            show_request(console, thread, request, extra)
+            show_request(console, thread, request.to_json(), extra)
         if not info.pending:
             console.print(f"\ndone in {report['seconds']} s (thread {thread})", highlight=False)
     return report
@@ -172,43 +151,58 @@ def cmd_models(args: argparse.Namespace, console: Console) -> int:
 
 
 def _start(
-    args: argparse.Namespace, console: Console, graph: str, title: str, request: str, prefix: str
+    args: argparse.Namespace,
+    console: Console,
+    graph: str,
+    title: str,
+    request: str,
+    prefix: str,
+    model: str | None,
 ) -> int:
     thread = args.thread or f"{prefix}-{uuid.uuid4().hex[:8]}"
-    model = args.model if args.model != "default" else describe_default()
-    with _opened(args) as ws:
+    ws = opened(args)
+    try:
         ws.home.mkdir(parents=True, exist_ok=True)
         app = ws.build(graph, model).compile(checkpointer=ws.saver())  # validate first
-        if any(e.thread_id == thread for e in ws.entries()):
+        ledger = ws.ledger()
+        if ledger.thread(thread) is not None or any(s.thread_id == thread for s in ws.sizes()):
             raise ConfigurationError(
                 f"Thread {thread!r} already exists in {ws.db}.",
                 fix=f"Use `podium resume {thread}` to continue it, or pick another --thread.",
             )
-        ws.register(thread, graph, model, request)
+        ledger.record_source(
+            thread, graph, source_path=source_of(graph), model=model, request=request
+        )
         if not args.json:
-            console.print(f"{title} (model {model!r}, thread {thread})", markup=False)
+            console.print(f"{title} (thread {thread})", markup=False, highlight=False)
             console.print(f"> {request}", markup=False)
         drive(
-            app,
-            thread,
-            {"messages": [("user", request)]},
-            console,
-            args.json,
-            _location_flags(args),
+            app, thread, {"messages": [("user", request)]}, console, args.json, location_flags(args)
         )
+    finally:
+        ws.close()
     return 0
 
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    if args.name not in DEMOS:
+        raise ConfigurationError(
+            f"Unknown demo {args.name!r}.", fix=f"Pick one of: {', '.join(sorted(DEMOS))}."
+        )
     demo = DEMOS[args.name]
-    title = f"podium demo {demo.name!r}: {demo.title}"
-    return _start(
-        args, console, f"demo:{demo.name}", title, args.request or demo.default_request, demo.name
-    )
+    model = args.model if args.model != "default" else describe_default()
+    title = f"podium demo {demo.name!r}: {demo.title} (model {model!r})"
+    request = args.request or demo.default_request
+    return _start(args, console, f"demo:{demo.name}", title, request, demo.name, model)
 
 
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
-    return _start(args, console, args.graph, f"podium run {args.graph}", args.request, "run")
+    title = f"podium run {args.graph}"
+    if args.model:
+        # what agents declared with model="default" resolve to, in this process
+        os.environ["PODIUM_MODEL"] = args.model
+        title += f" (agents' 'default' model: {describe_default()!r})"
+    return _start(args, console, args.graph, title, args.request, "run", args.model)
 
 
 def _pick(requests: list[ApprovalRequest], wanted: str | None, thread: str) -> ApprovalRequest:
@@ -253,8 +247,9 @@ def cmd_decide(args: argparse.Namespace, console: Console) -> int:
         decision = Decision.reject(args.reason, by=by)
     else:
         decision = Decision.parse({"action": "respond", "message": args.message, "by": by})
-    with _opened(args) as ws:
-        app = ws.app(ws.entry(args.thread))
+    ws = opened(args)
+    try:
+        app = ws.app(ws.thread(args.thread), args.graph)
         pending = runs.pending(app, _config(args.thread))
         if args.request and args.request not in {r.id for r in pending}:
             # let runs explain (unknown, stale, already decided, another thread)
@@ -268,105 +263,90 @@ def cmd_decide(args: argparse.Namespace, console: Console) -> int:
                 highlight=False,
                 markup=False,
             )
-        drive(app, args.thread, command, console, args.json, _location_flags(args))
+        drive(app, args.thread, command, console, args.json, location_flags(args))
         runs.check_decisions(app, _config(args.thread), {request.id: decision})
+    finally:
+        ws.close()
     return 0
 
 
 def cmd_resume(args: argparse.Namespace, console: Console) -> int:
-    with _opened(args) as ws:
-        app = ws.app(ws.entry(args.thread))
-        runs.inspect(app, _config(args.thread))  # unknown thread → clear error
-        drive(app, args.thread, None, console, args.json, _location_flags(args))
+    ws = opened(args)
+    try:
+        app = ws.app(ws.thread(args.thread), args.graph)
+        runs.inspect(app, _config(args.thread))  # no saved state → clear error
+        drive(app, args.thread, None, console, args.json, location_flags(args))
+    finally:
+        ws.close()
     return 0
 
 
-def cmd_pending(args: argparse.Namespace, console: Console) -> int:
-    with _opened(args) as ws:
-        entries = [ws.entry(args.thread)] if args.thread else ws.entries()
-        found: list[tuple[str, ApprovalRequest]] = []
-        for entry in entries:
-            app = ws.app(entry)
-            found += [(entry.thread_id, r) for r in runs.pending(app, _config(entry.thread_id))]
-        if args.json:
-            print(json.dumps([{"thread": t, **r.to_json()} for t, r in found], indent=2))
-            return 0
-        if not found:
-            console.print("no pending requests")
-        for thread, request in found:
-            show_request(console, thread, request, _location_flags(args))
-    return 0
+class _History(TypedDict):
+    messages: Messages
+
+
+def _history(ws: Workspace, thread: str) -> list[BaseMessage]:
+    """The thread's messages, rebuilt from the file without the thread's graph.
+
+    podium's ``messages`` channel is stored as deltas; a graph with only that channel
+    replays them. A thread of a plain LangGraph graph keeps its list whole.
+    """
+    from langgraph.graph import END, START, StateGraph
+
+    # the reader has none of the thread's nodes: LangGraph's notes about them are noise
+    logging.getLogger("langgraph").setLevel(logging.ERROR)
+    config = _config(thread)
+    reader = StateGraph(_History)
+    reader.add_node("read", lambda state: {})
+    reader.add_edge(START, "read")
+    reader.add_edge("read", END)
+    try:
+        values = reader.compile(checkpointer=ws.saver()).get_state(config).values
+        found = values.get("messages") if isinstance(values, dict) else None
+    except Exception:  # not podium's channel: read the stored value as it is
+        saved = ws.saver().get_tuple(config)
+        found = saved.checkpoint["channel_values"].get("messages") if saved else None
+    return [m for m in found or [] if isinstance(m, BaseMessage)]
 
 
 def cmd_inspect(args: argparse.Namespace, console: Console) -> int:
-    with _opened(args) as ws:
-        entry = ws.entry(args.thread)
-        info = runs.inspect(ws.app(entry), _config(args.thread))
-        messages = info.values.get("messages") or []
-        data = {
-            "thread": info.thread_id,
-            "graph": entry.graph,
-            "model": entry.model,
-            "step": info.step,
-            "next": list(info.next),
-            "status": "waiting" if info.pending else ("running" if info.next else "done"),
-            "pending": [r.to_json() for r in info.pending],
-            "messages": jsonable(messages),
-        }
-        if args.json:
-            print(json.dumps(data, indent=2, default=str))
-            return 0
-        console.print(
-            f"thread {info.thread_id}: {data['status']} (graph {entry.graph}, model "
-            f"{entry.model}, step {info.step}, next {list(info.next) or '-'})",
-            highlight=False,
-            markup=False,
-        )
-        for message in messages:
-            line = describe(message)
-            if line:
-                console.print(f"  {line}", highlight=False, markup=False)
-        for request in info.pending:
-            show_request(console, info.thread_id, request, _location_flags(args))
-    return 0
-
-
-def cmd_threads(args: argparse.Namespace, console: Console) -> int:
-    with _opened(args) as ws:
-        entries = {e.thread_id: e for e in ws.entries()}
-        sizes = thread_sizes(ws.saver()) if entries else []
-        rows = [
-            {
-                "thread": s.thread_id,
-                "graph": entries[s.thread_id].graph if s.thread_id in entries else "?",
-                "bytes": s.bytes,
-                "checkpoints": s.checkpoints,
-                "last_step": s.last_step,
-                "updated_at": s.updated_at,
-                "pending_approvals": s.pending_approvals,
-            }
-            for s in sizes
-        ]
+    ws = opened(args)
+    try:
+        record = ws.thread(args.thread)
+        messages = _history(ws, args.thread)
+        pending = [r for _, r in ws.pending(args.thread)]
+    finally:
+        ws.close()
+    data = {
+        **record.to_json(),
+        "pending": pending,
+        "messages": jsonable(messages),
+    }
     if args.json:
-        print(json.dumps(rows, indent=2, default=str))
+        print(json.dumps(data, indent=2, default=str))
         return 0
-    if not rows:
-        console.print("no threads")
-    for r in rows:
-        console.print(
-            f"{r['thread']:<24} {r['graph']:<16} {r['bytes']:>9} B "
-            f"{r['checkpoints']:>4} ckpts  step {r['last_step']}  pending "
-            f"{r['pending_approvals']}",
-            highlight=False,
-            markup=False,
-        )
+    console.print(
+        f"thread {record.thread_id}: {data['status']} (graph {record.graph or '?'}, "
+        f"{record.runs} runs" + (f", error: {record.error}" if record.error else "") + ")",
+        highlight=False,
+        markup=False,
+    )
+    for message in messages:
+        line = describe(message)
+        if line:
+            console.print(f"  {line}", highlight=False, markup=False)
+    for request in pending:
+        show_request(console, record.thread_id, request, location_flags(args))
     return 0
 
 
 def cmd_prune(args: argparse.Namespace, console: Console) -> int:
-    with _opened(args) as ws:
-        ws.entry(args.thread)
+    ws = opened(args)
+    try:
+        ws.thread(args.thread)
         result = prune(ws.saver(), args.thread, keep_last=args.keep_last)
+    finally:
+        ws.close()
     if args.json:
         print(
             json.dumps({"thread": result.thread_id, "kept": result.kept, "deleted": result.deleted})
@@ -379,57 +359,6 @@ def cmd_prune(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-_SINCE = re.compile(r"^(\d+)([smhd])$")
-
-
-def _since(value: str | None) -> float | None:
-    if not value:
-        return None
-    match = _SINCE.match(value)
-    if match:
-        scale = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
-        return time.time() - int(match.group(1)) * scale
-    try:
-        return datetime.fromisoformat(value).timestamp()
-    except ValueError as exc:
-        raise ConfigurationError(
-            f"--since {value!r} is neither a duration (30m, 2h, 7d) nor an ISO date."
-        ) from exc
-
-
-def _events(ws: Workspace, thread: str | None, since: float | None) -> list[dict[str, Any]]:
-    entries = ws.entries()
-    if not entries:
-        return []
-    app = ws.app(entries[-1]) if thread is None else ws.app(ws.entry(thread))
-    return runs.events(app, _config(thread) if thread else None, since=since)
-
-
-def cmd_trace(args: argparse.Namespace, console: Console) -> int:
-    with _opened(args) as ws:
-        ws.entry(args.thread)
-        events = _events(ws, args.thread, None)
-    if args.json:
-        print(json.dumps(events, indent=2, default=str))
-    else:
-        render_trace(events, console, title=f"thread {args.thread}")
-    return 0
-
-
-def cmd_cost(args: argparse.Namespace, console: Console) -> int:
-    with _opened(args) as ws:
-        if args.thread:
-            ws.entry(args.thread)
-        events = _events(ws, args.thread, _since(args.since))
-    render_cost(
-        events,
-        console,
-        title=f"cost: {args.thread or 'all threads'}"
-        + (f" since {args.since}" if args.since else ""),
-    )
-    return 0
-
-
 COMMANDS = {
     "run": cmd_run,
     "models": cmd_models,
@@ -438,10 +367,6 @@ COMMANDS = {
     "reject": cmd_decide,
     "respond": cmd_decide,
     "resume": cmd_resume,
-    "pending": cmd_pending,
     "inspect": cmd_inspect,
-    "threads": cmd_threads,
     "prune": cmd_prune,
-    "trace": cmd_trace,
-    "cost": cmd_cost,
 }

@@ -1,35 +1,15 @@
-"""How the CLI shows runs.
-
-Messages as they happen, approval requests with the exact commands that decide
-them, and JSON for scripts.
-"""
+"""How the CLI shows messages as they happen, and as JSON for scripts."""
 
 from __future__ import annotations
 
 import json
-import os
-import shlex
-import sys
-from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-from rich.console import Console
 
 from podium.tools import ApprovalRequest
 
-__all__ = ["describe", "program", "show_request"]
-
-
-def program() -> str:
-    """How the user invoked podium, for commands we print (``podium`` or a venv path)."""
-    invoked = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("podium")
-    if invoked.name != "podium" or "/" not in sys.argv[0]:
-        return "podium"
-    try:
-        return str(invoked.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(invoked)
+__all__ = ["describe", "jsonable"]
 
 
 def describe(message: BaseMessage) -> str | None:
@@ -48,41 +28,6 @@ def describe(message: BaseMessage) -> str | None:
     if isinstance(message, HumanMessage):
         return f"> {message.text}"
     return None
-
-
-def show_request(console: Console, thread: str, request: ApprovalRequest, extra: list[str]) -> None:
-    """Print a pending request and the commands that decide it."""
-    prog = program()
-    opts = " ".join(shlex.quote(x) for x in extra)
-    base = f"{prog} {{verb}} {shlex.quote(thread)} {request.id}" + (f" {opts}" if opts else "")
-    console.print(
-        f"\n[bold yellow]waiting for a human[/] ({request.kind}) request [bold]{request.id}[/]",
-        highlight=False,
-    )
-    console.print(
-        f"  {request.agent} wants {request.tool}({json.dumps(request.args)})",
-        highlight=False,
-        markup=False,
-    )
-    if request.reason:
-        console.print(
-            f"  reason: {request.reason} (risk: {request.risk})", highlight=False, markup=False
-        )
-    if request.note:
-        console.print(f"  note: {request.note}", highlight=False, markup=False)
-    user = os.environ.get("USER") or "you"
-    lines = [
-        ("approve", base.format(verb="approve") + f" --by {user}"),
-        (
-            "edit",
-            base.format(verb="approve")
-            + f" --edit {shlex.quote(json.dumps(request.args))} --by {user}",
-        ),
-        ("reject", base.format(verb="reject") + f" --reason 'not now' --by {user}"),
-        ("respond", base.format(verb="respond") + f" --message '...' --by {user}"),
-    ]
-    for label, command in lines:
-        console.print(f"  {label:<8}{command}", highlight=False, markup=False)
 
 
 def jsonable(value: Any) -> Any:

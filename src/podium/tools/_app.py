@@ -25,6 +25,12 @@ parent):
 * **Decided requests answer themselves.** A resume (``invoke(None)`` or
   ``Command(resume=...)``) answers every interrupt whose request the ledger already
   holds a decision for (asked again after a crash) with that decision.
+* **Every thread is registered.** A top-level run on a checkpointer writes its
+  thread's row in the ledger's ``podium_threads`` table when it starts (``running``,
+  with this process as owner) and when it ends (``waiting``, ``done``, ``error``,
+  ``stopped``), so ``podium threads``/``pending``/``trace`` see threads started from
+  Python or by LangGraph Server, not only the CLI's (see
+  :mod:`podium.checkpoints._threads`).
 """
 
 from __future__ import annotations
@@ -34,15 +40,19 @@ import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, cast
 
+from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 
+from podium.checkpoints._ledger import MemoryLedger, ToolLedger
+from podium.checkpoints._owners import process_owner
+from podium.checkpoints._threads import ThreadStatus
 from podium.errors import InvalidInputError, PendingRequestsError
 from podium.tools._approvals import ApprovalRequest, Decision
 from podium.tools._decisions import current_ledger
 
-__all__ = ["PENDING_KEY", "GovernedApp", "open_requests"]
+__all__ = ["DESCRIPTION_KEY", "PENDING_KEY", "GovernedApp", "open_requests"]
 
 PENDING_KEY = "podium_pending"
 """``configurable`` key: what new input does to pending requests (``"refuse"`` or
@@ -54,6 +64,8 @@ SERVER_DURABILITY_ENV = "PODIUM_SERVER_DURABILITY"
 INPUT_KEYS = frozenset({"messages"})
 """What a caller may put in a podium graph's input."""
 SUPERSEDED = "superseded by new input"
+DESCRIPTION_KEY = "__podium_description"
+"""The ``configurable`` key holding a compiled podium graph's description."""
 
 
 def open_requests(
@@ -194,6 +206,18 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
         conf = (self.config or {}).get("configurable") or {}
         return bool(conf.get(EFFECTS_KEY, True))
 
+    def _podium_registry(self, config: RunnableConfig | None) -> _Registration | None:
+        """Where this top-level run registers its thread (``None``: it does not)."""
+        conf = (config or {}).get("configurable") or {}
+        thread = conf.get("thread_id")
+        if _nested(config) or not thread or self.checkpointer in (None, False, True):
+            return None
+        ledger = current_ledger(self.config)
+        if isinstance(ledger, MemoryLedger):
+            return None
+        own = (self.config or {}).get("configurable") or {}
+        return _Registration(ledger, str(thread), self.get_name(), own.get(DESCRIPTION_KEY))
+
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
@@ -201,8 +225,21 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
         runs: list[tuple[Any, RunnableConfig | None]] = [(input, config)]
         if self._podium_defaults(input, config, kwargs) and config is not None:
             runs = [*self._podium_inputs(input, config, self.get_state(config))]
-        for value, conf in runs:
-            yield from super().stream(value, conf, **kwargs)
+        registration = self._podium_registry(config)
+        if registration is None:
+            for value, conf in runs:
+                yield from super().stream(value, conf, **kwargs)
+            return
+        registration.started(input)
+        try:
+            for value, conf in runs:
+                for chunk in super().stream(value, conf, **kwargs):
+                    registration.saw(chunk)
+                    yield chunk
+        except BaseException as exc:
+            registration.ended(exc)
+            raise
+        registration.ended(None)
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
@@ -213,9 +250,80 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
         if await asyncio.to_thread(self._podium_defaults, input, config, kwargs) and config:
             snapshot = await self.aget_state(config)
             runs = [*await asyncio.to_thread(self._podium_inputs, input, config, snapshot)]
-        for value, conf in runs:
-            async for chunk in super().astream(value, conf, **kwargs):
-                yield chunk
+        registration = self._podium_registry(config)
+        if registration is not None:
+            await asyncio.to_thread(registration.started, input)
+        try:
+            for value, conf in runs:
+                async for chunk in super().astream(value, conf, **kwargs):
+                    if registration is not None:
+                        registration.saw(chunk)
+                    yield chunk
+        except BaseException as exc:
+            if registration is not None:
+                await asyncio.shield(asyncio.to_thread(registration.ended, exc))
+            raise
+        if registration is not None:
+            await asyncio.to_thread(registration.ended, None)
+
+
+class _Registration:
+    """One top-level run's row in the thread registry (module docs)."""
+
+    def __init__(
+        self, ledger: ToolLedger, thread: str, graph: str, description: str | None
+    ) -> None:
+        self.ledger = ledger
+        self.thread = thread
+        self.graph = graph
+        self.description = description
+        self.interrupted = False
+
+    def started(self, value: Any) -> None:
+        self.ledger.thread_started(
+            self.thread,
+            owner=process_owner(),
+            graph=self.graph,
+            description=self.description or None,
+            request=_request_text(value),
+        )
+
+    def saw(self, chunk: Any) -> None:
+        """Note an interrupt in a streamed chunk (any stream mode, with subgraphs or not)."""
+        if not self.interrupted:
+            last = chunk[-1] if isinstance(chunk, tuple) and chunk else chunk
+            self.interrupted = isinstance(last, Mapping) and "__interrupt__" in last
+
+    def ended(self, error: BaseException | None) -> None:
+        status: ThreadStatus
+        if error is None:
+            waiting = self.interrupted or self.ledger.pending_approvals_of(self.thread) > 0
+            status = "waiting" if waiting else "done"
+        elif isinstance(error, (GeneratorExit, KeyboardInterrupt, asyncio.CancelledError)):
+            status = "stopped"
+        else:
+            status = "error"
+        message = f"{type(error).__name__}: {error}" if status == "error" else None
+        self.ledger.thread_ended(self.thread, status, message)
+
+
+def _request_text(value: Any) -> str | None:
+    """The text of new input's last message (``None`` for a resume)."""
+    if not isinstance(value, Mapping):
+        return None
+    messages = value.get("messages")
+    if isinstance(messages, (str, BaseMessage, tuple, Mapping)):
+        messages = [messages]
+    if not isinstance(messages, list) or not messages:
+        return None
+    last = messages[-1]
+    if isinstance(last, BaseMessage):
+        return last.text
+    if isinstance(last, tuple) and len(last) == 2:
+        return str(last[1])
+    if isinstance(last, Mapping):
+        return str(last.get("content", ""))
+    return str(last)
 
 
 def _without_run_id(config: RunnableConfig) -> RunnableConfig:

@@ -284,6 +284,7 @@ def ask(config: RunnableConfig, question: Question) -> Decision:
                 refused=refused,
             )
             if recorded is None:
+                ledger.show_request(at.thread, question.key, shown.to_json())
                 emit("approval_refused", {**_event(stored), **refused}, config)
             continue
         break

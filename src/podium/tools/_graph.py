@@ -36,7 +36,7 @@ from podium.checkpoints._events import EventStore
 from podium.checkpoints._ledger import MemoryLedger, SQLiteLedger, ToolLedger
 from podium.checkpoints._postgres import PostgresLedger
 from podium.observe._events import RunLedgerHandler
-from podium.tools._app import EFFECTS_KEY, GovernedApp
+from podium.tools._app import DESCRIPTION_KEY, EFFECTS_KEY, GovernedApp
 from podium.tools._decisions import LEDGER_KEY
 
 __all__ = [
@@ -48,8 +48,6 @@ __all__ = [
     "run_ledger_for",
 ]
 
-DESCRIPTION_KEY = "__podium_description"
-"""The ``configurable`` key holding a compiled podium graph's description."""
 NAMES_KEY = "__podium_names"
 """The ``configurable`` key listing a compiled podium graph's tools and agents."""
 
@@ -167,18 +165,27 @@ def event_store_for(checkpointer: object) -> EventStore | None:
     """Where the run events of graphs compiled with ``checkpointer`` are stored.
 
     ``PODIUM_RUN_LEDGER=off`` disables the run ledger; ``PODIUM_RUN_LEDGER=/path``
-    puts it in that SQLite file; otherwise a SQLite checkpointer's file holds it, and
-    any other checkpointer gets an in-memory store. Graphs compiled without a
-    checkpointer (subgraphs) record nothing themselves: their parent's run ledger
-    sees their model and tool calls.
+    puts it in that SQLite file. Otherwise the events go where the tool ledger and
+    thread registry are: the SQLite file ``PODIUM_LEDGER`` names (so runs served by
+    LangGraph Server, which owns the checkpointer, are traced beside their
+    approvals), else a SQLite checkpointer's own file; any other checkpointer gets
+    an in-memory store. Graphs compiled without a checkpointer (subgraphs) record
+    nothing themselves unless ``PODIUM_LEDGER`` names a file: their parent's run
+    ledger sees their model and tool calls (the same handler, counted once).
     """
     configured = os.environ.get("PODIUM_RUN_LEDGER", "")
     if configured.lower() in ("off", "0", "false", "no"):
         return None
-    if checkpointer in (None, True, False) or not isinstance(checkpointer, BaseCheckpointSaver):
+    shared = os.environ.get("PODIUM_LEDGER", "")
+    if shared.startswith(("postgres://", "postgresql://")):
+        shared = ""  # events are kept in SQLite files only (PODIUM_RUN_LEDGER=/path)
+    durable = isinstance(checkpointer, BaseCheckpointSaver)
+    if not durable and not configured and not shared:
         return None
-    path = configured or (
-        _sqlite_file(checkpointer) if isinstance(checkpointer, SqliteSaver) else None
+    path = (
+        configured
+        or shared
+        or (_sqlite_file(checkpointer) if isinstance(checkpointer, SqliteSaver) else None)
     )
     with _LOCK:
         if path:

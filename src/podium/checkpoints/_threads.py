@@ -1,0 +1,266 @@
+"""The thread registry: every thread a podium graph ran, in the ledger's database.
+
+Table ``podium_threads`` sits beside the ledger (the checkpointer's SQLite file or
+Postgres database, or the database ``PODIUM_LEDGER`` names for served graphs). Every
+top-level run of a podium graph -- from Python, the CLI, a notebook or LangGraph
+Server -- writes its thread's row when it starts and when it ends, so the CLI and
+any later process see every thread from the database alone, without importing the
+user's code:
+
+* what graph it is (compiled name and description), the first request, how many
+  runs it had;
+* its status: ``running`` (with the process that runs it; a dead process shows as
+  ``crashed``), ``waiting`` (for a human: requests are in ``podium_approvals``),
+  ``done``, ``error`` (with the message) or ``stopped`` (the caller stopped reading
+  the stream, or Ctrl-C);
+* how to rebuild the graph in another process (``source``: ``package.module:attr`` or
+  ``demo:NAME``), recorded by the CLI for the threads it starts, or by
+  :func:`podium.runs.record_source` from Python.
+
+The SQL here is the only copy: the ledger's methods (:class:`ThreadRegistry`, a base
+of :class:`~podium.checkpoints.ToolLedger`) write and read it on SQLite and Postgres.
+This module imports only the standard library, so the CLI's read-only commands stay
+fast.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from podium.checkpoints._owners import owner_alive
+
+__all__ = ["THREADS_SCHEMA", "ThreadRecord", "ThreadRegistry", "migrate_threads"]
+
+ThreadStatus = Literal["new", "running", "waiting", "done", "error", "stopped"]
+
+THREADS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS podium_threads (
+    thread_id TEXT PRIMARY KEY,
+    graph TEXT,
+    description TEXT,
+    source TEXT,
+    source_path TEXT,
+    model TEXT,
+    request TEXT,
+    status TEXT NOT NULL,
+    error TEXT,
+    owner TEXT,
+    runs INTEGER NOT NULL DEFAULT 0,
+    created_at DOUBLE PRECISION NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL
+);
+"""
+"""The registry's DDL (SQLite and Postgres)."""
+
+_COLUMNS = (
+    "thread_id, graph, description, source, source_path, model, request, status, error, "
+    "owner, runs, created_at, updated_at"
+)
+REQUEST_CHARS = 500
+"""How much of the first request the registry keeps."""
+
+
+@dataclass(frozen=True)
+class ThreadRecord:
+    """A row of ``podium_threads``."""
+
+    thread_id: str
+    """The thread."""
+    graph: str | None
+    """The compiled graph's name."""
+    description: str | None
+    """What the graph does."""
+    source: str | None
+    """How to rebuild the graph: ``package.module:attr`` or ``demo:NAME`` (``None``:
+    not recorded; the CLI then needs ``--graph``)."""
+    source_path: str | None
+    """The directory ``source``'s module is imported from."""
+    model: str | None
+    """The model spec the CLI started it with."""
+    request: str | None
+    """The first request (truncated)."""
+    status: ThreadStatus
+    """As last written: ``new`` (recorded, never run), ``running``, ``waiting``,
+    ``done``, ``error``, ``stopped``."""
+    error: str | None
+    """Why the last run failed (``status == "error"``)."""
+    owner: str | None
+    """The process running it (``status == "running"``)."""
+    runs: int
+    """Top-level runs so far (new input, resumes, decisions)."""
+    created_at: float
+    """Epoch seconds."""
+    updated_at: float
+    """Epoch seconds."""
+
+    @property
+    def state(self) -> str:
+        """The status, with ``crashed`` for a run whose process is gone.
+
+        Told on the host that ran it (the kernel knows its processes); a run on
+        another host shows as ``running``.
+        """
+        # no heartbeat for runs: pass "now" so only this host's kernel can say "dead"
+        if self.status == "running" and not owner_alive(self.owner, time.time(), True):
+            return "crashed"
+        return self.status
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (``state`` included)."""
+        return {
+            "thread": self.thread_id,
+            "graph": self.graph,
+            "description": self.description,
+            "source": self.source,
+            "model": self.model,
+            "request": self.request,
+            "status": self.state,
+            "error": self.error,
+            "runs": self.runs,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+def _record(row: Sequence[Any]) -> ThreadRecord:
+    return ThreadRecord(
+        str(row[0]),
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        int(row[10]),
+        float(row[11]),
+        float(row[12]),
+    )
+
+
+class ThreadRegistry:
+    """The registry's statements, run through the ledger's ``_run`` (see module docs)."""
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[Sequence[Any]], int]:
+        raise NotImplementedError  # pragma: no cover - ToolLedger provides it
+
+    def thread_started(
+        self,
+        thread_id: str,
+        *,
+        owner: str,
+        graph: str | None = None,
+        description: str | None = None,
+        request: str | None = None,
+    ) -> None:
+        """A top-level run of the thread starts in process ``owner``."""
+        now = time.time()
+        self._run(
+            f"INSERT INTO podium_threads ({_COLUMNS}) "
+            "VALUES (?, ?, ?, NULL, NULL, NULL, ?, 'running', NULL, ?, 1, ?, ?) "
+            "ON CONFLICT (thread_id) DO UPDATE SET status='running', error=NULL, "
+            "owner=excluded.owner, runs=podium_threads.runs + 1, "
+            "updated_at=excluded.updated_at, "
+            "graph=COALESCE(podium_threads.graph, excluded.graph), "
+            "description=COALESCE(podium_threads.description, excluded.description), "
+            "request=COALESCE(podium_threads.request, excluded.request)",
+            (
+                thread_id,
+                graph,
+                description,
+                request[:REQUEST_CHARS] if request else None,
+                owner,
+                now,
+                now,
+            ),
+        )
+
+    def thread_ended(self, thread_id: str, status: ThreadStatus, error: str | None = None) -> None:
+        """The run ended: ``waiting``, ``done``, ``error`` or ``stopped``."""
+        self._run(
+            "UPDATE podium_threads SET status=?, error=?, owner=NULL, updated_at=? "
+            "WHERE thread_id=?",
+            (status, error[:2000] if error else None, time.time(), thread_id),
+        )
+
+    def record_source(
+        self,
+        thread_id: str,
+        source: str,
+        *,
+        source_path: str | None = None,
+        model: str | None = None,
+        request: str | None = None,
+    ) -> None:
+        """Say how to rebuild the thread's graph (before or after it first ran)."""
+        now = time.time()
+        self._run(
+            f"INSERT INTO podium_threads ({_COLUMNS}) "
+            "VALUES (?, NULL, NULL, ?, ?, ?, ?, 'new', NULL, NULL, 0, ?, ?) "
+            "ON CONFLICT (thread_id) DO UPDATE SET source=excluded.source, "
+            "source_path=excluded.source_path, "
+            "model=COALESCE(excluded.model, podium_threads.model), "
+            "request=COALESCE(podium_threads.request, excluded.request)",
+            (
+                thread_id,
+                source,
+                source_path,
+                model,
+                request[:REQUEST_CHARS] if request else None,
+                now,
+                now,
+            ),
+        )
+
+    def threads(self) -> list[ThreadRecord]:
+        """Every registered thread, oldest first."""
+        rows, _ = self._run(f"SELECT {_COLUMNS} FROM podium_threads ORDER BY created_at")
+        return [_record(r) for r in rows]
+
+    def thread(self, thread_id: str) -> ThreadRecord | None:
+        """One thread's record."""
+        rows, _ = self._run(
+            f"SELECT {_COLUMNS} FROM podium_threads WHERE thread_id=?", (thread_id,)
+        )
+        return _record(rows[0]) if rows else None
+
+    def forget_thread(self, thread_id: str) -> None:
+        """Drop the thread's record (with the thread itself)."""
+        self._run("DELETE FROM podium_threads WHERE thread_id=?", (thread_id,))
+
+
+def migrate_threads(db: sqlite3.Connection) -> None:
+    """Bring a SQLite file's registry from the first CLI's table up to date.
+
+    The first release's ``podium_threads`` (written only by the CLI) had
+    ``thread_id, graph, model, request, created_at``, its ``graph`` being what is now
+    ``source``. Rows are copied into the new table once, in one transaction.
+    """
+    present = {r[1] for r in db.execute("PRAGMA table_info(podium_threads)")}
+    if not present or "status" in present:
+        db.executescript(THREADS_SCHEMA)
+        return
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        present = {r[1] for r in db.execute("PRAGMA table_info(podium_threads)")}
+        if "status" not in present:  # not migrated by another process meanwhile
+            db.execute("ALTER TABLE podium_threads RENAME TO podium_threads_v1")
+            db.execute(THREADS_SCHEMA)
+            db.execute(
+                f"INSERT INTO podium_threads ({_COLUMNS}) SELECT thread_id, NULL, NULL, graph, "
+                "NULL, model, request, CASE WHEN EXISTS (SELECT 1 FROM podium_approvals a "
+                "WHERE a.thread_id = v.thread_id AND a.status = 'pending') THEN 'waiting' "
+                "ELSE 'done' END, NULL, NULL, 1, created_at, created_at "
+                "FROM podium_threads_v1 v"
+            )
+            db.execute("DROP TABLE podium_threads_v1")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise

@@ -1,0 +1,228 @@
+"""The CLI's database: what it reads without user code, and how it rebuilds a graph.
+
+Every podium graph registers the threads it runs in ``podium_threads`` (see
+:mod:`podium.checkpoints._threads`), in the same file as its checkpoints, ledger
+and run events. So ``threads``, ``pending``, ``trace``, ``cost`` and ``inspect``
+read the file alone -- whoever started the run, from Python, a notebook, the CLI
+or LangGraph Server with ``PODIUM_LEDGER`` -- and import neither the user's module
+nor LangGraph (they only need :mod:`sqlite3`).
+
+Commands that continue a run (``approve``, ``reject``, ``respond``, ``resume``)
+must run the graph: they rebuild it from the thread's recorded ``source``
+(``package.module:attr``, or ``demo:NAME``) or from ``--graph``, and compile it on
+the file, exactly as another machine sharing the file would.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sqlite3
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from podium.checkpoints._events import EventStore
+from podium.checkpoints._integrity import check_database_file
+from podium.checkpoints._ledger import ApprovalRecord, SQLiteLedger
+from podium.checkpoints._sizes import SizeRow, sqlite_sizes
+from podium.checkpoints._threads import ThreadRecord
+from podium.errors import ConfigurationError, UnknownThreadError
+
+if TYPE_CHECKING:
+    from langgraph.graph import StateGraph
+    from langgraph.pregel import Pregel
+
+    from podium.checkpoints import PodiumSqliteSaver
+
+__all__ = ["Workspace", "load_graph", "source_of"]
+
+_WAITING = ("new", "running", "waiting")
+"""Registry states whose undecided requests are shown as pending (a finished thread's
+undecided row belongs to a branch that time travel left behind)."""
+
+
+class Workspace:
+    """The CLI's home folder and its SQLite file (checkpoints, ledger, threads, events)."""
+
+    def __init__(self, home: Path, db: Path | None = None) -> None:
+        self.home = home
+        self.db = db or home / "podium.sqlite"
+        self._saver: PodiumSqliteSaver | None = None
+        self._ledger: SQLiteLedger | None = None
+
+    # -- reading: standard library only ---------------------------------------------
+    def exists(self) -> bool:
+        """Whether the file is there (checked for damage and foreign tables)."""
+        if not self.db.exists():
+            return False
+        check_database_file(self.db, quick_check=False)
+        return True
+
+    def ledger(self) -> SQLiteLedger:
+        """The ledger (and thread registry) in the file; the file must exist."""
+        if self._ledger is None:
+            if not self.exists():
+                raise UnknownThreadError(
+                    f"There is no podium database at {self.db}.",
+                    fix="Pass --db FILE (the file your graph's sqlite_saver writes) or "
+                    "--home DIR; PODIUM_HOME sets the default home.",
+                )
+            self._ledger = SQLiteLedger(self.db)
+        return self._ledger
+
+    def threads(self) -> list[ThreadRecord]:
+        """Every registered thread, oldest first."""
+        return self.ledger().threads() if self.exists() else []
+
+    def thread(self, thread_id: str) -> ThreadRecord:
+        """One thread's record: registered, or a thread with checkpoints only."""
+        if not self.exists():
+            raise UnknownThreadError(
+                f"Thread {thread_id!r} is not in {self.db}: there is no podium database there.",
+                fix="Pass --db FILE (the file your graph's sqlite_saver writes) or --home DIR; "
+                "PODIUM_HOME sets the default home.",
+            )
+        found = self.ledger().thread(thread_id)
+        if found is not None:
+            return found
+        size = next((s for s in self.sizes() if s.thread_id == thread_id), None)
+        if size is not None:  # a plain LangGraph graph on this file
+            return ThreadRecord(thread_id, *(None,) * 6, "done", None, None, 0, 0.0, 0.0)
+        known = ", ".join(t.thread_id for t in self.threads()[-5:]) or "none"
+        raise UnknownThreadError(
+            f"Thread {thread_id!r} is not in {self.db} (recent threads: {known}).",
+            fix="Run `podium threads` to list them, or pass --db/--home for another file.",
+        )
+
+    def sizes(self) -> list[SizeRow]:
+        """Checkpoint figures per thread (none when the file holds no checkpoints)."""
+        if not self.exists():
+            return []
+        db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
+        try:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+            return sqlite_sizes(db.cursor()) if {"checkpoints", "writes"} <= tables else []
+        finally:
+            db.close()
+
+    def pending(self, thread_id: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """``(thread, request JSON)`` of every request waiting for a human."""
+        ledger = self.ledger()
+        states = {t.thread_id: t.state for t in ledger.threads()}
+        found: list[tuple[str, dict[str, Any]]] = []
+        threads = [thread_id] if thread_id else sorted(ledger.pending_approvals())
+        for thread in threads:
+            if states.get(thread, "waiting") not in (*_WAITING, "crashed"):
+                continue
+            records: list[ApprovalRecord] = ledger.approvals(thread)
+            found += [(thread, r.shown or r.request) for r in records if r.status == "pending"]
+        return found
+
+    def events(self, thread_id: str | None, since: float | None = None) -> list[dict[str, Any]]:
+        """Run events from the file (``[]`` when none were recorded)."""
+        if not self.exists():
+            return []
+        store = EventStore(self.db)
+        try:
+            return store.events(thread_id, since=since)
+        finally:
+            store.close()
+
+    # -- running: imports LangGraph and the graph's module --------------------------
+    def saver(self) -> PodiumSqliteSaver:
+        """Podium's SQLite saver on the file (created if missing)."""
+        from podium.checkpoints import sqlite_saver
+
+        if self._saver is None:
+            self._saver = sqlite_saver(self.db)
+        return self._saver
+
+    def build(self, source: str, model: str | None, path: str | None = None) -> StateGraph[Any]:
+        """The uncompiled graph ``source`` names (``demo:NAME`` or ``module:attr``)."""
+        if source.startswith("demo:"):
+            from podium.demos import DEMOS
+
+            name = source.removeprefix("demo:")
+            if name not in DEMOS:
+                raise ConfigurationError(
+                    f"Unknown demo {name!r}; demos: {', '.join(sorted(DEMOS))}."
+                )
+            return DEMOS[name].build(self.home, model or "default")
+        return load_graph(source, path)
+
+    def app(self, record: ThreadRecord, graph: str | None = None) -> Pregel[Any, Any, Any, Any]:
+        """The thread's graph compiled on the file (``graph`` overrides the record)."""
+        source = graph or record.source
+        if not source:
+            what = f" (graph {record.graph!r})" if record.graph else ""
+            raise ConfigurationError(
+                f"Thread {record.thread_id!r} was started outside the CLI{what}, so the CLI "
+                "does not know which code to run to continue it.",
+                fix="Pass --graph package.module:attribute naming the uncompiled graph (or a "
+                "function returning it) that the thread ran; the CLI records it for next time.",
+            )
+        built = self.build(source, record.model, None if graph else record.source_path)
+        app = built.compile(checkpointer=self.saver())
+        if graph and graph != record.source:
+            self.ledger().record_source(record.thread_id, graph, source_path=source_of(graph))
+        return app
+
+    def close(self) -> None:
+        """Close what was opened."""
+        if self._saver is not None:
+            self._saver.close()
+            self._saver = None
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
+
+def source_of(spec: str) -> str | None:
+    """The ``sys.path`` entry that ``spec``'s module is imported from (if it was)."""
+    module = sys.modules.get(spec.partition(":")[0])
+    file = getattr(module, "__file__", None)
+    if not file:
+        return None
+    root = Path(file).resolve().parent
+    depth = spec.partition(":")[0].count(".") + (1 if Path(file).name == "__init__.py" else 0)
+    for _ in range(depth):
+        root = root.parent
+    return str(root)
+
+
+def load_graph(spec: str, path: str | None = None) -> StateGraph[Any]:
+    """Import ``module:attr`` -- an uncompiled graph, or a function returning one.
+
+    The module is looked up where it was found when the thread started (``path``),
+    then in the current directory, then on ``sys.path`` -- as ``python -m`` does, so
+    no ``PYTHONPATH`` is needed for a module in the folder you run from.
+    """
+    from langgraph.graph import StateGraph
+
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigurationError(
+            f"--graph {spec!r} must look like 'package.module:attribute'.",
+            fix="Point at an uncompiled StateGraph, or a function that returns one.",
+        )
+    for entry in (os.getcwd(), path):
+        if entry and entry not in sys.path:
+            sys.path.insert(0, entry)
+    try:
+        target: Any = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigurationError(
+            f"Cannot load --graph {spec!r}: {exc}.",
+            fix="Run from the folder that holds the module (or set PYTHONPATH) and check "
+            "the attribute name.",
+        ) from exc
+    if callable(target) and not isinstance(target, StateGraph):
+        target = target()
+    if not isinstance(target, StateGraph):
+        raise ConfigurationError(
+            f"--graph {spec!r} is a {type(target).__name__}, not an uncompiled StateGraph.",
+            fix="Expose the uncompiled graph (podium's create_*_graph result); the CLI "
+            "compiles it with its own SQLite checkpointer.",
+        )
+    return target
