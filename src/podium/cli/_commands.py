@@ -19,7 +19,7 @@ from rich.console import Console
 
 from podium import runs
 from podium.checkpoints import Messages, prune
-from podium.cli._read import location_flags, opened
+from podium.cli._read import graph_flags, location_flags, opened
 from podium.cli._render import describe, jsonable
 from podium.cli._show import show_request
 from podium.cli._workspace import Workspace, source_of
@@ -336,7 +336,7 @@ def cmd_inspect(args: argparse.Namespace, console: Console) -> int:
         if line:
             console.print(f"  {line}", highlight=False, markup=False)
     for request in pending:
-        show_request(console, record.thread_id, request, location_flags(args))
+        show_request(console, record.thread_id, request, graph_flags(args, bool(record.source)))
     return 0
 
 

@@ -24,7 +24,15 @@ from podium.cli._workspace import Workspace
 from podium.errors import ConfigurationError
 from podium.observe._report import cost_report, render_cost, render_trace
 
-__all__ = ["cmd_cost", "cmd_pending", "cmd_threads", "cmd_trace", "location_flags", "opened"]
+__all__ = [
+    "cmd_cost",
+    "cmd_pending",
+    "cmd_threads",
+    "cmd_trace",
+    "graph_flags",
+    "location_flags",
+    "opened",
+]
 
 
 def opened(args: argparse.Namespace) -> Workspace:
@@ -53,6 +61,7 @@ def cmd_pending(args: argparse.Namespace, console: Console) -> int:
         if args.thread:
             ws.thread(args.thread)  # unknown thread → clear error
         found = ws.pending(args.thread) if ws.exists() else []
+        recorded = {t.thread_id for t in ws.threads() if t.source}
     finally:
         ws.close()
     if args.json:
@@ -61,8 +70,13 @@ def cmd_pending(args: argparse.Namespace, console: Console) -> int:
     if not found:
         console.print("no pending requests")
     for thread, request in found:
-        show_request(console, thread, request, location_flags(args))
+        show_request(console, thread, request, graph_flags(args, thread in recorded))
     return 0
+
+
+def graph_flags(args: argparse.Namespace, recorded: bool) -> list[str]:
+    """:func:`location_flags`, plus ``--graph`` for a thread whose graph is not recorded."""
+    return location_flags(args) + ([] if recorded else ["--graph", "MODULE:ATTR"])
 
 
 def _when(epoch: float | None) -> str:
