@@ -23,6 +23,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 from langgraph.types import Command, StateSnapshot
 
+from podium.checkpoints._threads import source_of
 from podium.errors import (
     AlreadyDecidedError,
     ConfigurationError,
@@ -42,6 +43,7 @@ __all__ = [
     "events",
     "inspect",
     "pending",
+    "record_source",
     "resume",
     "resume_command",
 ]
@@ -345,3 +347,29 @@ def events(
             "and unset PODIUM_RUN_LEDGER (or point it at a file).",
         )
     return store.events(thread, kinds=kinds, since=since)
+
+
+def record_source(app: Pregel[Any, Any, Any, Any], config: RunnableConfig, source: str) -> None:
+    """Record how to rebuild the thread's graph, so the CLI can decide and resume it.
+
+    ``podium approve|reject|respond|resume`` must run the graph; for a thread started
+    from Python they need ``--graph`` -- unless the thread records its source::
+
+        runs.record_source(app, config, "myapp.desk:build")
+
+    Args:
+        app: The compiled graph.
+        config: A config with the thread's ``thread_id``.
+        source: ``package.module:attribute`` naming the uncompiled graph, or a
+            function returning it.
+
+    Raises:
+        ConfigurationError: If ``source`` does not look like ``module:attribute``.
+    """
+    module, _, attr = source.partition(":")
+    if not module or not attr:
+        raise ConfigurationError(
+            f"source {source!r} must look like 'package.module:attribute'.",
+            fix="Name the uncompiled graph, or a function that returns it.",
+        )
+    current_ledger(app.config).record_source(_thread(config), source, source_path=source_of(source))

@@ -210,3 +210,18 @@ def test_the_cli_knows_every_demo() -> None:
     from podium.demos import DEMOS
 
     assert set(DEMO_NAMES) == set(DEMOS)
+
+
+def test_a_thread_that_records_its_source_is_decided_without_graph(project: Path) -> None:
+    script = START + (
+        "from podium import runs\n"
+        "runs.record_source(app, {'configurable': {'thread_id': 'py-1'}}, 'desk:build')\n"
+    )
+    (project / "start.py").write_text(script)
+    subprocess.run(
+        [sys.executable, "start.py"], cwd=project, env=_env(project, "start"), check=True
+    )
+    assert "--graph" not in podium(project, "pending", "--db", "runs.sqlite").stdout
+    done = podium(project, "approve", "py-1", "--db", "runs.sqlite", "--by", "alice")
+    assert done.returncode == 0, done.stderr
+    assert refunds(project) == 1

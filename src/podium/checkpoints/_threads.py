@@ -26,14 +26,22 @@ fast.
 from __future__ import annotations
 
 import sqlite3
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from podium.checkpoints._owners import owner_alive
 
-__all__ = ["THREADS_SCHEMA", "ThreadRecord", "ThreadRegistry", "migrate_threads"]
+__all__ = [
+    "THREADS_SCHEMA",
+    "ThreadRecord",
+    "ThreadRegistry",
+    "migrate_threads",
+    "source_of",
+]
 
 ThreadStatus = Literal["new", "running", "waiting", "done", "error", "stopped"]
 
@@ -264,3 +272,16 @@ def migrate_threads(db: sqlite3.Connection) -> None:
     except BaseException:
         db.execute("ROLLBACK")
         raise
+
+
+def source_of(spec: str) -> str | None:
+    """The ``sys.path`` entry that ``spec``'s module is imported from (if it was)."""
+    module = sys.modules.get(spec.partition(":")[0])
+    file = getattr(module, "__file__", None)
+    if not file:
+        return None
+    root = Path(file).resolve().parent
+    depth = spec.partition(":")[0].count(".") + (1 if Path(file).name == "__init__.py" else 0)
+    for _ in range(depth):
+        root = root.parent
+    return str(root)

@@ -19,10 +19,11 @@ from rich.console import Console
 
 from podium import runs
 from podium.checkpoints import Messages, prune
+from podium.checkpoints._threads import source_of
 from podium.cli._read import graph_flags, location_flags, opened
 from podium.cli._render import describe, jsonable
 from podium.cli._show import show_request
-from podium.cli._workspace import Workspace, source_of
+from podium.cli._workspace import Workspace
 from podium.demos import DEMOS
 from podium.errors import ConfigurationError, UnknownRequestError
 from podium.models import describe_default, local_model_status

@@ -26,7 +26,7 @@ from podium.checkpoints._events import EventStore
 from podium.checkpoints._integrity import check_database_file
 from podium.checkpoints._ledger import ApprovalRecord, SQLiteLedger
 from podium.checkpoints._sizes import SizeRow, sqlite_sizes
-from podium.checkpoints._threads import ThreadRecord
+from podium.checkpoints._threads import ThreadRecord, source_of
 from podium.errors import ConfigurationError, UnknownThreadError
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from podium.checkpoints import PodiumSqliteSaver
 
-__all__ = ["Workspace", "load_graph", "source_of"]
+__all__ = ["Workspace", "load_graph"]
 
 _WAITING = ("new", "running", "waiting")
 """Registry states whose undecided requests are shown as pending (a finished thread's
@@ -176,19 +176,6 @@ class Workspace:
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
-
-
-def source_of(spec: str) -> str | None:
-    """The ``sys.path`` entry that ``spec``'s module is imported from (if it was)."""
-    module = sys.modules.get(spec.partition(":")[0])
-    file = getattr(module, "__file__", None)
-    if not file:
-        return None
-    root = Path(file).resolve().parent
-    depth = spec.partition(":")[0].count(".") + (1 if Path(file).name == "__init__.py" else 0)
-    for _ in range(depth):
-        root = root.parent
-    return str(root)
 
 
 def load_graph(spec: str, path: str | None = None) -> StateGraph[Any]:
