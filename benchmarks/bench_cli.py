@@ -1,4 +1,4 @@
-# ruff: noqa: RUF001
+# ruff: noqa: RUF001, RUF002
 """10. CLI start-up: what an operator waits for, as whole processes.
 
 Each sample starts a fresh Python process and waits for it to exit (start-up, imports
