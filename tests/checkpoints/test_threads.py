@@ -66,6 +66,22 @@ def test_a_run_registers_waiting_then_done(durable: Callable[[], Any]) -> None:
     assert ledger.thread("t1") is None
 
 
+def test_a_returned_run_has_its_events_in_the_file(tmp_path: Path) -> None:
+    from podium.checkpoints import sqlite_saver
+    from podium.checkpoints._events import EventStore
+
+    with sqlite_saver(tmp_path / "e.sqlite") as saver:
+        app = _graph(_calls("A-9")).compile(checkpointer=saver)
+        app.invoke({"messages": [("user", "refund")]}, {"configurable": {"thread_id": "e"}})
+        reader = EventStore(tmp_path / "e.sqlite")  # another connection, no flush asked
+        try:
+            kinds = [e["kind"] for e in reader.events("e")]
+        finally:
+            reader.close()
+    assert "model" in kinds
+    assert "approval_requested" in kinds
+
+
 def test_failed_and_abandoned_runs_say_so(tmp_path: Path) -> None:
     from podium.checkpoints import sqlite_saver
 

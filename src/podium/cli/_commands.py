@@ -28,7 +28,6 @@ from podium.demos import DEMOS
 from podium.errors import ConfigurationError, UnknownRequestError
 from podium.models import describe_default, local_model_status
 from podium.tools import ApprovalRequest, Decision
-from podium.tools._graph import run_ledger_for
 
 __all__ = ["COMMANDS"]
 
@@ -103,9 +102,6 @@ def drive(
                         if not as_json:
                             console.print(line, highlight=False, markup=False)
     info = runs.inspect(app, config)
-    handler = run_ledger_for(app.checkpointer)
-    if handler is not None:  # the run's events are in the file when the command returns
-        handler.flush()
     messages = info.values.get("messages") or []
     answer = next(
         (m.text for m in reversed(messages) if isinstance(m, AIMessage) and not m.tool_calls), None

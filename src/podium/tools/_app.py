@@ -30,7 +30,8 @@ parent):
   with this process as owner) and when it ends (``waiting``, ``done``, ``error``,
   ``stopped``), so ``podium threads``/``pending``/``trace`` see threads started from
   Python or by LangGraph Server, not only the CLI's (see
-  :mod:`podium.checkpoints._threads`).
+  :mod:`podium.checkpoints._threads`). The run's events are written to the run
+  ledger before it returns, so a trace read right after shows the whole run.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from podium.checkpoints._ledger import MemoryLedger, ToolLedger
 from podium.checkpoints._owners import process_owner
 from podium.checkpoints._threads import ThreadStatus
 from podium.errors import InvalidInputError, PendingRequestsError
+from podium.observe._events import RunLedgerHandler
 from podium.tools._approvals import ApprovalRequest, Decision
 from podium.tools._decisions import current_ledger
 
@@ -216,7 +218,13 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
         if isinstance(ledger, MemoryLedger):
             return None
         own = (self.config or {}).get("configurable") or {}
-        return _Registration(ledger, str(thread), self.get_name(), own.get(DESCRIPTION_KEY))
+        given = (self.config or {}).get("callbacks")
+        ledgers = (
+            [h for h in given if isinstance(h, RunLedgerHandler)] if isinstance(given, list) else []
+        )
+        return _Registration(
+            ledger, str(thread), self.get_name(), own.get(DESCRIPTION_KEY), ledgers
+        )
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
@@ -271,12 +279,18 @@ class _Registration:
     """One top-level run's row in the thread registry (module docs)."""
 
     def __init__(
-        self, ledger: ToolLedger, thread: str, graph: str, description: str | None
+        self,
+        ledger: ToolLedger,
+        thread: str,
+        graph: str,
+        description: str | None,
+        run_ledgers: list[RunLedgerHandler],
     ) -> None:
         self.ledger = ledger
         self.thread = thread
         self.graph = graph
         self.description = description
+        self.run_ledgers = run_ledgers
         self.interrupted = False
 
     def started(self, value: Any) -> None:
@@ -304,6 +318,8 @@ class _Registration:
         else:
             status = "error"
         message = f"{type(error).__name__}: {error}" if status == "error" else None
+        for handler in self.run_ledgers:  # the run's events are stored when it returns
+            handler.flush()
         self.ledger.thread_ended(self.thread, status, message)
 
 
