@@ -181,6 +181,8 @@ def test_text_output_ends_with_a_newline_and_refusals_exit_non_zero(project: Pat
     assert podium(project, "threads", *db).stdout == "no threads\n"
     started = podium(project, "run", "desk:build", "refund", "--thread", "n1", *db, stage="start")
     assert started.returncode == 0
+    # a graph on its own (scripted) models: no model label it does not use
+    assert started.stdout.splitlines()[0] == "podium run desk:build (thread n1)"
     listing = podium(project, "threads", *db).stdout
     assert listing.endswith("\n")
     assert "n1" in listing
