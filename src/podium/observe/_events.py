@@ -2,8 +2,11 @@
 
 Model and tool calls are observed through LangChain's callback system (the same
 events LangSmith sees); podium's own decisions -- policy, approvals, handoffs,
-delegations, retries, escalations, budget use -- are dispatched as custom events
-named ``podium.<kind>`` with :func:`emit`. :class:`RunLedgerHandler` turns both into
+delegations, retries, escalations, budget use -- and what the patterns do --
+pipeline stages and reworks, parallel branches, quorum and joins -- are dispatched
+as custom events named ``podium.<kind>`` with :func:`emit` (every kind is listed
+in :attr:`RunEvent.kind`). The ``agent`` column carries the agent's path in nested
+graphs (:mod:`podium.observe._scope`). :class:`RunLedgerHandler` turns both into
 :class:`RunEvent` rows and hands them in batches to a sink on a background thread:
 a run never waits for, and never fails because of, the run ledger. Events the sink
 could not take are counted in :attr:`RunLedgerHandler.dropped`.

@@ -251,7 +251,7 @@ BAR_WIDTH = 16
 """Characters of the trace's time axis (the whole run)."""
 
 
-def bars(rows: Sequence[TimelineRow], width: int = BAR_WIDTH) -> list[str]:
+def _bars(rows: Sequence[TimelineRow], width: int = BAR_WIDTH) -> list[str]:
     """Each row's place on a run-wide time axis of ``width`` characters, as text.
 
     Spans are bars (``#`` a pipeline stage, ``~`` a parallel branch, ``=`` a model or
@@ -292,7 +292,7 @@ def render_trace(events: Sequence[Event], console: Console | None = None, title:
     """Print a run's timeline and per-agent subtotals as tables.
 
     One row per event (see :func:`timeline`), with a bar on the run's time axis
-    (:func:`bars`): pipeline stages, their reworks and action-gate approvals,
+    : pipeline stages, their reworks and action-gate approvals,
     parallel branches with their quorum and join, handoffs, delegations, approvals
     and every model and tool call, each with a kind-specific detail.
     """
@@ -316,7 +316,7 @@ def render_trace(events: Sequence[Event], console: Console | None = None, title:
             no_wrap=col in ("t+s", "dur", "timeline", "status", "tok in", "tok out"),
         )
     rows = timeline(events)
-    for row, bar in zip(rows, bars(rows), strict=True):
+    for row, bar in zip(rows, _bars(rows), strict=True):
         table.add_row(
             f"{row.offset:.2f}",
             f"{row.duration:.2f}" if row.duration else "",
