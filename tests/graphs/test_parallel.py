@@ -201,7 +201,14 @@ def _boom(state: _S) -> dict[str, Any]:
 def test_quorum_holds_with_one_failing_branch() -> None:
     branches = [agent("a", "A"), graph_member("flaky", _boom), agent("c", "C")]
     out = ask(create_parallel_graph(branches, quorum=2).compile(), "go")
-    assert out["messages"][-1].content == "## a\nA\n\n## c\nC"
+    # the answer tells the user which branch failed and why; the join saw only a and c
+    answer = out["messages"][-1]
+    assert answer.content == (
+        "## a\nA\n\n## c\nC\n\n(Note: 1 of 3 branches failed: flaky (RuntimeError: upstream down).)"
+    )
+    assert answer.response_metadata["podium_answer"] == "## a\nA\n\n## c\nC"
+    assert answer.response_metadata["podium_failed"] == {"flaky": "RuntimeError: upstream down"}
+    assert out["join_result"]["failed"] == {"flaky": "RuntimeError: upstream down"}
     failed = out["branch_results"]["flaky"]
     assert failed["status"] == "error"
     assert failed["error"] == "RuntimeError: upstream down"
@@ -248,7 +255,9 @@ def test_branch_timeout_sync() -> None:
     )
     assert slow["may_still_act"] is True
     answer = out["messages"][-1]
-    assert answer.content.startswith("## fast\nF\n\n(Note: slow timed out and may still be")
+    assert answer.content.startswith(
+        "## fast\nF\n\n(Note: 1 of 2 branches failed: slow timed out and may still be acting"
+    )
     assert answer.response_metadata["podium_may_still_act"] == ["slow"]
     assert out["join_result"]["may_still_act"] == ["slow"]
 

@@ -43,9 +43,11 @@ from podium.graphs._members import (
     check_members,
     check_rule_names,
     describe,
+    enter,
     inventory_of,
     member_description,
     member_runnable,
+    member_scope,
     run_config,
 )
 from podium.graphs._routing import (
@@ -92,7 +94,12 @@ class Delegation(BaseModel):
     )
 
 
-def delegation_tool(name: str, description: str, runnable: Pregel[Any, Any, Any, Any]) -> BaseTool:
+def delegation_tool(
+    name: str,
+    description: str,
+    runnable: Pregel[Any, Any, Any, Any],
+    scope: str | None = None,
+) -> BaseTool:
     """The tool through which the manager hands ``task`` to one specialist.
 
     The specialist runs in a private history that starts with the task as its only
@@ -100,11 +107,14 @@ def delegation_tool(name: str, description: str, runnable: Pregel[Any, Any, Any,
     message's artifact, ``{"usage": ...}``). It is invoked with the calling node's
     config, so it is a LangGraph subgraph of that task: it checkpoints in its own
     namespace and an interrupt inside it pauses (and later resumes) the whole run.
+    A graph specialist (``scope``: its name) runs with its name added to its agents'
+    paths (:func:`~podium.graphs._members.enter`); the delegation itself is the
+    manager's.
     """
 
     def run(task: str, config: RunnableConfig) -> tuple[str, dict[str, Any]]:
         emit("delegation", {"name": name, "task": task[:500]}, config)
-        config, sink = collect_usage(config)
+        config, sink = collect_usage(enter(config, scope))
         try:
             out = runnable.invoke({"messages": [HumanMessage(task)]}, config)
         except Exception as exc:
@@ -113,7 +123,7 @@ def delegation_tool(name: str, description: str, runnable: Pregel[Any, Any, Any,
 
     async def arun(task: str, config: RunnableConfig) -> tuple[str, dict[str, Any]]:
         emit("delegation", {"name": name, "task": task[:500]}, config)
-        config, sink = collect_usage(config)
+        config, sink = collect_usage(enter(config, scope))
         try:
             out = await runnable.ainvoke({"messages": [HumanMessage(task)]}, config)
         except Exception as exc:
@@ -291,7 +301,9 @@ def create_manager_graph(
     grants = _grants(specialist_budget, names)
     known = all_tool_names([boss, *specialists]) | set(names)
     delegates = {
-        n: delegation_tool(n, member_description(s), member_runnable(s, known_tools=known))
+        n: delegation_tool(
+            n, member_description(s), member_runnable(s, known_tools=known), member_scope(s)
+        )
         for n, s in zip(names, specialists, strict=True)
     }
     brain = dataclasses.replace(
