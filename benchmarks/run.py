@@ -44,6 +44,7 @@ ROW_IDS = [
     "3b",
     "3c",
     "3d",
+    "3e",
     "4",
     "4b",
     "5a0",
@@ -73,6 +74,7 @@ TARGETS = {  # row id -> numeric target of the ratio, for "misses by"
     "7b": 0.5,
     "7c": 0.5,
     "9": 1.05,
+    "3e": 1.2,
 }
 
 WHY = {
