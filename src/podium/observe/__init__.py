@@ -2,7 +2,7 @@
 
 from podium.observe._events import RunEvent, RunLedgerHandler, Sink, emit
 from podium.observe._otel import otel_sink
-from podium.observe._prices import DEFAULT_PRICES, Price, cost_of
+from podium.observe._prices import DEFAULT_PRICES, FREE_MODELS, Price, cost_of, price_of
 from podium.observe._redact import REDACTED, Redactor, default_redactor, redact, set_redactor
 from podium.observe._report import (
     CostLine,
@@ -17,6 +17,7 @@ from podium.observe._report import (
 
 __all__ = [
     "DEFAULT_PRICES",
+    "FREE_MODELS",
     "REDACTED",
     "CostLine",
     "Price",
@@ -32,6 +33,7 @@ __all__ = [
     "emit",
     "otel_sink",
     "plot_timeline",
+    "price_of",
     "redact",
     "render_cost",
     "render_trace",
