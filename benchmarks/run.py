@@ -44,7 +44,9 @@ ROW_IDS = [
     "3b",
     "3c",
     "3d",
+    "3e",
     "4",
+    "4b",
     "5a0",
     "5b0",
     "5a1",
@@ -74,6 +76,7 @@ TARGETS = {  # row id -> numeric target of the ratio, for "misses by"
     "7b": 0.5,
     "7c": 0.5,
     "9": 1.05,
+    "3e": 1.2,
     "10a": 0.6,
     "10b": 0.75,
 }

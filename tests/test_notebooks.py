@@ -1,7 +1,7 @@
 """The notebooks run end to end, and are committed without outputs.
 
 Each notebook is executed with nbclient in a fresh kernel. By default its agents run
-on ``ScriptedChatModel`` (``PODIUM_MODEL=scripted``): fast and deterministic, so the
+on ``ScriptedChatModel`` (``PODIUM_NOTEBOOKS=scripted``): fast and deterministic, so the
 key cells' output is checked exactly. With ``PODIUM_NOTEBOOKS_LOCAL=1`` they run once
 more on the embedded local model (``-m local_model``), where only the structure is
 checked: a 0.5B model's wording (and sometimes its choices) vary.
@@ -32,7 +32,7 @@ NAMES = [
     "05_approvals_and_resume",
     "06_observability",
 ]
-MODEL_SWITCH = 'MODEL = "local" if os.environ.get("PODIUM_MODEL") != "scripted" else None'
+MODEL_SWITCH = 'MODEL = "local" if os.environ.get("PODIUM_NOTEBOOKS") != "scripted" else None'
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 # What key cells print when the scripted models play the story: {notebook: {tag: [text]}}.
@@ -216,7 +216,7 @@ def scripted_runs(
     ]
     root = tmp_path_factory.mktemp("notebooks")
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("PODIUM_MODEL", "scripted")
+        env.setenv("PODIUM_NOTEBOOKS", "scripted")
         env.setenv("TMPDIR", str(root))  # the notebooks' SQLite files land here
         return asyncio.run(_execute_all(selected, root, timeout=120))
 

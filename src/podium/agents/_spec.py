@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from podium.agents._budget import Budget
 from podium.agents._failure import FailurePolicy
 from podium.errors import ConfigurationError
+from podium.observe import price_of
 
 __all__ = ["NAME_PATTERN", "Agent", "ToolCalling", "validate_name"]
 
@@ -177,6 +178,8 @@ class Agent:
                 f"{type(self.budget).__name__}.",
                 fix="Pass budget=Budget(output_tokens=2000).",
             )
+        if self.budget is not None and self.budget.cost is not None:
+            self._check_priced(self.budget)
         if self.failure is not None and self.failure.alternate == self.name:
             raise ConfigurationError(
                 f"Agent {self.name!r} names itself as its alternate.",
@@ -192,6 +195,27 @@ class Agent:
                 )
             seen.add(t.name)
         object.__setattr__(self, "tools", tools)
+
+    def _check_priced(self, budget: Budget) -> None:
+        """Refuse a cost budget over a named model with no known price (at build time).
+
+        Only ``"openai:<name>"`` specs name their model here; any other model is
+        checked at its first call (:meth:`podium.agents._meter.Meter.refuse_unpriced`).
+        """
+        specs = [self.model, *(self.failure.fallbacks if self.failure else ())]
+        for spec in specs:
+            if not (isinstance(spec, str) and spec.startswith("openai:")):
+                continue
+            name = spec.removeprefix("openai:").strip()
+            if name and price_of(name, 0, 0, budget.prices) is None:
+                raise ConfigurationError(
+                    f"Agent {self.name!r} has a cost limit (budget cost={budget.cost:g}), but "
+                    f"its model {spec!r} has no known price, so its calls would count as $0 "
+                    "and the limit could never be reached.",
+                    fix=f"Give its price in USD per million tokens: Budget(cost=..., prices="
+                    f"{{{name!r}: Price(input=..., output=...)}}) (Price(0, 0) if it is free; "
+                    "Price is podium.observe.Price), or limit tokens instead of cost.",
+                )
 
     @property
     def tool_names(self) -> tuple[str, ...]:

@@ -275,9 +275,11 @@ class ModelStep:
                 reply = self._cut_off(reply)
                 json_mode = False
             message = reply if isinstance(reply, AIMessage) else None
-            used = run.meter.record(message, started_at=started, model=label)
+            free = is_local_model(self.model(attempt.model))
+            used = run.meter.record(message, started_at=started, model=label, free=free)
             report_usage(config, used)
             run.delta = add_usage(run.delta, used)
+            run.meter.refuse_unpriced()  # a cost budget never counts a call as free
             return self._finish(run, reply, json_mode)
         return self._give_up(run)
 

@@ -9,6 +9,7 @@ executor's ledger (in the checkpointer's file) keeps each side effect to one.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +22,25 @@ from podium.demos import _ops, _orders, _research, _support
 from podium.graphs import create_agent_graph
 from podium.tools import GovernedGraph
 
-__all__ = ["DEMOS", "Demo"]
+__all__ = ["DEMOS", "Demo", "served_home"]
 
 Effects = dict[str, list[dict[str, Any]]]
+
+
+def served_home() -> Path:
+    """Where served demos keep their business databases: ``$PODIUM_HOME`` if set.
+
+    Otherwise ``$XDG_DATA_HOME/podium/served`` (``~/.local/share/podium/served``):
+    outside the project. ``langgraph dev`` watches the folder it starts in (uvicorn's
+    reloader, through watchfiles) and logs "N changes detected" for every write to a
+    file in it; it reloads only for ``.py`` files, but a database there fills its log
+    with lines that read like restarts.
+    """
+    configured = os.environ.get("PODIUM_HOME")
+    if configured:
+        return Path(configured)
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "podium" / "served"
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,12 @@
 Graph: ``START → fan_out ⇢ <branch>… → join → END``. ``fan_out`` clears the last
 turn's results and sends the conversation to every branch (or to the ones
 ``select`` picks) with one ``Send`` each, so each branch is its own task: branches
-run concurrently (asyncio tasks under ``ainvoke``; LangGraph's thread pool under
-``invoke``), and an interrupt in one branch never re-runs a sibling on resume --
-finished siblings' writes are already saved. A branch sees only the conversation,
-never another branch's work; its outcome (``ok``, ``error`` or ``timeout``) lands in
-``branch_results``. ``join`` checks the quorum and combines the answers.
+run concurrently (asyncio tasks under ``ainvoke``; under ``invoke``, LangGraph's
+thread pool, which podium sizes to the number of branches -- see
+:class:`~podium.tools.GovernedApp`), and an interrupt in one branch never re-runs a
+sibling on resume -- finished siblings' writes are already saved. A branch sees only
+the conversation, never another branch's work; its outcome (``ok``, ``error`` or
+``timeout``) lands in ``branch_results``. ``join`` checks the quorum and combines the answers.
 
 Run events: each branch's outcome is a ``branch`` span (its ``agent`` is the branch,
 as its agents' paths start), then ``quorum`` (who succeeded, who failed and why,
@@ -64,6 +65,7 @@ from podium.graphs._members import (
 )
 from podium.observe import emit
 from podium.tools import GovernedApp, GovernedGraph, Policy
+from podium.tools._app import WIDTH_KEY
 from podium.tools._decisions import Where, where
 
 __all__ = ["BranchResult", "ParallelState", "create_parallel_graph"]
@@ -624,7 +626,10 @@ def create_parallel_graph(
             (default: all).
         max_concurrency: At most this many branches run at once (LangGraph's
             ``max_concurrency`` config, bound at compile; a value passed in the
-            invoke config wins).
+            invoke config wins). Default: no limit -- every branch runs at once,
+            under ``ainvoke`` as asyncio tasks and under ``invoke`` in a thread pool
+            podium sizes to the number of branches (LangGraph's default pool has
+            ``min(32, CPUs + 4)`` threads).
         policy: Applied to every tool call of every Agent branch and the synthesiser.
         name: The graph's name as a member elsewhere (and its compiled name).
         description: What it does, for managers and handoff peers choosing it.
@@ -665,7 +670,10 @@ def create_parallel_graph(
 
     graph = _ParallelGraph(ParallelState)
     graph.podium_name, graph.podium_description = name, description
-    graph.podium_configurable = budget_binding("create_parallel_graph", budget, name or "parallel")
+    graph.podium_configurable = {
+        **(budget_binding("create_parallel_graph", budget, name or "parallel") or {}),
+        WIDTH_KEY: len(names),  # sync runs get a thread per branch (GovernedApp)
+    }
     graph.podium_max_concurrency = max_concurrency
 
     def fan_out(state: ParallelState) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from langchain_core.outputs import LLMResult
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphBubbleUp
 
-from podium.observe._prices import Price, cost_of
+from podium.observe._prices import Price, price_of
 from podium.observe._redact import redact
 from podium.observe._scope import scope_of, scoped
 
@@ -165,6 +165,7 @@ class RunLedgerHandler(BaseCallbackHandler):
         self._writing = threading.Lock()
         self._closed = False
         self._open: dict[UUID, RunEvent] = {}
+        self._free: set[UUID] = set()  # open calls to the local model (free by definition)
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._drain, name="podium-run-ledger", daemon=True)
         self._thread.start()
@@ -273,29 +274,52 @@ class RunLedgerHandler(BaseCallbackHandler):
             params.get("model") or params.get("model_name") or (metadata or {}).get("ls_model_name")
         )
         self._start("model", run_id, parent_run_id, metadata, str(name) if name else None)
+        if (metadata or {}).get("podium_model") == "local":
+            with self._lock:
+                self._free.add(run_id)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        """Close a model event with tokens, cost and finish reason."""
+        """Close a model event with tokens, cost, whether it is priced, finish reason.
+
+        ``data["priced"]`` is ``False`` when the model has no known price (see
+        :mod:`podium.observe._prices`): its ``cost`` is 0 but not because it was free.
+        """
         event = self._end(run_id)
+        with self._lock:
+            free = run_id in self._free
+            self._free.discard(run_id)
         if event is None:
             return
         generation: Any = response.generations[0][0] if response.generations else None
         message = getattr(generation, "message", None)
         usage = getattr(message, "usage_metadata", None) or {}
         meta = getattr(message, "response_metadata", None) or {}
+        details = usage.get("input_token_details") or {}
         event.input_tokens = int(usage.get("input_tokens", 0))
         event.output_tokens = int(usage.get("output_tokens", 0))
         event.name = str(meta.get("model_name") or event.name or "")
-        event.cost = cost_of(event.name, event.input_tokens, event.output_tokens, self.prices)
+        cost = price_of(
+            event.name,
+            event.input_tokens,
+            event.output_tokens,
+            self.prices,
+            cache_read_tokens=int(details.get("cache_read") or 0),
+            cache_write_tokens=int(details.get("cache_creation") or 0),
+            free=free,
+        )
+        event.cost = cost or 0.0
         event.data = {
             "finish_reason": meta.get("finish_reason"),
             "tool_calls": len(getattr(message, "tool_calls", None) or []),
+            "priced": cost is not None,
         }
         self._put(event)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """Close a model event as failed."""
         event = self._end(run_id)
+        with self._lock:
+            self._free.discard(run_id)
         if event is not None:
             event.status = "error"
             event.data = {"error": f"{type(error).__name__}: {error}"[:500]}

@@ -156,6 +156,8 @@ def _detail(event: Event) -> str:
         "interrupted",
     )
     parts = [f"{k}={data[k]}" for k in keys if data.get(k) not in (None, "")]
+    if data.get("priced") is False:  # a model with no known price: cost 0 is not "free"
+        parts.insert(0, "unpriced")
     edited, asked = data.get("edited_args"), data.get("args")
     if isinstance(edited, dict) and isinstance(asked, dict):  # what an approver changed
         changes = [f"{k}: {asked.get(k)!r}->{v!r}" for k, v in edited.items() if asked.get(k) != v]
@@ -220,6 +222,9 @@ class CostLine:
     """Time spent in the calls."""
     errors: int = 0
     """Calls that failed or were refused."""
+    unpriced: int = 0
+    """Model calls whose model has no known price: counted in ``cost`` as 0, so the
+    cost is at least what it says (``data["priced"] = False`` in their events)."""
     items: dict[str, CostLine] = field(default_factory=dict)
     """The breakdown one level down (agent → model/tool)."""
 
@@ -232,10 +237,15 @@ class CostLine:
         ended = event.get("ended_at") or event["started_at"]
         self.seconds += max(0.0, ended - event["started_at"])
         self.errors += event.get("status") == "error"
+        self.unpriced += (event.get("data") or {}).get("priced") is False
 
 
 def cost_report(events: Iterable[Event]) -> dict[str, CostLine]:
-    """Tokens, cost and time by agent → ``model:<name>`` / ``tool:<name>``."""
+    """Tokens, cost and time by agent → ``model:<name>`` / ``tool:<name>``.
+
+    Calls to a model with no known price count as 0 in ``cost`` and are counted in
+    ``unpriced``: a cost with unpriced calls beside it is a lower bound.
+    """
     report: dict[str, CostLine] = defaultdict(CostLine)
     for e in events:
         if e["kind"] not in ("model", "tool"):
@@ -336,44 +346,49 @@ def render_trace(events: Sequence[Event], console: Console | None = None, title:
 def render_cost(
     events: Iterable[Event], console: Console | None = None, title: str = "cost"
 ) -> None:
-    """Print tokens and cost by agent → model → tool."""
+    """Print tokens and cost by agent → model → tool.
+
+    A cost that leaves out unpriced calls reads ``>= 0.001200`` and the ``unpriced``
+    column counts them; a note under the table names the models to price.
+    """
     console = console or Console()
     table = Table(title=title)
-    for col in ("agent / call", "calls", "errors", "tok in", "tok out", "cost $", "seconds"):
+    columns = ("agent / call", "calls", "errors", "tok in", "tok out", "cost $", "unpriced")
+    for col in (*columns, "seconds"):
         table.add_column(col, justify="left" if col == "agent / call" else "right")
-    total = CostLine()
-    for agent, line in sorted(cost_report(events).items()):
-        table.add_row(
-            agent,
+
+    def cells(label: str, line: CostLine) -> list[str]:
+        cost = f"{'>= ' if line.unpriced else ''}{line.cost:.6f}"
+        return [
+            label,
             str(line.calls),
             str(line.errors),
             str(line.input_tokens),
             str(line.output_tokens),
-            f"{line.cost:.6f}",
+            cost,
+            str(line.unpriced or ""),
             f"{line.seconds:.2f}",
-        )
+        ]
+
+    total = CostLine()
+    unpriced: set[str] = set()
+    for agent, line in sorted(cost_report(events).items()):
+        table.add_row(*cells(agent, line))
         for key, item in sorted(line.items.items()):
-            table.add_row(
-                f"  {key}",
-                str(item.calls),
-                str(item.errors),
-                str(item.input_tokens),
-                str(item.output_tokens),
-                f"{item.cost:.6f}",
-                f"{item.seconds:.2f}",
-            )
-        for attr in ("calls", "errors", "input_tokens", "output_tokens", "cost", "seconds"):
+            table.add_row(*cells(f"  {key}", item))
+            if item.unpriced:
+                unpriced.add(key.removeprefix("model:"))
+        attrs = ("calls", "errors", "input_tokens", "output_tokens", "cost", "unpriced", "seconds")
+        for attr in attrs:
             setattr(total, attr, getattr(total, attr) + getattr(line, attr))
-    table.add_row(
-        "total",
-        str(total.calls),
-        str(total.errors),
-        str(total.input_tokens),
-        str(total.output_tokens),
-        f"{total.cost:.6f}",
-        f"{total.seconds:.2f}",
-    )
+    table.add_row(*cells("total", total))
     console.print(table)
+    if unpriced:
+        console.print(
+            f"unpriced: {total.unpriced} model call(s) to {', '.join(sorted(unpriced))} have no "
+            "known price and count as $0 above; give their prices with prices={name: Price(...)}.",
+            markup=False,
+        )
 
 
 _COLORS = {

@@ -67,7 +67,9 @@ def _sqlite_file(saver: SqliteSaver) -> str | None:
 
 def _ledger_at(location: str) -> ToolLedger:
     is_url = location.startswith(("postgres://", "postgresql://"))
-    key = location if is_url else os.path.realpath(location)
+    key = location if is_url else os.path.realpath(os.path.expanduser(location))
+    if not is_url:
+        os.makedirs(os.path.dirname(key), exist_ok=True)  # PODIUM_LEDGER=~/data/l.sqlite
     with _LOCK:
         if key not in _BY_LOCATION:
             _BY_LOCATION[key] = PostgresLedger(key) if is_url else SQLiteLedger(key)
