@@ -35,6 +35,8 @@ from podium.errors import (
     PodiumError,
     QuorumNotMetError,
     ReworkLimitError,
+    ToolTimeoutError,
+    ToolUnavailableError,
     UnknownRequestError,
     UnknownThreadError,
 )
@@ -78,6 +80,8 @@ __all__ = [
     "QuorumNotMetError",
     "ReworkLimitError",
     "Rule",
+    "ToolTimeoutError",
+    "ToolUnavailableError",
     "UnknownRequestError",
     "UnknownThreadError",
     "__version__",
