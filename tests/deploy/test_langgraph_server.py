@@ -349,3 +349,31 @@ async def test_decisions_over_a2a(server: dict[str, Any]) -> None:
         )
         assert _refunds(server) == [("A-1002", 250), ("A-1003", 120)]
         await client.close()
+
+
+def test_the_servers_mcp_endpoint_runs_a_graph_statelessly_and_an_approval_goes_nowhere(
+    server: dict[str, Any],
+) -> None:
+    """LangGraph Server's ``/mcp`` serves each graph as a tool, through podium's MCP client.
+
+    A tool call there is a stateless run (``runs.wait`` on a throwaway thread): a graph
+    that stops for a human returns its state at the stop, the pending request included,
+    as text, and the thread is gone, so nothing can decide it and the gated tool never
+    runs. Graphs that need people are served through threads (the SDK) or A2A instead.
+    """
+    from podium.tools import MCPServer, mcp_tools, traits_of
+    from podium.tools import _mcp_sessions as sessions
+
+    try:
+        [tool] = mcp_tools(MCPServer("served", url=f"{server['url']}/mcp"))
+        assert tool.name == "served_support_desk"  # the assistant (graph) name
+        assert traits_of(tool).risk == "medium"  # the server says: not read-only, not destructive
+        text = tool.invoke(_says(REFUND))
+    finally:
+        sessions.close_all()
+    assert "__interrupt__" in text and "podium.approval_request" in text
+    assert "issue_refund" in text
+    assert _refunds(server) == []
+    with get_sync_client(url=server["url"]) as client:
+        assert client.threads.search() == []  # the run's thread was discarded
+    assert [status for status, _ in _approvals(server).values()] == ["pending"]
