@@ -107,8 +107,8 @@ class MCPServer:
     args: Sequence[str] = ()
     """stdio: its arguments."""
     env: Mapping[str, str] | None = None
-    """stdio: environment variables (``${VAR}`` expands from podium's environment);
-    ``None``: the ``mcp`` SDK's safe default subset (``HOME``, ``PATH``, ...)."""
+    """stdio: the server's environment variables; ``None``: the ``mcp`` SDK's safe
+    default subset of podium's (``HOME``, ``PATH``, ...)."""
     cwd: str | Path | None = None
     """stdio: its working directory."""
     url: str | None = None

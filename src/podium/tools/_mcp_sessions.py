@@ -35,16 +35,19 @@ import asyncio
 import atexit
 import contextlib
 import os
+import sys
 import threading
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import anyio
 import httpx
 from langchain_mcp_adapters.sessions import Connection, create_session
-from mcp import ClientSession
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import McpError
 from mcp.types import CONNECTION_CLOSED, CallToolResult
 from mcp.types import Tool as MCPTool
@@ -78,6 +81,45 @@ class Endpoint:
     """Seconds to start (stdio) or reach the server and initialise the session."""
     call_timeout: float
     """Seconds a call may wait for its answer."""
+
+
+def _errlog() -> TextIO:
+    """Where a stdio server's stderr goes: ours, if it is a real file.
+
+    In Jupyter ``sys.stderr`` has no file descriptor, which a child process needs.
+    """
+    for stream in (sys.stderr, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.fileno()
+                return stream
+        except (AttributeError, OSError, ValueError):
+            continue
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - closed at exit
+    atexit.register(devnull.close)
+    return devnull
+
+
+def _session(connection: Connection) -> AbstractAsyncContextManager[ClientSession]:
+    """A session per langchain-mcp-adapters' settings (stdio: with a usable stderr)."""
+    if connection["transport"] != "stdio":
+        return create_session(connection)
+    params = StdioServerParameters(
+        command=connection["command"],
+        args=connection["args"],
+        env=connection.get("env"),
+        cwd=connection.get("cwd"),
+    )
+
+    @contextlib.asynccontextmanager
+    async def stdio() -> AsyncIterator[ClientSession]:
+        async with (
+            stdio_client(params, errlog=_errlog()) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            yield session
+
+    return stdio()
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -133,7 +175,7 @@ class Link:
     ) -> BaseException | None:
         """Open the session, hand it over, and keep it open until told to stop."""
         try:
-            async with create_session(self.endpoint.connection) as session:
+            async with _session(self.endpoint.connection) as session:
                 await session.initialize()
                 ready.set_result(session)
                 await stop.wait()
@@ -241,36 +283,42 @@ class Link:
             McpError: The server answered the request with an error.
         """
         seconds = self.endpoint.call_timeout
+        me = asyncio.current_task()
         for attempt in (1, 2):
             session, owner = await self.open()
-            call = asyncio.ensure_future(
-                session.call_tool(tool, args, read_timeout_seconds=timedelta(seconds=seconds))
-            )
-            await asyncio.wait({call, owner}, return_when=asyncio.FIRST_COMPLETED)
-            if call.done():
-                try:
-                    return call.result()
-                except McpError as exc:
-                    code = exc.error.code
-                    if code == _REQUEST_TIMEOUT:
-                        raise ToolTimeoutError(
-                            f"MCP server {self.endpoint.name!r} did not answer {tool!r} within "
-                            f"{seconds:g}s.",
-                            fix="Raise MCPServer(timeout=...) if the tool is slow.",
-                            server=self.endpoint.name,
-                            seconds=seconds,
-                        ) from None
-                    if code not in (CONNECTION_CLOSED, _SESSION_TERMINATED):
-                        raise
-                    failure: BaseException = exc
-                    reached = code == CONNECTION_CLOSED
-                except _GONE as exc:
-                    failure, reached = exc, False
-            else:  # the transport failed while the call was pending
-                call.cancel()
-                await asyncio.wait({call}, timeout=_CLOSE_SECONDS)
-                failure = owner.result() or RuntimeError("the session ended")
+
+            def interrupt(_: object, me: Any = me) -> None:  # the transport failed
+                if me is not None:
+                    me.cancel()
+
+            owner.add_done_callback(interrupt)
+            try:
+                return await session.call_tool(
+                    tool, args, read_timeout_seconds=timedelta(seconds=seconds)
+                )
+            except asyncio.CancelledError:
+                if me is None or not owner.done() or me.cancelling() > 1:
+                    raise  # cancelled by our caller, not by the transport
+                me.uncancel()
+                failure: BaseException = owner.result() or RuntimeError("the session ended")
                 reached = not _never_sent(failure)
+            except McpError as exc:
+                code = exc.error.code
+                if code == _REQUEST_TIMEOUT:
+                    raise ToolTimeoutError(
+                        f"MCP server {self.endpoint.name!r} did not answer {tool!r} within "
+                        f"{seconds:g}s.",
+                        fix="Raise MCPServer(timeout=...) if the tool is slow.",
+                        server=self.endpoint.name,
+                        seconds=seconds,
+                    ) from None
+                if code not in (CONNECTION_CLOSED, _SESSION_TERMINATED):
+                    raise
+                failure, reached = exc, code == CONNECTION_CLOSED
+            except _GONE as exc:
+                failure, reached = exc, False
+            finally:
+                owner.remove_done_callback(interrupt)
             await self.drop(session)
             if attempt == 1 and (resend or not reached):
                 continue
@@ -290,6 +338,9 @@ class _Pool:
         atexit.register(self.close)
 
     def loop(self) -> asyncio.AbstractEventLoop:
+        found = self._loop
+        if found is not None and self._pid == os.getpid():
+            return found
         with self._lock:
             if self._loop is None or self._pid != os.getpid():  # first use, or a forked child
                 loop = asyncio.new_event_loop()
@@ -300,6 +351,9 @@ class _Pool:
 
     def link(self, endpoint: Endpoint) -> Link:
         self.loop()
+        found = self.links.get(endpoint.key)
+        if found is not None:
+            return found
         with self._lock:
             return self.links.setdefault(endpoint.key, Link(endpoint))
 
