@@ -1,4 +1,3 @@
-# ruff: noqa: RUF001
 """10. An MCP tool call through podium against the same call on a bare ``mcp`` session.
 
 The server is mcp-server-time (PyPI) over stdio; the call is its read-only

@@ -43,6 +43,8 @@ from customers import FOLLOW_UP, REFUND, REFUND_BY_A2A, REFUND_SUPERSEDED
 from langgraph_sdk import get_client, get_sync_client
 
 from podium.demos import DEMOS
+from podium.tools import MCPServer, mcp_tools, traits_of
+from podium.tools import _mcp_sessions as sessions
 
 ROOT = Path(__file__).resolve().parents[2]
 APPROVE = {"action": "approve", "by": "finance-lead"}
@@ -361,9 +363,6 @@ def test_the_servers_mcp_endpoint_runs_a_graph_statelessly_and_an_approval_goes_
     as text, and the thread is gone, so nothing can decide it and the gated tool never
     runs. Graphs that need people are served through threads (the SDK) or A2A instead.
     """
-    from podium.tools import MCPServer, mcp_tools, traits_of
-    from podium.tools import _mcp_sessions as sessions
-
     try:
         [tool] = mcp_tools(MCPServer("served", url=f"{server['url']}/mcp"))
         assert tool.name == "served_support_desk"  # the assistant (graph) name
@@ -371,7 +370,8 @@ def test_the_servers_mcp_endpoint_runs_a_graph_statelessly_and_an_approval_goes_
         text = tool.invoke(_says(REFUND))
     finally:
         sessions.close_all()
-    assert "__interrupt__" in text and "podium.approval_request" in text
+    assert "__interrupt__" in text
+    assert "podium.approval_request" in text
     assert "issue_refund" in text
     assert _refunds(server) == []
     with get_sync_client(url=server["url"]) as client:

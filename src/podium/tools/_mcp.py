@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field, replace
 from pathlib import Path
@@ -326,6 +327,9 @@ def _build(server: MCPServer, endpoint: sessions.Endpoint, tool: MCPTool, name: 
 
     async def run_async(**kwargs: Any) -> tuple[Any, Any]:
         return await sessions.run_async(on_loop(kwargs))
+
+    for fn in (run_sync, run_async):  # langchain reads them on every call: resolve once
+        fn.__annotations__ = typing.get_type_hints(fn)
 
     def server_error(exc: ToolException) -> str:
         return f"Error: MCP server {server.name!r} reported an error from {tool.name!r}: {exc}"

@@ -11,6 +11,10 @@ dropped; calls from any thread or loop are submitted to that loop and share the
 session. langchain-mcp-adapters' ``get_tools()`` opens a new session (for stdio: a
 new server process) for every call; here one session serves every call of the
 process, and the sessions close when the process exits (or with :func:`close_all`).
+HTTP and SSE sessions are opened with langchain-mcp-adapters' ``create_session``;
+stdio ones with the SDK's ``stdio_client`` directly, so the server's stderr can go
+to a real file (in Jupyter ``sys.stderr`` has none, and the adapters pass the SDK's
+default).
 
 A dropped server is reconnected on the next call. What a failure means for the call
 depends on when it happened:
