@@ -420,6 +420,31 @@ def test_a_server_that_dies_mid_run_stops_it_clearly_and_it_resumes_once_back(
         web.stop()
 
 
+def test_an_approval_given_while_the_server_is_down_stands_when_it_is_back(
+    tmp_path: Path,
+) -> None:
+    web = HttpServer(tmp_path).start()
+    try:
+        tools = mcp_tools(web.server("gated", include=["note"]))
+        policy = Policy(rules=[Rule(tool="gated_note", action="approve")])
+        script = [call("gated_note", {"text": "ship it"}, "n1"), "Noted."]
+        app = agent_app(tools, script, policy=policy).compile(checkpointer=InMemorySaver())
+        cfg = {"configurable": {"thread_id": "outage"}}
+        app.invoke({"messages": [("user", "note: ship it")]}, cfg)
+        [request] = runs.pending(app, cfg)
+        web.stop()
+        with pytest.raises(ToolUnavailableError, match="MCP server 'gated'"):
+            runs.decide(app, cfg, {request.id: Decision.approve(by="lead")})
+        assert web.noted() == []
+        web.start()
+        out = app.invoke(None, cfg)  # the approval stands: no second request
+        assert out["messages"][-1].content == "Noted."
+        assert runs.pending(app, cfg) == []
+        assert web.noted() == ["ship it"]
+    finally:
+        web.stop()
+
+
 # -- build-time errors -------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("kwargs", "message"),

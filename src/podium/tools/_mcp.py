@@ -305,7 +305,10 @@ def _build(server: MCPServer, endpoint: sessions.Endpoint, tool: MCPTool, name: 
             handler: Callable[[MCPToolCallRequest], Awaitable[MCPToolCallResult]],
         ) -> MCPToolCallResult:
             link = sessions.link(endpoint)
-            return _portable(await link.call(request.name, request.args, resend=resend))
+            answer = await link.call(
+                request.name, request.args, resend=resend, timeout=endpoint.call_timeout
+            )
+            return _portable(answer)
 
     adapted = convert_mcp_tool_to_langchain_tool(
         None,

@@ -272,7 +272,9 @@ class Link:
             fix="Check the server's tools/list pagination.",
         )
 
-    async def call(self, tool: str, args: dict[str, Any], *, resend: bool) -> CallToolResult:
+    async def call(
+        self, tool: str, args: dict[str, Any], *, resend: bool, timeout: float | None = None
+    ) -> CallToolResult:
         """Call ``tool`` on the live session, reconnecting once when the server dropped.
 
         Args:
@@ -280,13 +282,14 @@ class Link:
             args: The validated arguments.
             resend: Whether a call that may have reached the server may be sent again
                 (read-only and idempotent tools).
+            timeout: Seconds to wait for the answer (default: the endpoint's).
 
         Raises:
             ToolUnavailableError: The server is down, or dropped the call.
-            ToolTimeoutError: No answer within the endpoint's ``call_timeout``.
+            ToolTimeoutError: No answer within the timeout.
             McpError: The server answered the request with an error.
         """
-        seconds = self.endpoint.call_timeout
+        seconds = self.endpoint.call_timeout if timeout is None else timeout
         me = asyncio.current_task()
         for attempt in (1, 2):
             session, owner = await self.open()
