@@ -38,6 +38,7 @@ from podium.graphs import create_agent_graph, create_handoff_graph
 from podium.testing import ScriptedChatModel
 from podium.tools import Decision, MCPServer, Policy, Rule, ToolTraits, mcp_tools, traits_of
 from podium.tools import _mcp_sessions as sessions
+from podium.tools._mcp_adapter import endpoint_of
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -92,7 +93,7 @@ def test_time_server_call_through_an_agent_sync_and_async_reuses_one_session() -
     out = asyncio.run(app.ainvoke({"messages": [("user", "noon UTC in Tokyo?")]}))
     assert "T21:00:00+09:00" in results(out["messages"])["t2"].content
     # one session (one server process) served the listing and both calls
-    assert sessions.link(server.endpoint()).opened == 1
+    assert sessions.link(endpoint_of(server)).opened == 1
 
 
 def test_arguments_are_checked_against_the_servers_schema_before_the_call() -> None:
@@ -132,7 +133,7 @@ def test_a_killed_stdio_server_is_restarted_on_the_next_call(tmp_path: Path) -> 
     time.sleep(0.2)
     second = int(tools["local_pid"].invoke({}))  # read-only: reconnects and runs
     assert second != first
-    assert sessions.link(server.endpoint()).opened == 2
+    assert sessions.link(endpoint_of(server)).opened == 2
 
 
 def test_a_server_killed_during_a_side_effecting_call_leaves_it_in_doubt(tmp_path: Path) -> None:

@@ -36,49 +36,50 @@ results) and the official ``mcp`` SDK. Decisions, where MCP leaves a choice:
   without an answer within ``timeout`` seconds is a
   :class:`~podium.errors.ToolTimeoutError`, which the executor treats as its own
   tool timeout (the model is told; a side-effecting call stays in doubt).
+* **Arguments** are checked by the executor against the server's JSON schema in its
+  own dialect (2020-12 unless it says otherwise), defaults filled in, before anything
+  is sent (:mod:`podium.tools._checks`).
 * **Sandboxing.** stdio servers run as plain child processes with the environment
   the ``mcp`` SDK passes (``HOME``, ``PATH``, ... plus ``env=``). Running them inside
   podium's sandboxed environments, under its network policy, waits for that feature.
+* **The other direction.** LangGraph Server serves every graph, podium's included, as
+  a tool at its ``/mcp`` endpoint. Each call there is a stateless run: a graph that
+  stops for a human answers with its state at the stop and the thread is discarded,
+  so the request cannot be decided and the gated call never runs.
+
+This module is light: the tools are built by :mod:`podium.tools._mcp_adapter` and
+run through :mod:`podium.tools._mcp_sessions`, which load the ``mcp`` SDK when
+:func:`mcp_tools` first runs.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import typing
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import KW_ONLY, dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from langchain_core.tools import BaseTool, StructuredTool, ToolException
-from langchain_mcp_adapters.interceptors import (
-    MCPToolCallRequest,
-    MCPToolCallResult,
-    ToolCallInterceptor,
-)
-from langchain_mcp_adapters.sessions import Connection
-from langchain_mcp_adapters.tools import convert_mcp_tool_to_langchain_tool
-from mcp.types import CallToolResult, ResourceLink, TextContent
-from mcp.types import Tool as MCPTool
+from langchain_core.tools import BaseTool
 
 from podium.errors import ConfigurationError
-from podium.tools import _mcp_sessions as sessions
 from podium.tools._decorator import ToolTraits
 
-__all__ = ["MCPServer", "Transport", "mcp_tools"]
+if TYPE_CHECKING:
+    from langchain_mcp_adapters.sessions import Connection
+
+__all__ = ["MCPServer", "Transport", "bad", "mcp_tools"]
 
 Transport = Literal["stdio", "streamable_http", "sse"]
 """How podium talks to an MCP server."""
 
 _SERVER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,47}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_-]{0,48}$")
-_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 _TRAIT_KEYS = frozenset({"risk", "idempotent", "read_only"})
 
 
-def _bad(server: str, what: str, fix: str) -> ConfigurationError:
+def bad(server: str, what: str, fix: str) -> ConfigurationError:
+    """A configuration error about the server named ``server``."""
     return ConfigurationError(f"MCPServer({server!r}): {what}", fix=fix)
 
 
@@ -138,14 +139,14 @@ class MCPServer:
         """Validate the settings and infer the transport."""
         name = self.name
         if not isinstance(name, str) or not _SERVER_NAME.fullmatch(name):
-            raise _bad(
+            raise bad(
                 str(name),
                 "the name must start with a letter and contain only letters, digits, '_' or "
                 "'-' (at most 48 characters); it prefixes the tools' names.",
                 "Name the server e.g. 'git' or 'docs'.",
             )
         if (self.command is None) == (self.url is None):
-            raise _bad(
+            raise bad(
                 name,
                 "give exactly one of command= (a stdio server) or url= (an HTTP server).",
                 "MCPServer('git', command='uvx', args=['mcp-server-git']) or "
@@ -153,20 +154,20 @@ class MCPServer:
             )
         transport = self.transport or ("stdio" if self.command is not None else "streamable_http")
         if transport not in ("stdio", "streamable_http", "sse"):
-            raise _bad(
+            raise bad(
                 name,
                 f"transport={transport!r} is not one of 'stdio', 'streamable_http', 'sse'.",
                 "Leave transport unset, or pick one.",
             )
         if (transport == "stdio") != (self.command is not None):
-            raise _bad(
+            raise bad(
                 name,
                 f"transport={transport!r} does not fit "
                 f"{'command=' if self.command is not None else 'url='}.",
                 "stdio servers take command=; HTTP and SSE servers take url=.",
             )
         if self.url is not None and not re.match(r"^https?://", self.url):
-            raise _bad(
+            raise bad(
                 name,
                 f"url={self.url!r} is not an http:// or https:// URL.",
                 "Pass the server's endpoint, e.g. 'http://127.0.0.1:8000/mcp'.",
@@ -176,13 +177,13 @@ class MCPServer:
             if value is not None and (
                 isinstance(value, str) or not all(isinstance(v, str) for v in value)
             ):
-                raise _bad(
+                raise bad(
                     name, f"{what} must be a list of strings, got {value!r}.", f"Pass {what}=[...]."
                 )
         if self.prefix is not None and (
             not isinstance(self.prefix, str) or not _PREFIX.fullmatch(self.prefix)
         ):
-            raise _bad(
+            raise bad(
                 name,
                 f"prefix={self.prefix!r} may contain only letters, digits, '_' and '-'.",
                 "Pass e.g. prefix='git', or prefix='' for no prefix.",
@@ -190,7 +191,7 @@ class MCPServer:
         for what in ("timeout", "connect_timeout"):
             value = getattr(self, what)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise _bad(
+                raise bad(
                     name,
                     f"{what}={value!r} must be a number of seconds > 0.",
                     f"Pass e.g. {what}=30.",
@@ -199,7 +200,7 @@ class MCPServer:
             if not isinstance(given, ToolTraits | Mapping) or (
                 isinstance(given, Mapping) and not set(given) <= _TRAIT_KEYS
             ):
-                raise _bad(
+                raise bad(
                     name,
                     f"traits[{tool!r}]={given!r} is not a ToolTraits or a dict "
                     f"of {sorted(_TRAIT_KEYS)}.",
@@ -225,146 +226,6 @@ class MCPServer:
             "url": self.url or "",
             "headers": dict(self.headers or {}),
         }
-
-    def endpoint(self) -> sessions.Endpoint:
-        """The session pool's view of the server."""
-        conn = dict(self.connection())
-        key = json.dumps({"name": self.name, **conn}, sort_keys=True, default=str)
-        return sessions.Endpoint(
-            self.name, self.connection(), key, float(self.connect_timeout), float(self.timeout)
-        )
-
-
-def _traits(server: MCPServer, tool: MCPTool) -> ToolTraits:
-    hints = tool.annotations if server.trust_hints else None
-    read_only = bool(hints and hints.readOnlyHint)
-    if read_only:
-        traits = ToolTraits(risk="low", idempotent=True, read_only=True)
-    else:
-        destructive = hints is None or hints.destructiveHint is not False
-        traits = ToolTraits(
-            risk="high" if destructive else "medium",
-            idempotent=bool(hints and hints.idempotentHint),
-        )
-    given = server.traits.get(tool.name)
-    if isinstance(given, ToolTraits):
-        return given
-    if given:
-        changed = replace(traits, **dict(given))
-        if changed.risk not in ("low", "medium", "high"):
-            raise _bad(
-                server.name,
-                f"traits[{tool.name!r}] has risk={changed.risk!r}.",
-                "Use 'low', 'medium' or 'high'.",
-            )
-        return changed
-    return traits
-
-
-def _portable(result: CallToolResult) -> CallToolResult:
-    """A resource link becomes a line of text (a model cannot open a ``file`` block)."""
-    if not any(isinstance(c, ResourceLink) for c in result.content):
-        return result
-    content = [
-        TextContent(
-            type="text",
-            text=f"Resource link: {c.name} <{c.uri}>"
-            + (f" ({c.mimeType})" if c.mimeType else "")
-            + (f": {c.description}" if c.description else ""),
-        )
-        if isinstance(c, ResourceLink)
-        else c
-        for c in result.content
-    ]
-    return result.model_copy(update={"content": content})
-
-
-def _content(blocks: Any, artifact: Any) -> Any:
-    """Text-only results as one string; images kept as content blocks."""
-    if not isinstance(blocks, list):
-        return blocks
-    texts = [b.get("text", "") for b in blocks if isinstance(b, dict) and b.get("type") == "text"]
-    if len(texts) == len(blocks):
-        if texts:
-            return "\n".join(texts)
-        structured = artifact.get("structured_content") if isinstance(artifact, dict) else None
-        return json.dumps(structured) if structured is not None else ""
-    return blocks
-
-
-def _build(server: MCPServer, endpoint: sessions.Endpoint, tool: MCPTool, name: str) -> BaseTool:
-    traits = _traits(server, tool)
-    resend = traits.read_only or traits.idempotent
-
-    class Route(ToolCallInterceptor):
-        """Every call goes to the process's one session of this server, never a new one."""
-
-        async def __call__(
-            self,
-            request: MCPToolCallRequest,
-            handler: Callable[[MCPToolCallRequest], Awaitable[MCPToolCallResult]],
-        ) -> MCPToolCallResult:
-            link = sessions.link(endpoint)
-            answer = await link.call(
-                request.name, request.args, resend=resend, timeout=endpoint.call_timeout
-            )
-            return _portable(answer)
-
-    adapted = convert_mcp_tool_to_langchain_tool(
-        None,
-        tool,
-        connection=endpoint.connection,
-        server_name=server.name,
-        tool_interceptors=[Route()],
-    )
-    call = adapted.coroutine if isinstance(adapted, StructuredTool) else None
-    if call is None:  # pragma: no cover - the adapter always builds a coroutine tool
-        raise ConfigurationError(f"cannot adapt MCP tool {tool.name!r}", fix="Report a bug.")
-
-    async def on_loop(kwargs: dict[str, Any]) -> tuple[Any, Any]:
-        blocks, artifact = await call(**kwargs)
-        return _content(blocks, artifact), artifact
-
-    def run_sync(**kwargs: Any) -> tuple[Any, Any]:
-        return sessions.run(on_loop(kwargs))
-
-    async def run_async(**kwargs: Any) -> tuple[Any, Any]:
-        return await sessions.run_async(on_loop(kwargs))
-
-    for fn in (run_sync, run_async):  # langchain reads them on every call: resolve once
-        fn.__annotations__ = typing.get_type_hints(fn)
-
-    def server_error(exc: ToolException) -> str:
-        return f"Error: MCP server {server.name!r} reported an error from {tool.name!r}: {exc}"
-
-    return StructuredTool(
-        name=name,
-        description=tool.description or tool.title or f"{tool.name} (MCP server {server.name})",
-        args_schema=tool.inputSchema,
-        func=run_sync,
-        coroutine=run_async,
-        response_format="content_and_artifact",
-        handle_tool_error=server_error,
-        metadata={
-            **(adapted.metadata or {}),
-            "podium": traits,
-            "mcp": {"server": server.name, "tool": tool.name},
-        },
-    )
-
-
-def _name(server: MCPServer, tool: str) -> str:
-    prefix = server.name if server.prefix is None else server.prefix
-    safe = _UNSAFE.sub("_", tool)
-    name = f"{prefix}_{safe}" if prefix else safe
-    if not _TOOL_NAME.fullmatch(name):
-        raise _bad(
-            server.name,
-            f"tool {tool!r} would be named {name!r}, longer than the 64 characters model "
-            "APIs allow.",
-            "Pass a shorter prefix= (or prefix=''), or leave the tool out with include=.",
-        )
-    return name
 
 
 def mcp_tools(*servers: MCPServer) -> list[BaseTool]:
@@ -412,32 +273,8 @@ def mcp_tools(*servers: MCPServer) -> list[BaseTool]:
                 fix="Give every server its own name.",
             )
         names.add(server.name)
-    built: list[BaseTool] = []
-    origin: dict[str, str] = {}
-    for server in servers:
-        endpoint = server.endpoint()
-        listed = sessions.run(sessions.link(endpoint).list_tools())
-        offered = {t.name for t in listed}
-        for what, wanted in (("include", server.include or ()), ("traits", server.traits)):
-            unknown = sorted(set(wanted) - offered)
-            if unknown:
-                raise _bad(
-                    server.name,
-                    f"{what} names tool(s) {unknown} that the server does not offer. It "
-                    f"offers: {', '.join(sorted(offered)) or '(none)'}.",
-                    f"Use the server's own tool names in {what}=.",
-                )
-        for tool in listed:
-            if server.include is not None and tool.name not in server.include:
-                continue
-            name = _name(server, tool.name)
-            if name in origin:
-                raise ConfigurationError(
-                    f"MCP tool name clash: {name!r} is tool {tool.name!r} of server "
-                    f"{server.name!r} and also comes from {origin[name]}.",
-                    fix="Give the servers distinct names or prefix=, or leave one tool out "
-                    "with include=.",
-                )
-            origin[name] = f"server {server.name!r}"
-            built.append(_build(server, endpoint, tool, name))
-    return built
+    # deferred: the mcp SDK and langchain-mcp-adapters take ~0.2 s to import, which only
+    # programs that use MCP should pay (``import podium``, the CLI do not)
+    from podium.tools._mcp_adapter import build
+
+    return build(servers)
