@@ -11,6 +11,9 @@ process-wide session from :func:`podium.tools.mcp_tools`; the baseline a plain
   ``await session.call_tool(...)`` in the loop that owns the bare session.
 * 10b: the same from a caller's event loop (``GovernedExecutor.arun``, what
   ``ainvoke`` runs).
+* 10c: 10a against what a LangGraph user runs without podium: langchain-mcp-adapters'
+  tool loaded on the bare session (``load_mcp_tools(session)``), ``ainvoke``-d in the
+  session's loop -- the share of 10a's overhead that is langchain's tool layer.
 
 A sample is ``calls`` calls in a row; reported per call.
 """
@@ -24,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from langchain_mcp_adapters.sessions import create_session
+from langchain_mcp_adapters.tools import load_mcp_tools
 from mcp import ClientSession
 
 from benchmarks._harness import Row, interleave, ratio_row
@@ -68,6 +72,16 @@ def run(quick: bool) -> list[Row]:
             await session.call_tool("get_current_time", ARGS)
         return (time.perf_counter() - start) / calls
 
+    adapted = {t.name: t for t in loop.run_until_complete(load_mcp_tools(session))}
+    plain = adapted["get_current_time"]
+    tool_call = {"type": "tool_call", "name": plain.name, "args": ARGS, "id": "b1"}
+
+    async def adapters_burst() -> float:
+        start = time.perf_counter()
+        for _ in range(calls):
+            await plain.ainvoke(tool_call)
+        return (time.perf_counter() - start) / calls
+
     async def podium_burst() -> float:
         start = time.perf_counter()
         for _ in range(calls):
@@ -89,6 +103,7 @@ def run(quick: bool) -> list[Row]:
                 "podium": podium_sync,
                 "podium_async": in_loop(podium_burst),
                 "bare": in_loop(bare_burst),
+                "adapters": in_loop(adapters_burst),
             },
             repeats=repeats,
         )
@@ -117,6 +132,15 @@ def run(quick: bool) -> list[Row]:
             "`ainvoke` runs it) vs the bare session",
             stats["podium_async"],
             stats["bare"],
+            target=None,
+            note=note,
+        ),
+        ratio_row(
+            "10c",
+            "Read-only MCP tool call: podium's governed call (10a) vs a langchain-mcp-adapters "
+            "tool on a bare session (`load_mcp_tools(session)`, `ainvoke`)",
+            stats["podium"],
+            stats["adapters"],
             target=None,
             note=note,
         ),

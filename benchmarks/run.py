@@ -62,6 +62,7 @@ ROW_IDS = [
     "9",
     "10a",
     "10b",
+    "10c",
 ]
 """Every row the report has, in quick mode too (``tests/test_benchmarks_quick.py``)."""
 
