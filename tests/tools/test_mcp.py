@@ -134,6 +134,10 @@ def test_a_killed_stdio_server_is_restarted_on_the_next_call(tmp_path: Path) -> 
     second = int(tools["local_pid"].invoke({}))  # read-only: reconnects and runs
     assert second != first
     assert sessions.link(endpoint_of(server)).opened == 2
+    os.kill(second, signal.SIGKILL)
+    time.sleep(0.2)
+    assert "local_pid" in {t.name for t in mcp_tools(server)}  # listing reconnects too
+    assert sessions.link(endpoint_of(server)).opened == 3
 
 
 def test_a_server_killed_during_a_side_effecting_call_leaves_it_in_doubt(tmp_path: Path) -> None:

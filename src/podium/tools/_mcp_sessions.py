@@ -257,8 +257,20 @@ class Link:
             await self._close()
 
     async def list_tools(self) -> list[MCPTool]:
-        """Every tool the server offers (all pages)."""
-        session, _ = await self.open()
+        """Every tool the server offers (all pages); a dropped session is reopened once."""
+        for attempt in (1, 2):
+            session, _ = await self.open()
+            try:
+                return await self._pages(session)
+            except (McpError, *_GONE) as exc:
+                if isinstance(exc, McpError) and exc.error.code != CONNECTION_CLOSED:
+                    raise
+                await self.drop(session)
+                if attempt == 2:
+                    raise self._down(exc, reached=False) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _pages(self, session: ClientSession) -> list[MCPTool]:
         found: list[MCPTool] = []
         cursor: str | None = None
         for _ in range(1000):
