@@ -489,6 +489,8 @@ def test_name_clashes_and_unknown_tool_names_are_build_errors(tmp_path: Path) ->
         mcp_tools(git_server(repo, include=["git_lgo"]))
     with pytest.raises(ConfigurationError, match=r"traits names tool\(s\) \['commit'\]"):
         mcp_tools(git_server(repo, traits={"commit": {"risk": "high"}}))
+    with pytest.raises(ConfigurationError, match=r"traits\['git_log'\]=\{'risk': 'extreme'\}"):
+        mcp_tools(git_server(repo, traits={"git_log": {"risk": "extreme"}}))
     with pytest.raises(ConfigurationError, match="takes MCPServer objects"):
         mcp_tools({"transport": "stdio", "command": "x"})  # type: ignore[arg-type]
 

@@ -59,11 +59,13 @@ def _traits(server: MCPServer, tool: MCPTool) -> ToolTraits:
         return given
     if given:
         changed = replace(traits, **dict(given))
-        if changed.risk not in ("low", "medium", "high"):
+        if changed.risk not in ("low", "medium", "high") or not all(
+            isinstance(v, bool) for v in (changed.read_only, changed.idempotent)
+        ):
             raise bad(
                 server.name,
-                f"traits[{tool.name!r}] has risk={changed.risk!r}.",
-                "Use 'low', 'medium' or 'high'.",
+                f"traits[{tool.name!r}]={dict(given)!r} is not valid.",
+                "Use risk='low', 'medium' or 'high'; read_only and idempotent are True/False.",
             )
         return changed
     return traits
