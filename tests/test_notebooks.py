@@ -116,6 +116,14 @@ SCRIPTED: dict[str, dict[str, list[str]]] = {
             '[billing] calls issue_refund({"order_id": "A-1002", "amount": 2000})',
             "refunds issued: [('A-1001', 80), ('A-1002', 2000)]",
         ],
+        "mcp": [
+            "tools: ('repo_git_status', 'repo_git_commit')",
+            'dev wants repo_git_commit({"message": "Add notes"})',
+            "reason: commits need a human | risk: medium",
+            "[repo_git_commit] -> Changes committed successfully",
+            "dev: Committed.",
+            "commits: ['Add notes']",
+        ],
     },
     "06_observability": {
         "final": [

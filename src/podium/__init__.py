@@ -36,6 +36,8 @@ from podium.errors import (
     PodiumError,
     QuorumNotMetError,
     ReworkLimitError,
+    ToolTimeoutError,
+    ToolUnavailableError,
     UnknownRequestError,
     UnknownThreadError,
 )
@@ -84,6 +86,8 @@ __all__ = [
     "QuorumNotMetError",
     "ReworkLimitError",
     "Rule",
+    "ToolTimeoutError",
+    "ToolUnavailableError",
     "UnknownRequestError",
     "UnknownThreadError",
     "__version__",

@@ -14,6 +14,8 @@ hierarchy follows the four questions a user asks when something stops:
 * :class:`PersistenceError` -- *stored state is unusable* (corrupt database).
 * :class:`ConcurrencyError` -- *someone else is acting on the same thread* (a
   call another worker is running).
+* :class:`ToolUnavailableError` -- *the service behind a tool is down* (an MCP
+  server that cannot be reached); the run stops and resumes once it is back.
 
 Messages say what is wrong, what is allowed, and how to fix it.
 """
@@ -49,6 +51,8 @@ __all__ = [
     "PodiumError",
     "QuorumNotMetError",
     "ReworkLimitError",
+    "ToolTimeoutError",
+    "ToolUnavailableError",
     "UnknownRequestError",
     "UnknownThreadError",
 ]
@@ -218,3 +222,40 @@ class CallInProgressError(ConcurrencyError):
 
     Nothing ran twice; resuming later returns its recorded result.
     """
+
+
+class ToolUnavailableError(PodiumError):
+    """The service behind a tool (an MCP server) could not be reached.
+
+    Raised by a tool, it stops the run instead of becoming a tool message: the
+    model cannot fix a server that is down. Everything before the call is saved,
+    so ``app.invoke(None, config)`` resumes the run once the service is back.
+    :attr:`reached` says whether the call may have reached the service: if not,
+    the governed executor releases the call's ledger claim (the resume runs it
+    afresh); if so, a side-effecting call stays *in doubt* (the resume re-runs an
+    idempotent tool and asks a human about any other).
+    :func:`podium.agents.is_transient` counts it as transient.
+    """
+
+    def __init__(
+        self, message: str, *, fix: str | None = None, server: str = "", reached: bool = False
+    ) -> None:
+        super().__init__(message, fix=fix)
+        self.server = server
+        self.reached = reached
+
+
+class ToolTimeoutError(ToolUnavailableError, TimeoutError):
+    """A tool's service did not answer within the call's timeout.
+
+    The governed executor tells the model and keeps a side-effecting call *in
+    doubt* (it may still take effect on the server), exactly as for
+    ``FailurePolicy(tool_timeout=...)``; the tool does not run again in the thread
+    until a human settles it. :attr:`seconds` is the timeout.
+    """
+
+    def __init__(
+        self, message: str, *, fix: str | None = None, server: str = "", seconds: float = 0.0
+    ) -> None:
+        super().__init__(message, fix=fix, server=server, reached=True)
+        self.seconds = seconds

@@ -45,6 +45,8 @@ from customers import FOLLOW_UP, REFUND, REFUND_BY_A2A, REFUND_SUPERSEDED
 from langgraph_sdk import get_client, get_sync_client
 
 from podium.demos import DEMOS
+from podium.tools import MCPServer, mcp_tools, traits_of
+from podium.tools import _mcp_sessions as sessions
 
 ROOT = Path(__file__).resolve().parents[2]
 APPROVE = {"action": "approve", "by": "finance-lead"}
@@ -457,3 +459,29 @@ def test_langgraph_dev_does_not_reload_or_log_changes_for_podiums_files(tmp_path
         rows = db.execute("SELECT status, decided_by FROM podium_approvals").fetchall()
     assert rows == [("decided", "finance-lead")]
     assert {p.name for p in project.iterdir()} <= {"langgraph.json", ".langgraph_api"}
+
+
+def test_the_servers_mcp_endpoint_runs_a_graph_statelessly_and_an_approval_goes_nowhere(
+    server: dict[str, Any],
+) -> None:
+    """LangGraph Server's ``/mcp`` serves each graph as a tool, through podium's MCP client.
+
+    A tool call there is a stateless run (``runs.wait`` on a throwaway thread): a graph
+    that stops for a human returns its state at the stop, the pending request included,
+    as text, and the thread is gone, so nothing can decide it and the gated tool never
+    runs. Graphs that need people are served through threads (the SDK) or A2A instead.
+    """
+    try:
+        [tool] = mcp_tools(MCPServer("served", url=f"{server['url']}/mcp"))
+        assert tool.name == "served_support_desk"  # the assistant (graph) name
+        assert traits_of(tool).risk == "medium"  # the server says: not read-only, not destructive
+        text = tool.invoke(_says(REFUND))
+    finally:
+        sessions.close_all()
+    assert "__interrupt__" in text
+    assert "podium.approval_request" in text
+    assert "issue_refund" in text
+    assert _refunds(server) == []
+    with get_sync_client(url=server["url"]) as client:
+        assert client.threads.search() == []  # the run's thread was discarded
+    assert [status for status, _ in _approvals(server).values()] == ["pending"]

@@ -34,11 +34,12 @@ import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import astuple, dataclass, is_dataclass
-from typing import Annotated, Any, Literal, TypedDict, cast
+from typing import Annotated, Any, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
 from langgraph.channels import DeltaChannel
+from typing_extensions import TypedDict
 
 from podium.errors import ConfigurationError
 from podium.observe import Price

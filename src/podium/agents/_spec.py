@@ -16,6 +16,7 @@ from podium.agents._budget import Budget
 from podium.agents._failure import FailurePolicy
 from podium.errors import ConfigurationError
 from podium.observe import price_of
+from podium.tools._mcp import MCPServer, mcp_tools
 
 __all__ = ["NAME_PATTERN", "Agent", "ToolCalling", "validate_name"]
 
@@ -59,6 +60,12 @@ def _suggest(name: object) -> str:
     return text[:48]
 
 
+def _to_tools(item: object, agent: str) -> list[BaseTool]:
+    if isinstance(item, MCPServer):  # the server's tools (its session opens now)
+        return mcp_tools(item)
+    return [_to_tool(item, agent)]
+
+
 def _to_tool(item: object, agent: str) -> BaseTool:
     if isinstance(item, BaseTool):
         return item
@@ -72,7 +79,7 @@ def _to_tool(item: object, agent: str) -> BaseTool:
         return as_tool(item)
     raise ConfigurationError(
         f"Agent {agent!r} was given {item!r} as a tool; tools are langchain BaseTool objects "
-        "or plain functions with a docstring.",
+        "or plain functions with a docstring, or MCP servers (podium.tools.MCPServer).",
         fix="Pass a function or a @podium.tools.tool-decorated function.",
     )
 
@@ -98,9 +105,11 @@ class Agent:
     """The system prompt: how the agent should work."""
     model: str | BaseChatModel = "default"
     """``"default"``, ``"local"``, ``"openai:<model>"`` or a chat model object."""
-    tools: Sequence[BaseTool | Callable[..., Any]] = field(default_factory=tuple)
+    tools: Sequence[BaseTool | Callable[..., Any] | MCPServer] = field(default_factory=tuple)
     """The agent's **grants**: the only tools it can ever run. Functions are wrapped
-    with langchain's ``@tool``; their docstring is the description."""
+    with langchain's ``@tool``; their docstring is the description. An
+    :class:`~podium.tools.MCPServer` grants every tool it offers (or its ``include=``
+    list), as :func:`~podium.tools.mcp_tools` builds them."""
     max_steps: int = 10
     """Model calls allowed per turn before the run stops with
     :class:`~podium.errors.MaxStepsExceededError`."""
@@ -185,7 +194,7 @@ class Agent:
                 f"Agent {self.name!r} names itself as its alternate.",
                 fix="Name another agent of the handoff graph, or leave alternate=None.",
             )
-        tools = tuple(_to_tool(t, self.name) for t in self.tools)
+        tools = tuple(t for item in self.tools for t in _to_tools(item, self.name))
         seen: set[str] = set()
         for t in tools:
             if t.name in seen:

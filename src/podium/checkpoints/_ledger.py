@@ -306,6 +306,20 @@ class ToolLedger(ThreadRegistry, ABC):
         )
         return count == 1
 
+    def release_call(self, thread_id: str, call_key: str, owner: str) -> bool:
+        """Forget a first attempt that never reached the tool's service.
+
+        For a call whose service could not be reached at all (nothing was sent): the
+        row goes, so the resumed run starts the call afresh instead of finding it in
+        doubt. Only the owner's own ``started`` first attempt is removed.
+        """
+        _, count = self._run(
+            "DELETE FROM podium_tool_calls "
+            "WHERE thread_id=? AND call_key=? AND status='started' AND owner=? AND attempts=1",
+            (thread_id, call_key, owner),
+        )
+        return count == 1
+
     def heartbeat(self, thread_id: str, call_key: str, owner: str) -> None:
         """Say that ``owner`` is still running the call."""
         self._run(

@@ -20,6 +20,14 @@ process whose ledger insert created the call's row runs it. Because the executor
 itself asks and checks the ledger, graph routing tricks (``update_state(as_node=...)``,
 ``Command(goto=...)``, crafted sends, stale or garbage resumes) reach the same checks
 and cannot run a gated tool.
+
+Two errors a tool raises are not tool failures: :class:`~podium.errors.ToolTimeoutError`
+(its service did not answer in time) is handled as the executor's own timeout (the
+model is told; a side-effecting call stays in doubt), and
+:class:`~podium.errors.ToolUnavailableError` (its service is down) stops the run
+instead of answering the model -- the call's ledger claim is released when the call
+never reached the service, so ``invoke(None, config)`` runs it afresh once the
+service is back, and stays in doubt when it may have.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ from langgraph.errors import GraphBubbleUp
 
 from podium.checkpoints._ledger import CallRecord, args_hash
 from podium.checkpoints._messages import EDIT_ARTIFACT
+from podium.checkpoints._owners import process_owner
+from podium.errors import ToolTimeoutError, ToolUnavailableError
 from podium.observe import emit
 from podium.tools import _inflight
 from podium.tools._approvals import RequestKind
@@ -318,7 +328,17 @@ class GovernedExecutor(Asking):
             },
         )
 
-    def _timed_out(self, req: ToolRequest, plan: _Plan) -> ToolMessage:
+    def _timed_out(
+        self, req: ToolRequest, plan: _Plan, seconds: float | None = None
+    ) -> ToolMessage:
+        """The model's answer to a call that outlived a timeout.
+
+        ``seconds`` is the service's own timeout, for a
+        :class:`~podium.errors.ToolTimeoutError`: that call's result is never
+        recorded, so a human settles it if the tool is called again.
+        """
+        abandoned = seconds is not None
+        seconds = self.timeout if seconds is None else seconds
         tracked = plan.idempotency_key is not None
         if tracked:  # in doubt until it ends; the tool does not run again meanwhile
             plan.at.ledger.mark_late(plan.at.thread, plan.key, True)
@@ -329,12 +349,15 @@ class GovernedExecutor(Asking):
             else "It may still finish, and take effect, in the background; calling it again "
             "with the same arguments is safe (it carries the same idempotency key)."
             if idempotent
+            else "It is in doubt: it may still take effect on its server. The tool does not "
+            "run again in this conversation until a human settles this call."
+            if abandoned
             else "It is in doubt: it may still finish, and take effect, in the background. Its "
             "result is recorded when it ends, and the tool does not run again in this "
             "conversation until then."
         )
         return ToolMessage(
-            content=f"Error: tool {req['name']!r} did not finish within {self.timeout:g}s. "
+            content=f"Error: tool {req['name']!r} did not finish within {seconds or 0:g}s. "
             + after,
             tool_call_id=req["id"],
             name=req["name"] or "unknown",
@@ -356,8 +379,10 @@ class GovernedExecutor(Asking):
                 result[EDIT_ARTIFACT] = edit
             plan.at.ledger.finish_call(plan.at.thread, plan.key, result)
 
-    def _end(self, plan: _Plan) -> None:
+    def _end(self, plan: _Plan, down: ToolUnavailableError | None = None) -> None:
         if plan.idempotency_key is not None:
+            if down is not None and not down.reached:  # nothing was sent: not in doubt
+                plan.at.ledger.release_call(plan.at.thread, plan.key, process_owner())
             _inflight.end(plan.at.ledger, plan.at.thread, plan.key)
 
     def _settled(
@@ -384,6 +409,7 @@ class GovernedExecutor(Asking):
             return plan
         background = False
         message: ToolMessage | None = None
+        down: ToolUnavailableError | None = None
         try:
             with self._keyed(plan):
                 tool, call = self.granted[plan.name], self._call(req, plan)
@@ -406,6 +432,11 @@ class GovernedExecutor(Asking):
             raise
         except _ToolTimeout:
             return self._timed_out(req, plan)  # the row stays started: in doubt
+        except ToolTimeoutError as exc:
+            return self._timed_out(req, plan, exc.seconds)
+        except ToolUnavailableError as exc:
+            down = exc
+            raise  # the run stops; it resumes once the service is back
         except Exception as exc:
             message = self._failure(req, exc)
         finally:
@@ -413,7 +444,7 @@ class GovernedExecutor(Asking):
             if message is not None:
                 self._record(plan, message)
             if not background:
-                self._end(plan)
+                self._end(plan, down)
         return message
 
     async def arun(self, req: ToolRequest, config: RunnableConfig | None = None) -> ToolMessage:
@@ -428,6 +459,7 @@ class GovernedExecutor(Asking):
         if isinstance(plan, ToolMessage):
             return plan
         message: ToolMessage | None = None
+        down: ToolUnavailableError | None = None
         try:
             with self._keyed(plan):
                 pending = self.granted[plan.name].ainvoke(
@@ -437,6 +469,11 @@ class GovernedExecutor(Asking):
                 message = self._finish(req, plan, output)
         except GraphBubbleUp:
             raise
+        except ToolTimeoutError as exc:
+            return await asyncio.to_thread(self._timed_out, req, plan, exc.seconds)
+        except ToolUnavailableError as exc:
+            down = exc
+            raise  # the run stops; it resumes once the service is back
         except TimeoutError as exc:
             if self.timeout is None or not isinstance(exc.__cause__, asyncio.CancelledError):
                 message = self._failure(req, exc)
@@ -448,5 +485,8 @@ class GovernedExecutor(Asking):
             # recorded before it stops counting as running here: never seen as in doubt
             if message is not None:
                 await asyncio.to_thread(self._record, plan, message)
-            self._end(plan)
+            if down is not None and not down.reached:
+                await asyncio.to_thread(self._end, plan, down)
+            else:
+                self._end(plan)
         return message
