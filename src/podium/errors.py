@@ -4,8 +4,8 @@ Every error podium raises on purpose derives from :class:`PodiumError`. The
 hierarchy follows the four questions a user asks when something stops:
 
 * :class:`ConfigurationError` -- *I built or configured something wrong*
-  (invalid names, unknown routes, a missing API key). Raised at build time
-  where possible.
+  (invalid names, unknown routes, a missing API key, no sandbox for a shell
+  tool). Raised at build time where possible.
 * :class:`ModelError` -- *the model or its server misbehaved* (a server that
   is down, output that does not fit the required schema).
 * :class:`LimitError` -- *a limit I set tripped* (steps, handoffs, budgets).
@@ -51,6 +51,7 @@ __all__ = [
     "PodiumError",
     "QuorumNotMetError",
     "ReworkLimitError",
+    "SandboxUnavailableError",
     "ToolTimeoutError",
     "ToolUnavailableError",
     "UnknownRequestError",
@@ -78,6 +79,14 @@ class ConfigurationError(PodiumError):
 
 class MissingCredentialsError(ConfigurationError):
     """A model needs credentials (such as ``OPENAI_API_KEY``) that are not set."""
+
+
+class SandboxUnavailableError(ConfigurationError):
+    """No sandbox can be started for a shell command (bubblewrap missing or blocked).
+
+    podium never runs such a command unsandboxed instead; the message says how to
+    install bubblewrap (or how to opt out explicitly with ``sandbox="none"``).
+    """
 
 
 class ModelError(PodiumError):

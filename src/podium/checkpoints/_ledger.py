@@ -26,6 +26,10 @@ message acts anew.
 :class:`ToolLedger` is the interface; :class:`SQLiteLedger` and
 :class:`~podium.checkpoints.PostgresLedger` implement it with the same SQL (every
 statement is its own committed transaction, durable before the method returns).
+
+Text stored here (arguments, results, requests, decisions) has the values of the
+secrets this process read scrubbed out (:mod:`podium._scrub`); hashes are of the
+real arguments, so a call's identity does not change.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from podium._scrub import scrub
 from podium.checkpoints._owners import (
     owner_alive,
     process_owner,
@@ -277,7 +282,7 @@ class ToolLedger(ThreadRegistry, ABC):
                 _now(),
                 owner,
                 now := time.time(),
-                json.dumps(args, default=str) if args is not None else None,
+                json.dumps(scrub(args), default=str) if args is not None else None,
             ),
         )
         if inserted == 1:  # this row, as just written: no read-back
@@ -336,7 +341,7 @@ class ToolLedger(ThreadRegistry, ABC):
         _, count = self._run(
             "UPDATE podium_tool_calls SET status='done', result=?, finished_at=? "
             "WHERE thread_id=? AND call_key=? AND status='started'",
-            (json.dumps(result, default=str), _now(), thread_id, call_key),
+            (json.dumps(scrub(result), default=str), _now(), thread_id, call_key),
         )
         return count == 1
 
@@ -382,7 +387,7 @@ class ToolLedger(ThreadRegistry, ABC):
         _, inserted = self._run(
             "INSERT INTO podium_approvals (request_id, thread_id, call_key, request, status) "
             "VALUES (?, ?, ?, ?, 'pending') ON CONFLICT DO NOTHING",
-            (request_id, thread_id, call_key, json.dumps(request)),
+            (request_id, thread_id, call_key, json.dumps(scrub(request))),
         )
         record = self.get_approval(thread_id, call_key)
         if record is None:  # pragma: no cover - the row was just written
@@ -429,7 +434,7 @@ class ToolLedger(ThreadRegistry, ABC):
             "decided_by=?, decided_at=? WHERE thread_id=? AND call_key=? "
             "AND status='pending'",
             (
-                json.dumps(decision),
+                json.dumps(scrub(decision)),
                 bound_hash,
                 str(decision.get("by", "")),
                 _now(),
@@ -444,7 +449,7 @@ class ToolLedger(ThreadRegistry, ABC):
         self._run(
             "UPDATE podium_approvals SET shown=? WHERE thread_id=? AND call_key=? "
             "AND status='pending'",
-            (json.dumps(shown), thread_id, call_key),
+            (json.dumps(scrub(shown)), thread_id, call_key),
         )
 
     def approvals(self, thread_id: str) -> list[ApprovalRecord]:

@@ -31,6 +31,7 @@ from langchain_core.outputs import LLMResult
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphBubbleUp
 
+from podium._scrub import has_secrets, scrub
 from podium.observe._prices import Price, price_of
 from podium.observe._redact import redact
 from podium.observe._scope import scope_of, scoped
@@ -187,6 +188,8 @@ class RunLedgerHandler(BaseCallbackHandler):
         if len(self._buffer) >= self._max_queue:
             self.dropped += 1
             return
+        if has_secrets():  # error texts and tool details too, not only emit()'s data
+            event.data = scrub(event.data)
         self._buffer.append(event)
         if len(self._buffer) >= self.batch_size:
             self._wake.set()

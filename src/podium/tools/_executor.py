@@ -28,6 +28,11 @@ model is told; a side-effecting call stays in doubt), and
 instead of answering the model -- the call's ledger claim is released when the call
 never reached the service, so ``invoke(None, config)`` runs it afresh once the
 service is back, and stays in doubt when it may have.
+
+A tool's result (and a failure's message) has the values of the secrets this process
+read scrubbed out before it becomes the model's ``ToolMessage`` (:mod:`podium._scrub`),
+so a command that prints a secret never puts it in the model's context, the
+checkpoints or the ledger.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from langchain_core.runnables.config import merge_configs
 from langchain_core.tools import BaseTool
 from langgraph.errors import GraphBubbleUp
 
+from podium._scrub import has_secrets, scrub
 from podium.checkpoints._ledger import CallRecord, args_hash
 from podium.checkpoints._messages import EDIT_ARTIFACT
 from podium.checkpoints._owners import process_owner
@@ -305,6 +311,8 @@ class GovernedExecutor(Asking):
                 name=req["name"] or "",
             )
         )
+        if has_secrets():  # a secret's value never reaches the model, the checkpoint or the ledger
+            message = message.model_copy(update={"content": scrub(message.content)})
         run = plan.run
         if run.edited_from is not None:
             artifact = message.artifact if isinstance(message.artifact, dict) else {}
@@ -317,7 +325,7 @@ class GovernedExecutor(Asking):
         # used before it failed, so the run's usage counts them
         used = getattr(exc, "podium_usage", None)
         return ToolMessage(
-            content=f"Error: tool {req['name']!r} failed: {type(exc).__name__}: {exc}",
+            content=scrub(f"Error: tool {req['name']!r} failed: {type(exc).__name__}: {exc}"),
             tool_call_id=req["id"],
             name=req["name"] or "unknown",
             status="error",
