@@ -13,10 +13,11 @@ that is all. For ``"loopback"`` and allow-lists, one command gets one route:
    (the brief, and every proxy's history of parsing bugs, say not to).
 2. **Inside**, a small relay (Python's standard library, run by the sandbox's
    ``python3``) listens on ``127.0.0.1:3128`` -- ``HTTP_PROXY``/``HTTPS_PROXY`` point
-   there, so curl, pip, git, requests and httpx go through it -- and on each host
-   loopback port the policy allows, which it forwards with ``CONNECT`` (so plain TCP
-   clients such as ``psql -h 127.0.0.1`` reach allowed host services). Every byte
-   still passes the proxy, so the plugin is the one place that decides.
+   there, so curl, pip, git, requests and httpx go through it -- and on every port
+   something listens on at the host's loopback when the command starts, which it
+   forwards with ``CONNECT`` (so plain TCP clients such as ``psql -h 127.0.0.1``
+   reach allowed host services). Every byte still passes the proxy, so the plugin is
+   the one place that decides, and sees (and reports) every refused connection.
 
 The Unix socket's directory is bound into the sandbox; the network namespace has no
 other way out. Costs: starting the proxy (about 0.2 s) per command that has a route;
@@ -42,7 +43,7 @@ from types import TracebackType
 from typing import Any
 
 import podium
-from podium.environments._netpolicy import NetworkPolicy, is_loopback
+from podium.environments._netpolicy import NetworkPolicy
 from podium.errors import SandboxUnavailableError
 
 __all__ = ["RELAY", "Route", "host_loopback_ports"]
@@ -54,7 +55,7 @@ NET_DIR = "/run/podium-net"
 _MAX_FORWARDS = 200
 
 RELAY = r"""
-import os, socket, sys, threading
+import os, selectors, socket, sys, threading
 sock, proxy_port = sys.argv[1], int(sys.argv[2])
 cut = sys.argv.index("--")
 ports, cmd = [int(p) for p in sys.argv[3:cut]], sys.argv[cut + 1:]
@@ -93,16 +94,29 @@ def handle(c, port):
         pipe(u, c)
     except OSError:
         c.close()
-def serve(listener, port):
-    while True:
-        c, _ = listener.accept()
-        threading.Thread(target=handle, args=(c, port), daemon=True).start()
+def serve(listeners):
+    with selectors.DefaultSelector() as sel:
+        for listener, port in listeners:
+            sel.register(listener, selectors.EVENT_READ, port)
+        while True:
+            for key, _ in sel.select():
+                try:
+                    c, _ = key.fileobj.accept()
+                except OSError:
+                    continue
+                threading.Thread(target=handle, args=(c, key.data), daemon=True).start()
+threading.stack_size(256 * 1024)
+listeners = []
 for port in [0] + ports:
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port or proxy_port))
+    try:
+        listener.bind(("127.0.0.1", port or proxy_port))
+    except OSError:
+        continue
     listener.listen(64)
-    threading.Thread(target=serve, args=(listener, port), daemon=True).start()
+    listeners.append((listener, port))
+threading.Thread(target=serve, args=(listeners,), daemon=True).start()
 pid = os.fork()
 if pid == 0:
     os.execv(cmd[0], cmd)
@@ -224,12 +238,9 @@ class Route:
         )
 
     def forwards(self) -> list[int]:
-        """Host loopback ports the relay forwards (those the policy may allow)."""
-        ports = host_loopback_ports()
-        if self.policy.mode == "allow":
-            wanted = [e for e in self.policy.allow if is_loopback(e.host)]
-            ports = [p for p in ports if any(e.port in (None, p) for e in wanted)]
-        return [p for p in ports if p != PROXY_PORT][:_MAX_FORWARDS]
+        """Host loopback ports the relay forwards (all that listen, up to 200)."""
+        # every one, allowed or not: the proxy decides, so a refusal is seen (an event)
+        return [p for p in host_loopback_ports() if p != PROXY_PORT][:_MAX_FORWARDS]
 
     def prefix(self) -> list[str]:
         """The relay's command line (the command follows ``--``)."""
