@@ -32,7 +32,18 @@ from pathlib import Path
 from benchmarks._harness import Row, loadavg
 
 ROOT = Path(__file__).resolve().parent.parent
-GROUPS = ("cpu", "durable", "fanout", "storage", "concurrency", "tokens", "mcp", "local", "cli")
+GROUPS = (
+    "cpu",
+    "durable",
+    "fanout",
+    "storage",
+    "concurrency",
+    "tokens",
+    "mcp",
+    "local",
+    "cli",
+    "sandbox",
+)
 ROW_IDS = [
     "1a",
     "1b",
@@ -67,6 +78,8 @@ ROW_IDS = [
     "12a",
     "12b",
     "12c",
+    "13a",
+    "13b",
 ]
 """Every row the report has, in quick mode too (``tests/test_benchmarks_quick.py``)."""
 

@@ -13,6 +13,7 @@ import pytest
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 
+import _bwrap  # tests/_bwrap.py: bubblewrap for the sandboxed environments
 import _postgres  # tests/_postgres.py: the throwaway PostgreSQL server
 from podium.checkpoints import postgres_saver, sqlite_saver
 
@@ -214,3 +215,18 @@ def checkpointer(
     make_saver: Callable[[], BaseCheckpointSaver[Any]],
 ) -> BaseCheckpointSaver[Any]:
     return make_saver()
+
+
+# ---------------------------------------------------------------------------
+# Sandboxes: tests of podium.environments (and the demo and notebook that use them) run
+# real commands under real bubblewrap, installed from Debian's packages when missing.
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def sandbox() -> str:
+    """bubblewrap's version; installed first when missing (skipped only if it cannot be)."""
+    reason = _bwrap.install()
+    if reason is not None:
+        pytest.skip(f"bubblewrap unavailable: {reason}")
+    from podium.environments._sandbox import check_sandbox
+
+    return check_sandbox()  # installed but unable to start: a failure, not a skip

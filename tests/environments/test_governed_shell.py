@@ -45,7 +45,10 @@ def test_an_agent_without_the_shell_cannot_run_commands(
     boss = Agent(
         name="boss",
         model=ScriptedChatModel(
-            [AIMessage("", tool_calls=[{"name": "reader", "args": {"task": "x"}, "id": "d1"}]), "done"]
+            [
+                AIMessage("", tool_calls=[{"name": "reader", "args": {"task": "x"}, "id": "d1"}]),
+                "done",
+            ]
         ),
     )
     app = create_manager_graph(boss, [reader, runner]).compile(
@@ -68,8 +71,12 @@ def test_rm_waits_for_a_human_who_edits_the_command(
     policy = Policy(
         rules=[
             Rule(tool="shell", action="approve", when=command_uses("rm"), reason="deletes files"),
-            Rule(tool="shell", action="deny", when=command_uses("curl", "wget"),
-                 reason="no network here"),
+            Rule(
+                tool="shell",
+                action="deny",
+                when=command_uses("curl", "wget"),
+                reason="no network here",
+            ),
         ]
     )
     model = ScriptedChatModel(
@@ -85,13 +92,15 @@ def test_rm_waits_for_a_human_who_edits_the_command(
     app.invoke({"messages": [("user", "clean up")]}, CFG)
     [request] = runs.pending(app, CFG)
     assert request.args == {"command": "ls && /bin/rm -f *"}
-    assert request.reason == "deletes files" and request.risk == "high"
+    assert request.reason == "deletes files"
+    assert request.risk == "high"
     assert (ws.directory("gov-1") / "keep.csv").exists()  # nothing ran before the decision
     out = runs.decide(
         app, CFG, {request.id: Decision.edit({"command": "rm -f tmp.log"}, by="alice")}
     )
     results = tool_results(out)
-    assert "policy refused" in results[0] and "no network here" in results[0]
+    assert "policy refused" in results[0]
+    assert "no network here" in results[0]
     assert results[1].startswith("exit code 0")
     assert (ws.directory("gov-1") / "keep.csv").exists()
     assert not (ws.directory("gov-1") / "tmp.log").exists()
@@ -102,8 +111,10 @@ def test_rm_waits_for_a_human_who_edits_the_command(
     [decided] = [e for e in events if e["kind"] == "approval_decided"]
     assert decided["data"]["edited_args"] == {"command": "rm -f tmp.log"}
     [command] = [e for e in events if e["kind"] == "command"]
-    assert command["data"]["exit_code"] == 0 and command["data"]["sandbox"] == sandbox
-    assert command["data"]["bytes_out"] == 0 and command["ended_at"] >= command["started_at"]
+    assert command["data"]["exit_code"] == 0
+    assert command["data"]["sandbox"] == sandbox
+    assert command["data"]["bytes_out"] == 0
+    assert command["ended_at"] >= command["started_at"]
 
 
 def test_a_command_runs_once_and_a_replay_returns_its_recorded_result(
@@ -124,17 +135,23 @@ def test_a_command_runs_once_and_a_replay_returns_its_recorded_result(
     assert (ws.directory("gov-1") / "count.txt").read_text() == "ran\n"
     with sqlite3.connect(db) as conn:
         [(status, result)] = conn.execute("SELECT status, result FROM podium_tool_calls").fetchall()
-    assert status == "done" and "exit code 0" in result
+    assert status == "done"
+    assert "exit code 0" in result
 
 
 def test_a_secrets_value_is_nowhere_in_the_database_or_the_trace(
-    sandbox: str, ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    sandbox: str,
+    ws: Workspace,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     value = "sk-podium-7f3c9a1e5b2d4c68"
     monkeypatch.setenv("DEPLOY_TOKEN", value)
     shell = shell_tool(ws, secrets=[Secret("API_TOKEN", env="DEPLOY_TOKEN")])
-    command = 'echo "token=$API_TOKEN"; printenv API_TOKEN > token.txt; echo "$API_TOKEN" >&2; exit 3'
+    command = (
+        'echo "token=$API_TOKEN"; printenv API_TOKEN > token.txt; echo "$API_TOKEN" >&2; exit 3'
+    )
     policy = Policy(rules=[Rule(tool="shell", action="approve")])
     model = ScriptedChatModel([call(command), "done"])
     db = tmp_path / "runs.sqlite"
@@ -146,16 +163,19 @@ def test_a_secrets_value_is_nowhere_in_the_database_or_the_trace(
     out = runs.decide(app, CFG, {request.id: Decision.approve(by="alice")})
     result = tool_results(out)[0]
     assert result.startswith("exit code 3")
-    assert "token=[redacted]" in result and value not in result
+    assert "token=[redacted]" in result
+    assert value not in result
     # the command really had it
     assert (ws.directory("gov-1") / "token.txt").read_text().strip() == value
     assert main(["trace", "gov-1", "--db", str(db)]) == 0
     assert main(["trace", "gov-1", "--db", str(db), "--json"]) == 0
     printed = capsys.readouterr().out
-    assert "command" in printed and value not in printed
+    assert "command" in printed
+    assert value not in printed
     app.checkpointer.close()  # type: ignore[union-attr]
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("runs.sqlite*"))
-    assert b"podium_tool_calls" in stored and value.encode() not in stored
+    assert b"podium_tool_calls" in stored
+    assert value.encode() not in stored
 
 
 def test_a_password_under_any_key_is_scrubbed_from_the_ledger_and_events(
@@ -179,6 +199,7 @@ def test_a_password_under_any_key_is_scrubbed_from_the_ledger_and_events(
     with sqlite3.connect(db) as conn:
         for table in ("podium_events", "podium_approvals", "podium_tool_calls"):
             text = "".join(str(r) for r in conn.execute(f"SELECT * FROM {table}"))
-            assert text and value not in text, table
+            assert text, table
+            assert value not in text, table
             if table != "podium_events":
                 assert "[redacted]" in text

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.sandbox
 
 CONNECT = (
     "python3 -c \"import socket; s = socket.create_connection(('127.0.0.1', {port}), 3); "
-    "print(s.recv(64).decode())\""
+    'print(s.recv(64).decode())"'
 )
 
 
@@ -56,7 +56,11 @@ def server() -> Iterator[int]:
 
 
 def run(ws: Workspace, network: Any, command: str) -> str:
-    return str(shell_tool(ws, network=network).invoke({"command": command}, {"configurable": {"thread_id": "n"}}))
+    return str(
+        shell_tool(ws, network=network).invoke(
+            {"command": command}, {"configurable": {"thread_id": "n"}}
+        )
+    )
 
 
 def test_none_reaches_nothing_outside_not_even_the_hosts_loopback(
@@ -71,12 +75,14 @@ def test_none_keeps_the_commands_own_loopback(sandbox: str, ws: Workspace) -> No
     command = (
         "python3 -c \"import socket, threading; l = socket.create_server(('127.0.0.1', 0)); "
         "threading.Thread(target=lambda: l.accept()[0].sendall(b'own-loopback')).start(); "
-        "print(socket.create_connection(l.getsockname()).recv(64).decode())\""
+        'print(socket.create_connection(l.getsockname()).recv(64).decode())"'
     )
     assert "own-loopback" in run(ws, "none", command)
 
 
-def test_loopback_reaches_the_hosts_loopback_server(sandbox: str, ws: Workspace, server: int) -> None:
+def test_loopback_reaches_the_hosts_loopback_server(
+    sandbox: str, ws: Workspace, server: int
+) -> None:
     assert "hello-from-the-host" in run(ws, "loopback", CONNECT.format(port=server))
 
 
@@ -110,7 +116,8 @@ def test_refused_connections_are_run_events(
     config = {"configurable": {"thread_id": "net-1"}}
     out = app.invoke({"messages": [("user", "go")]}, config)
     result = out["messages"][-2].content
-    assert "hello-from-the-host" in result and "proxy:403" in result
+    assert "hello-from-the-host" in result
+    assert "proxy:403" in result
     events = runs.events(app, config)
     [command_event] = [e for e in events if e["kind"] == "command"]
     assert command_event["data"]["exit_code"] == 0
@@ -118,4 +125,5 @@ def test_refused_connections_are_run_events(
     assert command_event["data"]["refused"] == 1
     [refused] = [e for e in events if e["kind"] == "network_refused"]
     assert (refused["data"]["host"], refused["data"]["port"]) == ("example.com", 443)
-    assert refused["agent"] == "ops" and refused["status"] == "error"
+    assert refused["agent"] == "ops"
+    assert refused["status"] == "error"

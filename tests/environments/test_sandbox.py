@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+from env_helpers import cfg, processes_with
 
-from conftest import cfg, processes_with
 from podium.environments import Limits, Workspace, file_tools, shell_tool
 
 pytestmark = pytest.mark.sandbox
@@ -50,8 +50,7 @@ def test_host_secrets_home_and_the_podium_database_are_out_of_reach(
     shell = shell_tool(ws)
     out = run(
         shell,
-        f"cat /etc/shadow; ls -a {host_home}; ls {home}; cat {db}; ls /root /home /run/user; "
-        "ls /",
+        f"cat /etc/shadow; ls -a {host_home}; ls {home}; cat {db}; ls /root /home /run/user; ls /",
     )
     assert "Permission denied" in out  # /etc/shadow
     assert "root:" not in out
@@ -60,7 +59,9 @@ def test_host_secrets_home_and_the_podium_database_are_out_of_reach(
             f"{path}: No such file or directory" in out
         ), path
     listing = out.split("\n")[-12:]
-    assert "workspace" in listing and "usr" in listing and "root" not in listing
+    assert "workspace" in listing
+    assert "usr" in listing
+    assert "root" not in listing
 
 
 def test_paths_outside_the_workspace_are_refused_by_the_shell_and_the_file_tools(
@@ -77,7 +78,8 @@ def test_paths_outside_the_workspace_are_refused_by_the_shell_and_the_file_tools
         f"ln -s {outside} planted; ln -s .. up; ln -s / rootlink; cat planted; "
         "cat up/other-thread/private.txt; ls rootlink/",
     )
-    assert "another thread's data" not in out and "host data" not in out
+    assert "another thread's data" not in out
+    assert "host data" not in out
     # symbolic links the command planted lead nowhere in the sandbox, and file tools never follow
     tools = {t.name: t for t in file_tools(ws)}
     for path in (
@@ -90,8 +92,10 @@ def test_paths_outside_the_workspace_are_refused_by_the_shell_and_the_file_tools
         "~/x",
     ):
         answer = tools["read_file"].invoke({"path": path}, cfg())
-        assert answer.startswith("Error:") and "refused" in answer or "absolute" in answer or (
-            "'..'" in answer
+        assert (
+            (answer.startswith("Error:") and "refused" in answer)
+            or "absolute" in answer
+            or ("'..'" in answer)
         ), (path, answer)
     written = tools["write_file"].invoke({"path": "up/escape.txt", "content": "x"}, cfg())
     assert written.startswith("Error:")
@@ -109,7 +113,8 @@ def test_writes_outside_the_workspace_fail(sandbox: str, ws: Workspace) -> None:
     )
     assert out.count("Read-only file system") + out.count("Permission denied") >= 3, out
     assert "tmp-ok" in out  # the command's own /tmp works
-    assert not Path("/etc/podium-x").exists() and not Path("/usr/podium-x").exists()
+    assert not Path("/etc/podium-x").exists()
+    assert not Path("/usr/podium-x").exists()
     assert sorted(str(p) for p in ws.base.parent.rglob("*")) == before
 
 
@@ -129,7 +134,8 @@ def test_a_command_past_its_timeout_is_killed_with_its_children(
     started = time.monotonic()
     out = run(shell, "sleep 1001 & (sleep 1002 &) ; sleep 1003; echo never")
     assert time.monotonic() - started < 10
-    assert out.startswith("killed after") and "every process it started" in out
+    assert out.startswith("killed after")
+    assert "every process it started" in out
     assert "never" not in out
     time.sleep(0.2)
     assert processes_with("1001") == processes_with("1002") == processes_with("1003") == []
@@ -148,7 +154,8 @@ def test_a_fork_bomb_is_stopped_by_the_process_limit(sandbox: str, ws: Workspace
 def test_a_memory_hog_is_stopped_by_the_memory_limit(sandbox: str, ws: Workspace) -> None:
     shell = shell_tool(ws, limits=Limits(memory=256 * 2**20))
     out = run(shell, "python3 -c 'b = bytearray(2 * 2**30); print(\"allocated\")'")
-    assert "MemoryError" in out and "allocated" not in out
+    assert "MemoryError" in out
+    assert "allocated" not in out
     assert exit_code(out) == 1
     assert "memory limit" in out
 

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from conftest import processes_with
+from env_helpers import processes_with
 
 pytestmark = pytest.mark.sandbox
 
@@ -54,7 +53,8 @@ def test_killed_during_a_command_resumes_as_an_in_doubt_request(
     assert processes_with("1077") == []  # the sandbox died with its worker
     resumed = run(tmp_path, "resume")
     [request] = resumed["pending"]
-    assert request["kind"] == "in_doubt" and request["tool"] == "shell"
+    assert request["kind"] == "in_doubt"
+    assert request["tool"] == "shell"
     assert "may or may not have taken effect" in request["reason"]
     assert (directory / "runs.txt").read_text() == "run\n"  # not run a second time
     answered = run(

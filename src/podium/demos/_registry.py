@@ -18,7 +18,7 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
-from podium.demos import _ops, _orders, _research, _support
+from podium.demos import _data, _ops, _orders, _research, _support
 from podium.graphs import create_agent_graph
 from podium.tools import GovernedGraph
 
@@ -50,11 +50,12 @@ class Demo:
     Example:
         >>> from podium.demos import DEMOS
         >>> sorted(DEMOS)
-        ['ops', 'orders', 'research', 'support']
+        ['data', 'ops', 'orders', 'research', 'support']
     """
 
     name: str
-    """Its name on the command line: ``orders``, ``support``, ``research``, ``ops``."""
+    """Its name on the command line: ``orders``, ``support``, ``research``, ``ops``,
+    ``data``."""
     title: str
     """One line saying what it shows."""
     default_request: str
@@ -118,6 +119,15 @@ DEMOS: Mapping[str, Demo] = MappingProxyType(
             build=_ops.build_ops_manager,
             effects=_ops.ops_effects,
             reset=_ops.reset_ops,
+        ),
+        "data": Demo(
+            name="data",
+            title="Data desk (one agent, sandboxed shell): a CSV in the thread's workspace, "
+            "totalled by a shell command a human approves",
+            default_request=_data.DEFAULT_REQUEST,
+            build=_data.build_data_desk,
+            effects=_data.data_effects,
+            reset=_data.reset_data,
         ),
     }
 )

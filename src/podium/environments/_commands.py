@@ -70,10 +70,13 @@ def command_programs(command: str, _depth: int = 0) -> set[str]:
         return found | {_OPAQUE}
     start = True
     pending_shell = False
+    wrapped = False  # after sudo/env/xargs/...: every word may be the program (fail closed)
     for word in words:
         if word in _SEPARATORS or set(word) <= set(";&|()"):
-            start = True
+            start, wrapped = True, False
             continue
+        if wrapped and not word.startswith("-"):
+            found.add(word.rsplit("/", 1)[-1])
         if pending_shell:
             if word == "-c":
                 continue
@@ -93,7 +96,8 @@ def command_programs(command: str, _depth: int = 0) -> set[str]:
             found.add(_OPAQUE)
         found.add(name)
         if name in _WRAPPERS:
-            continue  # the next plain word is the program
+            wrapped = True  # its options and their values are not told apart from programs
+            continue
         if name in _SHELLS:
             pending_shell = True
         start = False

@@ -344,8 +344,32 @@ class _Capture:
         return head + note + bytes(self.tail).decode("utf-8", "replace"), True
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):  # bwrap dies; the kernel empties its PID ns
+def _sandbox_init(info: int | None) -> int | None:
+    """The pid of the sandbox's PID 1, from bwrap's ``--info-fd`` (``None``: unknown)."""
+    if info is None:
+        return None
+    data = b""
+    os.set_blocking(info, False)  # bwrap wrote it when the sandbox started
+    with contextlib.suppress(OSError):
+        while chunk := os.read(info, 4096):
+            data += chunk
+    found = re.search(rb'"child-pid":\s*(\d+)', data)
+    return int(found.group(1)) if found else None
+
+
+def _kill(proc: subprocess.Popen[bytes], info: int | None) -> None:
+    """Kill the command and every process it started, and wait until they are gone.
+
+    Killing the sandbox's PID 1 makes the kernel kill everything in its PID namespace;
+    PID 1 is reaped (by bwrap, which then exits) only once they all are.
+    """
+    init = _sandbox_init(info)
+    if init is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(init, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError):  # bwrap itself, or an unsandboxed group
         os.killpg(proc.pid, signal.SIGKILL)
 
 
@@ -357,20 +381,20 @@ def run_command(
     pass_fds: Sequence[int] = (),
     cwd: str | None = None,
     sandbox: str = "",
+    info: tuple[int, int] | None = None,
 ) -> Outcome:
-    """Run ``argv`` (a launcher line built here) and collect its output within the limits."""
+    """Run ``argv`` (a launcher line built here) and collect its output within the limits.
+
+    ``info``: the pipe whose write end was given to :func:`launch_line` as ``info_fd``
+    (the write end is passed to bwrap and closed here; the caller closes the read end).
+    """
     started = time.monotonic()
     capture = _Capture(limits.output)
-    proc = subprocess.Popen(
-        list(argv),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=dict(env),
-        pass_fds=tuple(pass_fds),
-        cwd=cwd,
-        start_new_session=True,
-    )
+    try:
+        proc = _start(argv, env, [*pass_fds, *(info[1:] if info else ())], cwd)
+    finally:
+        if info is not None:
+            os.close(info[1])
     stdout = cast("IO[bytes]", proc.stdout)  # stdout=PIPE above
     deadline = started + limits.timeout
     timed_out = False
@@ -380,7 +404,7 @@ def run_command(
             left = deadline - time.monotonic()
             if left <= 0:
                 timed_out = True
-                _kill(proc)
+                _kill(proc, info[0] if info else None)
                 break
             if not selector.select(min(left, 1.0)):
                 continue
@@ -390,6 +414,27 @@ def run_command(
             capture.add(chunk)
     stdout.close()
     code = proc.wait()
+    return _outcome(capture, code, timed_out, time.monotonic() - started, limits, sandbox)
+
+
+def _start(
+    argv: Sequence[str], env: Mapping[str, str], pass_fds: Sequence[int], cwd: str | None
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=dict(env),
+        pass_fds=tuple(pass_fds),
+        cwd=cwd,
+        start_new_session=True,
+    )
+
+
+def _outcome(
+    capture: _Capture, code: int, timed_out: bool, duration: float, limits: Limits, sandbox: str
+) -> Outcome:
     output, truncated = capture.text()
     notes = []
     if timed_out:
@@ -411,7 +456,7 @@ def run_command(
         output=output,
         bytes_out=capture.total,
         truncated=truncated,
-        duration=time.monotonic() - started,
+        duration=duration,
         timed_out=timed_out,
         sandbox=sandbox,
         notes=notes,
@@ -427,13 +472,16 @@ def launch_line(
     mounts: Sequence[str | Path] = (),
     binds: Sequence[tuple[int, str]] = (),
     prefix: Sequence[str] = (),
+    info_fd: int | None = None,
 ) -> list[str]:
-    """The full command line: limits, the sandbox (unless ``none``), the shell."""
+    """The full command line: limits, the sandbox (unless ``none``), the shell.
+
+    ``info_fd``: where bwrap writes ``{"child-pid": N}`` (the sandbox's PID 1).
+    """
     shell = [*prefix, "/bin/sh", "-c", command]
     if sandbox == "none":
         return [*_launcher(limits), *shell]
-    return [
-        *_launcher(limits),
-        *bwrap_args(workspace_fd, limits, mounts=mounts, binds=binds),
-        *shell,
-    ]
+    line = bwrap_args(workspace_fd, limits, mounts=mounts, binds=binds)
+    if info_fd is not None:
+        line[1:1] = ["--info-fd", str(info_fd)]
+    return [*_launcher(limits), *line, *shell]

@@ -173,8 +173,18 @@ def shell_tool(
                 binds.append(bind)
                 prefix = route.prefix()
                 env.update(route.env())
+            pipe = os.pipe() if sandbox == "bwrap" else None  # bwrap names the sandbox's PID 1
+            if pipe is not None:
+                stack.callback(os.close, pipe[0])
             argv = launch_line(
-                command, fd, limits, sandbox=sandbox, mounts=mounts, binds=binds, prefix=prefix
+                command,
+                fd,
+                limits,
+                sandbox=sandbox,
+                mounts=mounts,
+                binds=binds,
+                prefix=prefix,
+                info_fd=pipe[1] if pipe else None,
             )
             outcome = run_command(
                 argv,
@@ -183,6 +193,7 @@ def shell_tool(
                 pass_fds=fds,
                 cwd=str(directory) if sandbox == "none" else None,
                 sandbox=version,
+                info=pipe,
             )
             if policy.routed and sandbox == "bwrap":
                 attempts = route.attempts()
