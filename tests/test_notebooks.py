@@ -31,6 +31,7 @@ NAMES = [
     "04_pipeline",
     "05_approvals_and_resume",
     "06_observability",
+    "07_environments",
 ]
 MODEL_SWITCH = 'MODEL = "local" if os.environ.get("PODIUM_NOTEBOOKS") != "scripted" else None'
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -141,6 +142,30 @@ SCRIPTED: dict[str, dict[str, list[str]]] = {
         "plot": ["<Figure"],
         "trace": ["thread obs-1", "researcher", "mailer", "send_email", "per agent"],
     },
+    "07_environments": {
+        "graph": [
+            'data_desk] calls shell({"command": "awk -F, \'NR>1 {s+=$2} END {print \\"total\\", s}\' '
+            'orders.csv"})',
+            "data_desk wants shell(",
+            "reason: every command needs a human | risk: high",
+            "files: ['orders.csv']",
+        ],
+        "pending": [
+            "[shell] -> exit code 0",
+            "total 495",
+            "total.txt: total 495",
+            "still waiting: []",
+        ],
+        "final": ["command exit=0 bytes_out=10 network=none sandbox=bubblewrap"],
+        "refused": [
+            "cat: /etc/shadow: Permission denied",
+            "No such file or directory",
+            "Read-only file system",
+            "goes up with '..'",
+            "is an absolute path",
+        ],
+        "secrets": ["using [redacted]", "the command had it: True"],
+    },
 }
 
 # On the local model: the graph is drawn and the story's last cells print something.
@@ -222,6 +247,8 @@ def scripted_runs(
         if isinstance(item, pytest.Function)
         and item.originalname == "test_notebook_runs_on_the_scripted_model"
     ]
+    if "07_environments" in selected:
+        request.getfixturevalue("sandbox")  # its shell needs bubblewrap (installed if missing)
     root = tmp_path_factory.mktemp("notebooks")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("PODIUM_NOTEBOOKS", "scripted")
