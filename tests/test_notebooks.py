@@ -144,8 +144,8 @@ SCRIPTED: dict[str, dict[str, list[str]]] = {
     },
     "07_environments": {
         "graph": [
-            'data_desk] calls shell({"command": "awk -F, \'NR>1 {s+=$2} END {print \\"total\\", s}\' '
-            'orders.csv"})',
+            'data_desk] calls shell({"command": "awk -F, \'NR>1 {s+=$2} END '
+            '{print \\"total\\", s}\' orders.csv"})',
             "data_desk wants shell(",
             "reason: every command needs a human | risk: high",
             "files: ['orders.csv']",
