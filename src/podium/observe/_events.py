@@ -58,7 +58,10 @@ class RunEvent:
     ``branch`` (a span per branch: ``outcome`` ok / error / timeout and ``error``),
     ``quorum`` (``succeeded``, ``failed`` with reasons, ``required``, ``met``) and
     ``join`` (the join kind, who succeeded and failed, and in ``result`` how the
-    answer was chosen: the vote tally, winner, tie, scores)."""
+    answer was chosen: the vote tally, winner, tie, scores). Environments: ``command``
+    (a span per shell command: ``exit_code``, ``duration``, ``bytes_out``,
+    ``truncated``, ``timed_out``, ``sandbox``, ``network``, ``connections``,
+    ``refused``) and ``network_refused`` (``host``, ``port``, ``network``)."""
     thread_id: str
     """The thread (run) it belongs to."""
     agent: str | None = None
