@@ -170,7 +170,7 @@ def test_a_secrets_value_is_nowhere_in_the_database_or_the_trace(
     assert main(["trace", "gov-1", "--db", str(db)]) == 0
     assert main(["trace", "gov-1", "--db", str(db), "--json"]) == 0
     printed = capsys.readouterr().out
-    assert "command" in printed
+    assert "exit 3, " in printed  # the command's row in the timeline
     assert value not in printed
     app.checkpointer.close()  # type: ignore[union-attr]
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("runs.sqlite*"))

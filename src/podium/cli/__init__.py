@@ -28,7 +28,7 @@ from podium.errors import PodiumError
 
 __all__ = ["build_parser", "main"]
 
-DEMO_NAMES = ("ops", "orders", "research", "support")
+DEMO_NAMES = ("data", "ops", "orders", "research", "support")
 """The demos (checked against :data:`podium.demos.DEMOS` by the tests)."""
 
 _READ_ONLY = frozenset({"threads", "pending", "trace", "cost"})

@@ -135,6 +135,14 @@ def _special(kind: str, data: Mapping[str, Any]) -> str | None:
         return _quorum(data)
     if kind == "join":
         return _join(data)
+    if kind == "command":
+        ended = "timed out" if data.get("timed_out") else f"exit {data.get('exit_code')}"
+        cut = ", truncated" if data.get("truncated") else ""
+        refused = f", {data['refused']} refused" if data.get("refused") else ""
+        out = f"{data.get('bytes_out')} bytes out{cut}"
+        return f"{ended}, {out}, network {data.get('network')}{refused}"
+    if kind == "network_refused":
+        return f"{data.get('host')}:{data.get('port')} (network {data.get('network')})"
     return None
 
 
