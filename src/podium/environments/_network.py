@@ -206,11 +206,15 @@ class Route:
             start_new_session=True,
             cwd=self.dir,
         )
-        self._wait_ready()
-        if self.uid is not None:
-            os.chown(self.dir, self.uid, self.uid)
-            os.chown(self.socket, self.uid, self.uid)
-        self._dir_fd = os.open(self.dir, os.O_PATH | os.O_DIRECTORY)
+        try:
+            self._wait_ready()
+            if self.uid is not None:
+                os.chown(self.dir, self.uid, self.uid)
+                os.chown(self.socket, self.uid, self.uid)
+            self._dir_fd = os.open(self.dir, os.O_PATH | os.O_DIRECTORY)
+        except BaseException:
+            self.__exit__(None, None, None)  # no proxy, pipe or directory left behind
+            raise
         return self
 
     def _wait_ready(self) -> None:

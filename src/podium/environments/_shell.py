@@ -17,6 +17,7 @@ per connection the network policy refused.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import time
 from collections.abc import Sequence
@@ -41,7 +42,7 @@ from podium.environments._sandbox import (
 )
 from podium.environments._secrets import Secret
 from podium.environments._workspace import Workspace, owner_ids
-from podium.errors import ConfigurationError
+from podium.errors import ConfigurationError, SandboxUnavailableError
 from podium.observe import emit
 from podium.tools import tool
 
@@ -142,6 +143,13 @@ def shell_tool(
         raise ConfigurationError(f"shell_tool(limits=...) takes a Limits, got {limits!r}.")
     granted = _check_secrets(secrets)
     version = check_sandbox() if sandbox == "bwrap" else "none"
+    if policy.routed and sandbox == "bwrap" and importlib.util.find_spec("proxy") is None:
+        raise SandboxUnavailableError(
+            f"network={policy.describe()!r} needs the filtering proxy (the proxy.py package), "
+            "which is not installed.",
+            fix="Install podium's dependencies again (`pip install proxy.py`), or use "
+            "network='none'.",
+        )
     for path in mounts:
         if not os.path.isdir(path):
             raise ConfigurationError(f"shell_tool(mounts=...): {path!r} is not a directory.")
