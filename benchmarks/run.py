@@ -148,7 +148,7 @@ WHY = {
     "13": "Sandboxed command: most of the added time is bubblewrap creating the PID "
     "namespace and mounting a new /proc, then the read-only binds; `prlimit` (and, as root, "
     "`setpriv`) add one exec each. A command with a network route (`loopback`, an allow-list) "
-    "also starts the filtering proxy, about 0.2 s more; `network=\"none\"` needs none.",
+    'also starts the filtering proxy, about 0.2 s more; `network="none"` needs none.',
     "9": "Run ledger: with a handler attached, LangChain builds callback managers and "
     "dispatches every event to it; the handler only appends to a deque, and the writer "
     "thread wakes every 0.2 s to insert the batch (rows built straight from the events).",
