@@ -31,7 +31,7 @@ NAMES = [
     "04_pipeline",
     "05_approvals_and_resume",
     "06_observability",
-    "07_environments",
+    "08_environments",
 ]
 MODEL_SWITCH = 'MODEL = "local" if os.environ.get("PODIUM_NOTEBOOKS") != "scripted" else None'
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -142,7 +142,7 @@ SCRIPTED: dict[str, dict[str, list[str]]] = {
         "plot": ["<Figure"],
         "trace": ["thread obs-1", "researcher", "mailer", "send_email", "per agent"],
     },
-    "07_environments": {
+    "08_environments": {
         "graph": [
             'data_desk] calls shell({"command": "awk -F, \'NR>1 {s+=$2} END '
             '{print \\"total\\", s}\' orders.csv"})',
@@ -247,7 +247,7 @@ def scripted_runs(
         if isinstance(item, pytest.Function)
         and item.originalname == "test_notebook_runs_on_the_scripted_model"
     ]
-    if "07_environments" in selected:
+    if "08_environments" in selected:
         request.getfixturevalue("sandbox")  # its shell needs bubblewrap (installed if missing)
     root = tmp_path_factory.mktemp("notebooks")
     with pytest.MonkeyPatch.context() as env:
