@@ -6,15 +6,13 @@ so the count tells exactly how often the tool really acted.
 
 from __future__ import annotations
 
-import json
-import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from _procs import run_app
 
 APP = Path(__file__).with_name("crash_app.py")
 
@@ -25,19 +23,9 @@ class Crash:
         self.effects = tmp / "effects.sqlite"
 
     def run(self, action: str, *flags: str, expect_kill: bool = False) -> dict[str, Any]:
-        proc = subprocess.run(
-            [sys.executable, str(APP), str(self.db), str(self.effects), action, *flags],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        return run_app(
+            APP, str(self.db), str(self.effects), action, *flags, expect_kill=expect_kill
         )
-        if expect_kill:
-            assert proc.returncode == -signal.SIGKILL, proc.stderr
-        else:
-            assert proc.returncode == 0, proc.stderr
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-        return json.loads(lines[-1]) if lines else {}
 
     def count(self, table: str = "effects") -> int:
         with sqlite3.connect(self.effects) as db:
