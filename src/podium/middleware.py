@@ -70,7 +70,7 @@ from podium.tools._graph import governed_app, ledger_for, run_ledger_for
 from podium.tools._policy import Policy
 from podium.tools._requests import ToolRequest
 
-__all__ = ["Governed", "govern"]
+__all__ = ["Governed", "RepeatedCallError", "govern"]
 
 _SAME: Any = object()
 
@@ -316,8 +316,53 @@ def _bound(config: RunnableConfig) -> RunnableConfig:
 
 
 def _with_args(request: ToolCallRequest, call: dict[str, Any]) -> ToolCallRequest:
-    """The request with the arguments the executor cleared (validated, maybe edited)."""
-    return request.override(tool_call={**request.tool_call, "args": call["args"]})
+    """The request with the arguments the executor cleared (validated, maybe edited).
+
+    A tool that may act and is not idempotent runs at most once per cleared call: a
+    retry inside the handler (``ToolRetryMiddleware`` listed after ``Governed``) gets
+    :class:`RepeatedCallError` instead of a second side effect (LangChain #40688).
+    """
+    update: dict[str, Any] = {"tool_call": {**request.tool_call, "args": call["args"]}}
+    tool = request.tool
+    if tool is not None:
+        traits = traits_of(tool)
+        if not traits.read_only and not traits.idempotent:
+            update["tool"] = cast(BaseTool, _RunsOnce(tool))
+    return request.override(**update)
+
+
+class RepeatedCallError(RuntimeError):
+    """A retry asked a side-effecting, non-idempotent tool to run a call again."""
+
+
+class _RunsOnce:
+    """A tool that runs once; any further ``invoke`` raises :class:`RepeatedCallError`."""
+
+    def __init__(self, tool: BaseTool) -> None:
+        self._tool = tool
+        self._ran = False
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tool, name)
+
+    def _first(self) -> None:
+        with self._lock:
+            ran, self._ran = self._ran, True
+        if ran:
+            raise RepeatedCallError(
+                f"podium ran {self._tool.name!r} once for this call and does not run it "
+                "again: it may have taken effect, and it is not idempotent. Nothing was "
+                "run this time."
+            )
+
+    def invoke(self, *args: Any, **kwargs: Any) -> Any:
+        self._first()
+        return self._tool.invoke(*args, **kwargs)
+
+    async def ainvoke(self, *args: Any, **kwargs: Any) -> Any:
+        self._first()
+        return await self._tool.ainvoke(*args, **kwargs)
 
 
 def _recorded(output: ToolResult, call_id: str, ran: list[Command[Any]]) -> ToolMessage:
