@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, NotRequired
+from typing import Any, NotRequired, get_type_hints
 
 from langchain_core.messages import AIMessage, AnyMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
@@ -27,6 +27,7 @@ from langgraph.types import Send
 from typing_extensions import TypedDict
 
 from podium.agents._budget import UsageChannel
+from podium.agents._context import ContextCache
 from podium.agents._escalate import ESCALATE_NODE, EscalateStep, Escalation, after_escalate
 from podium.agents._models import check_model_spec
 from podium.agents._spec import Agent
@@ -46,6 +47,7 @@ __all__ = [
     "Route",
     "build_agent_loop",
     "check_alternate",
+    "loop_state",
     "route_tool_calls",
     "steps_this_turn",
 ]
@@ -63,6 +65,27 @@ class AgentState(TypedDict):
     """Tokens, cost and model calls so far (see :mod:`podium.agents._budget`)."""
     escalation: NotRequired[Escalation | None]
     """A model failure waiting for a human (set by ``model``, cleared by ``escalate``)."""
+    context: NotRequired[ContextCache | None]
+    """The context policy's cached summary (see :mod:`podium.agents._context`)."""
+
+
+def loop_state(state_schema: type[Any], agent: Agent) -> type[Any]:
+    """``state_schema`` with the state fields the agent's middleware declare.
+
+    LangChain middleware keep counters in state (``ModelCallLimitMiddleware``'s call
+    counts): the loop's state carries them, with the channels their annotations name.
+    """
+    if not agent.middleware:
+        return state_schema
+    from podium.agents._middleware import middleware_fields
+
+    extra = middleware_fields(agent.middleware)
+    hints = get_type_hints(state_schema, include_extras=True)
+    if not set(extra) - set(hints):
+        return state_schema
+    fields = {**{k: v for k, v in extra.items() if k not in hints}, **hints}
+    made: type[Any] = TypedDict(f"{state_schema.__name__}_{agent.name}", fields, total=False)  # type: ignore[misc]
+    return made
 
 
 def route_tool_calls(message: AIMessage, node: str) -> list[Send]:
@@ -233,7 +256,7 @@ def build_agent_loop(
         targets: list[Send | str] = list(sends)
         return targets
 
-    graph: GovernedGraph[Any, None, Any, Any] = GovernedGraph(state_schema)
+    graph: GovernedGraph[Any, None, Any, Any] = GovernedGraph(loop_state(state_schema, agent))
     graph.add_node(model_node, RunnableLambda(model, afunc=amodel, name=model_node))
     graph.add_edge(START, model_node)
     for extra in nodes:

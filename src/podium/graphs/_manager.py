@@ -26,6 +26,7 @@ from podium.agents._budget import (
     grant_config,
     usage_of,
 )
+from podium.agents._context import ContextCache
 from podium.agents._escalate import Escalation
 from podium.agents._loop import (
     TOOLS_NODE,
@@ -72,6 +73,8 @@ class ManagerState(TypedDict):
     """What the run used: the manager's calls and every specialist's private run."""
     escalation: NotRequired[Escalation | None]
     """A failure of the manager's model waiting for a human."""
+    context: NotRequired[ContextCache | None]
+    """The manager's context policy's cached summary (:mod:`podium.agents._context`)."""
 
 
 class _DelegationRequest(ToolRequest):
