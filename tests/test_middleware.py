@@ -221,3 +221,61 @@ def test_names_the_agent_lacks_stop_the_first_tool_call(governed: Governed, mess
     with pytest.raises(ConfigurationError, match=message):
         app.invoke({"messages": [("user", "wire 5")]}, CFG)
     assert bank.wires == []
+
+
+DESK = '''
+from langchain.agents import create_agent
+from podium import Policy, Rule
+from podium.middleware import Governed
+from podium.testing import ScriptedChatModel
+from podium.tools import tool
+
+SCRIPT = []
+WIRES = []
+
+
+@tool(risk="high")
+def wire(account: str, amount: float) -> str:
+    """Wire money to an account."""
+    WIRES.append(amount)
+    return f"wired {amount:g} to {account}"
+
+
+def build():
+    gate = Policy(rules=[Rule(tool="wire", action="approve")])
+    return create_agent(ScriptedChatModel(list(SCRIPT)), [wire],
+                        middleware=[Governed(policy=gate)], name="teller")
+'''
+
+
+def test_the_cli_decides_a_create_agent_thread_started_from_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``podium approve --graph module:build`` on a thread a plain create_agent started:
+    the CLI runs the agent on its own saver of the file (govern), and the tool acts once."""
+    import importlib
+    import sys
+
+    (tmp_path / "teller_desk.py").write_text(DESK)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    desk = importlib.import_module("teller_desk")
+    db = tmp_path / "runs.sqlite"
+    try:
+        desk.SCRIPT[:] = [call("wire", {"account": "X-1", "amount": 70})]
+        saver = sqlite_saver(db)
+        app = desk.build().copy(update={"checkpointer": saver})
+        app.invoke({"messages": [("user", "wire 70")]}, CFG)
+        [request] = runs.pending(app, CFG)
+        saver.close()
+        desk.SCRIPT[:] = ["Sent."]
+        capsys.readouterr()
+        args = ["approve", "t1", "--db", str(db), "--graph", "teller_desk:build", "--by", "ops"]
+        assert main(args) == 0, capsys.readouterr().err
+        assert desk.WIRES == [70.0]
+        assert main(["pending", "--db", str(db), "--json"]) == 0
+        assert main([*args[:1], "t1", "--db", str(db), "--by", "ops"]) == 1  # nothing waits
+        assert desk.WIRES == [70.0]
+        assert request.tool == "wire"
+    finally:
+        sys.modules.pop("teller_desk", None)
