@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from langchain.agents import create_agent
 from langchain.agents.middleware import HumanInTheLoopMiddleware, ToolRetryMiddleware
+from langchain.tools import ToolRuntime
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
@@ -279,3 +280,55 @@ def test_the_cli_decides_a_create_agent_thread_started_from_python(
         assert request.tool == "wire"
     finally:
         sys.modules.pop("teller_desk", None)
+
+
+async def test_the_async_path_asks_and_acts_once() -> None:
+    bank = Bank()
+    model = ScriptedChatModel([call("wire", {"account": "X-1", "amount": 9}), "Sent."])
+    app = govern(
+        create_agent(
+            model, [bank.wire], middleware=[Governed(policy=GATE)], checkpointer=InMemorySaver()
+        )
+    )
+    out = await app.ainvoke({"messages": [("user", "wire 9")]}, CFG)
+    [pending] = out["__interrupt__"]
+    approve = Decision.approve(by="alice").to_json()
+    out = await app.ainvoke(Command(resume={pending.id: approve}), CFG)
+    assert out["messages"][-1].content == "Sent."
+    assert bank.wires == [9.0]
+    await app.ainvoke(Command(resume={pending.id: approve}), CFG)
+    assert bank.wires == [9.0]
+
+
+async def test_async_retries_inside_do_not_repeat_a_side_effect() -> None:
+    charges: list[float] = []
+    model = ScriptedChatModel([call("charge", {"amount": 30}), "Tried."])
+    app = create_agent(
+        model,
+        [flaky_charge(charges)],
+        middleware=[Governed(), retry()],
+        checkpointer=InMemorySaver(),
+    )
+    await app.ainvoke({"messages": [("user", "charge 30")]}, CFG)
+    assert charges == [30.0]
+
+
+def test_injected_runtime_and_command_results_work_under_governed() -> None:
+    seen: list[str] = []
+
+    @tool(risk="high")
+    def note(text: str, runtime: ToolRuntime) -> Command[Any]:
+        """Write a note."""
+        seen.append(f"{text} @ {runtime.tool_call_id}")
+        message = ToolMessage(f"noted {text}", tool_call_id=runtime.tool_call_id)
+        return Command(update={"messages": [message]})
+
+    model = ScriptedChatModel([call("note", {"text": "hi"}, "n1"), "Noted."])
+    app = govern(create_agent(model, [note], middleware=[Governed()], checkpointer=InMemorySaver()))
+    out = app.invoke({"messages": [("user", "note hi")]}, CFG)
+    assert seen == ["hi @ n1"]  # the model's arguments, validated; the runtime injected
+    [result] = [m for m in out["messages"] if isinstance(m, ToolMessage)]
+    assert result.content == "noted hi"
+    assert out["messages"][-1].content == "Noted."
+    runs.resume(app, CFG)
+    assert seen == ["hi @ n1"]
