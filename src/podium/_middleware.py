@@ -340,11 +340,8 @@ def _recorded(output: ToolResult, call_id: str, ran: list[Command[Any]]) -> Tool
 
 def _answer(message: ToolMessage, ran: list[Command[Any]]) -> ToolResult:
     """The executor's message, or the tool's own ``Command`` carrying it."""
-    if not ran or (
-        message.artifact is not None
-        and isinstance(message.artifact, dict)
-        and (message.artifact.get("executed") is False)
-    ):
+    refused = isinstance(message.artifact, dict) and message.artifact.get("executed") is False
+    if not ran or refused:
         return message
     command = ran[0]
     update = dict(command.update) if isinstance(command.update, Mapping) else {}

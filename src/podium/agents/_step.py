@@ -1,9 +1,14 @@
 """The model step: one model call under the agent's limits, budgets and failure policy.
 
-Order of one step: the turn's limits (``max_steps``) → the budgets in scope (stop,
-ask a human, or raise when one ran out) → the model call, attempted by the
-:class:`~podium.FailurePolicy` ladder (retries, fallbacks; a budget check before
-each attempt) → the reply, with its usage recorded in the state's ``usage`` key.
+Order of one step: the turn's limits (``max_steps``) → the middleware's
+``before_model`` hooks (:mod:`podium.agents._middleware`; one may end the turn) → the
+instructions (text, or a function of the state and config) and the context policy
+(:mod:`podium.agents._context`: what the call is sent; a summary call if one is due) →
+the budgets in scope (stop, ask a human, or raise when one ran out) → the model call,
+attempted by the :class:`~podium.FailurePolicy` ladder (retries, fallbacks; a budget
+check before each attempt; each attempt through the middleware's ``wrap_model_call``
+chain) → the reply, with its usage recorded in the state's ``usage`` key → the
+``after_model`` hooks.
 When every attempt failed, the step hands off to the alternate agent, records an
 escalation for the ``escalate`` step, or raises.
 
