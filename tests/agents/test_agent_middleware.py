@@ -246,3 +246,32 @@ def test_middleware_sees_tool_results_paired_with_their_calls() -> None:
     assert seen_calls == [["lookup"], []]
     assert isinstance(out["messages"][2], ToolMessage)
     assert out["messages"][-1].content == "y"
+
+
+@pytest.mark.parametrize("exit_behavior", ["continue", "end"])
+def test_a_tool_call_limit_refuses_the_calls_over_it(exit_behavior: str) -> None:
+    from langchain.agents.middleware import ToolCallLimitMiddleware
+
+    lookups: list[str] = []
+
+    @tool(read_only=True)
+    def lookup(order_id: str) -> str:
+        """Look up an order."""
+        lookups.append(order_id)
+        return f"{order_id}: shipped"
+
+    calls = [{"name": "lookup", "args": {"order_id": f"A-{i}"}, "id": f"l{i}"} for i in range(3)]
+    model = ScriptedChatModel([AIMessage("", tool_calls=calls), "Two of three looked up."])
+    limit = ToolCallLimitMiddleware(run_limit=2, exit_behavior=exit_behavior)  # type: ignore[arg-type]
+    agent = Agent(name="a", model=model, tools=[lookup], middleware=[limit])
+    out = create_agent_graph(agent).compile().invoke({"messages": [("user", "look up")]})
+    results = {m.tool_call_id: m for m in out["messages"] if isinstance(m, ToolMessage)}
+    assert set(results) == {"l0", "l1", "l2"}  # every call answered: a valid history
+    assert results["l2"].status == "error"
+    if exit_behavior == "continue":
+        assert lookups == ["A-0", "A-1"]  # the call over the limit did not run
+        assert out["messages"][-1].content == "Two of three looked up."
+    else:
+        assert lookups == []  # the turn ended: no call of the batch ran
+        assert "limit" in str(out["messages"][-1].content)
+        assert len(model.calls) == 1

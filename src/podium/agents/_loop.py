@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, NotRequired, get_type_hints
 
-from langchain_core.messages import AIMessage, AnyMessage
+from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START
@@ -50,6 +50,7 @@ __all__ = [
     "loop_state",
     "route_tool_calls",
     "steps_this_turn",
+    "unanswered",
 ]
 
 TOOLS_NODE = "tools"
@@ -123,6 +124,27 @@ def route_tool_calls(message: AIMessage, node: str) -> list[Send]:
             )
         )
     return sends
+
+
+def unanswered(messages: Sequence[AnyMessage]) -> AIMessage | None:
+    """The latest ``AIMessage`` with only its calls that have no result yet (or ``None``).
+
+    An ``after_model`` middleware may answer some of a reply's calls itself
+    (``ToolCallLimitMiddleware`` refuses the calls over its limit with error results);
+    only the others go to the tool step.
+    """
+    answered: set[str] = set()
+    for m in reversed(messages):
+        if isinstance(m, ToolMessage):
+            answered.add(m.tool_call_id)
+        elif isinstance(m, AIMessage):
+            calls = [c for c in m.tool_calls if c.get("id") not in answered]
+            if not calls:
+                return None
+            return m.model_copy(update={"tool_calls": calls, "invalid_tool_calls": []})
+        else:
+            return None
+    return None
 
 
 def check_alternate(agent: Agent) -> None:
@@ -248,6 +270,10 @@ def build_agent_loop(
         if state.get("escalation"):
             return ESCALATE_NODE
         last = state["messages"][-1] if state["messages"] else None
+        if isinstance(last, ToolMessage):  # a middleware answered some calls (a call limit)
+            last = unanswered(state["messages"])
+            if last is None:
+                return model_node
         if not isinstance(last, AIMessage) or not (last.tool_calls or last.invalid_tool_calls):
             return END
         sends = route_tool_calls(last, TOOLS_NODE)

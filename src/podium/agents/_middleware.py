@@ -25,9 +25,12 @@ agent-level hooks (``before_agent``, ``after_agent``: a podium agent's turn is a
 pattern's business) and the tool-side ones (``wrap_tool_call`` and middleware that
 brings ``tools``: every tool call goes through podium's executor -- use
 :class:`~podium.middleware.Governed` with ``create_agent`` for the other direction).
-A ``jump_to`` other than ``"end"`` from ``before_model``, or any from ``after_model``,
-stops the run with the same error. A middleware's state fields (``state_schema``) are
-added to the agent's loop state: they last for the thread in ``create_agent_graph``
+An ``after_model`` hook may answer some of the reply's calls itself (error results,
+as ``ToolCallLimitMiddleware`` does for calls over its limit): only the others run. It
+may end the turn (``jump_to="end"``) once every call has a result and its last message
+is a reply without calls; any other jump stops the run with the same error. A
+middleware's state fields (``state_schema``) are added to the agent's loop state: they
+last for the thread in ``create_agent_graph``
 and for the agent's turn inside the other patterns (a member runs in private state).
 
 ``langchain`` is imported only when an agent has middleware.
@@ -38,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, get_type_hints
 
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, ToolMessage
 from langgraph.runtime import get_runtime
 
 from podium.checkpoints._messages import merge_messages
@@ -250,9 +253,12 @@ class Hooks:
             return False
         if jump == "end" and hook == "before_model":
             return True
+        if jump == "end" and _ends(view.get("messages") or []):
+            return True  # every call answered and a closing reply: the loop ends by itself
         raise ConfigurationError(
             f"Agent {self.agent!r}: middleware {m.name!r}.{hook} asked to jump to {jump!r}; "
-            "inside podium's model step only before_model may end the turn (jump_to='end').",
+            "inside podium's model step only before_model may end the turn (jump_to='end'), "
+            "or after_model with a closing reply after results for every call.",
             fix="Use a middleware that ends the turn before the model call, or podium's own "
             "limits (Agent(max_steps=...), Budget(model_calls=...)).",
         )
@@ -305,6 +311,15 @@ class Hooks:
             else:
                 handler = _awrapped_sync(m.wrap_model_call, handler)
         return _reply(await handler(request))
+
+
+def _ends(messages: Sequence[AnyMessage]) -> bool:
+    """Whether ``messages`` end with a reply without calls, every earlier call answered."""
+    if not messages or not isinstance(messages[-1], AIMessage) or messages[-1].tool_calls:
+        return False
+    answered = {m.tool_call_id for m in messages if isinstance(m, ToolMessage)}
+    asked = {c["id"] for m in messages if isinstance(m, AIMessage) for c in m.tool_calls}
+    return asked <= answered
 
 
 def _response(result: Any) -> ModelResponse[Any]:
