@@ -275,3 +275,27 @@ def test_a_tool_call_limit_refuses_the_calls_over_it(exit_behavior: str) -> None
         assert lookups == []  # the turn ended: no call of the batch ran
         assert "limit" in str(out["messages"][-1].content)
         assert len(model.calls) == 1
+
+
+def test_context_editing_clears_old_tool_results_only_in_what_the_model_is_sent() -> None:
+    from langchain.agents.middleware import ClearToolUsesEdit, ContextEditingMiddleware
+
+    @tool(read_only=True)
+    def lookup(order_id: str) -> str:
+        """Look up an order."""
+        return f"{order_id}: " + "details " * 40
+
+    asks = [
+        AIMessage(
+            "", tool_calls=[{"name": "lookup", "args": {"order_id": f"A-{i}"}, "id": f"c{i}"}]
+        )
+        for i in range(3)
+    ]
+    model = ScriptedChatModel([*asks, "done"])
+    editing = ContextEditingMiddleware(edits=[ClearToolUsesEdit(trigger=100, keep=1)])
+    agent = Agent(name="a", model=model, tools=[lookup], middleware=[editing])
+    out = create_agent_graph(agent).compile().invoke({"messages": [("user", "look")]})
+    sent = [m for m in model.calls[-1].messages if isinstance(m, ToolMessage)]
+    assert [m.content.startswith("A-") for m in sent] == [False, False, True]  # cleared
+    kept = [m for m in out["messages"] if isinstance(m, ToolMessage)]
+    assert all(m.content.startswith(f"A-{i}: details") for i, m in enumerate(kept))
