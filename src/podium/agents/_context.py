@@ -77,7 +77,7 @@ class ContextPolicy:
 
     Example:
         >>> from podium import Agent
-        >>> from podium.agents import ContextPolicy
+        >>> from podium import ContextPolicy
         >>> Agent(name="desk", context=ContextPolicy(max_tokens=4000)).context.max_tokens
         4000
     """
