@@ -14,6 +14,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 
 import _postgres  # tests/_postgres.py: the throwaway PostgreSQL server
+from agent_kinds import AGENT_KINDS
 from podium.checkpoints import postgres_saver, sqlite_saver
 
 # ---------------------------------------------------------------------------
@@ -214,3 +215,12 @@ def checkpointer(
     make_saver: Callable[[], BaseCheckpointSaver[Any]],
 ) -> BaseCheckpointSaver[Any]:
     return make_saver()
+
+
+# ---------------------------------------------------------------------------
+# Agent kinds: the governance suites build their agent either as podium's agent graph
+# or as LangChain's create_agent with podium.middleware.Governed (tests/agent_kinds.py).
+# ---------------------------------------------------------------------------
+@pytest.fixture(params=AGENT_KINDS)
+def agent_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
