@@ -16,11 +16,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from langchain_core.language_models import BaseChatModel
-
 from podium.agents import Agent
 from podium.demos._support import (
+    Models,
     create_support_db,
+    model_for,
     support_policy,
     support_specialists,
     support_tools,
@@ -31,10 +31,11 @@ from podium.tools import GovernedGraph
 __all__ = ["build_support_agent", "build_support_manager"]
 
 
-def build_support_agent(
-    home: Path, model: str | BaseChatModel = "default"
-) -> GovernedGraph[Any, Any, Any, Any]:
-    """The support desk as one agent with every tool, over the database under ``home``."""
+def build_support_agent(home: Path, model: Models = "default") -> GovernedGraph[Any, Any, Any, Any]:
+    """The support desk as one agent (``support``) with every tool, over ``home``'s database.
+
+    ``model`` is the agent's model, or ``{"support": model}``.
+    """
     path = create_support_db(home)
     agent = Agent(
         name="support",
@@ -47,7 +48,7 @@ def build_support_agent(
             "then final_answer with the steps. Anything else: final_answer saying you can "
             "only help with orders, refunds and devices."
         ),
-        model=model,
+        model=model_for(model, "support"),
         tools=support_tools(path),
         max_steps=6,
         max_tokens=160,
@@ -56,21 +57,27 @@ def build_support_agent(
 
 
 def build_support_manager(
-    home: Path, model: str | BaseChatModel = "default"
+    home: Path, model: Models = "default"
 ) -> GovernedGraph[Any, Any, Any, Any]:
-    """The support desk as a manager (``support_lead``) over billing and technical."""
+    """The support desk as a manager (``support_lead``) over billing and technical.
+
+    ``model`` is every agent's model, or ``{agent: model}`` for ``support_lead``,
+    ``billing`` and ``technical``.
+    """
     billing, technical = support_specialists(create_support_db(home), model)
     lead = Agent(
         name="support_lead",
         description="Answers customers, delegating to billing and technical.",
         instructions=(
-            "You lead a shop's customer support. Money, refunds, invoices or charges: "
-            "call billing with the customer's request as the task. A device that does not "
-            "work: call technical with the request as the task. Then final_answer: tell "
-            "the customer what was done. Anything else: final_answer saying you can only "
-            "help with orders, refunds and devices."
+            "You lead a shop's customer support and delegate. Refunds, money or charges "
+            'go to billing: {"tool": "billing", "args": {"task": "<the customer\'s message, '
+            'word for word>"}}. A device that does not work goes to technical: {"tool": '
+            '"technical", "args": {"task": "<the customer\'s message, word for word>"}}. '
+            "When the specialist answers, final_answer: tell the customer what was done. "
+            "Anything else: final_answer saying you can only help with orders, refunds "
+            "and devices."
         ),
-        model=model,
+        model=model_for(model, "support_lead"),
         max_tokens=160,
     )
     return create_manager_graph(

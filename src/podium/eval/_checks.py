@@ -22,7 +22,8 @@ Governance (from the run ledger: ``podium_events`` and ``podium_approvals``):
 * ``NoUnapprovedRuns``: every call of ``tools`` that ran had a human's approval
   (``approve`` or ``edit``) bound to that very call in the ledger.
 * ``NoRefusal``: governance refused no call (no ``refusal`` event: a denied,
-  ungranted, unknown or malformed call).
+  ungranted, unknown or malformed call; a human's rejection is a decision, not a
+  refusal).
 * ``NoEscalation``: nothing escalated to a human (no ``escalation`` event and no
   request of kind ``escalation`` or ``in_doubt``).
 * ``Status``: the case ended ``done``, ``waiting`` or ``error``.

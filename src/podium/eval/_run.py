@@ -148,8 +148,12 @@ class RunRecord:
 
     @property
     def refusals(self) -> list[dict[str, Any]]:
-        """``refusal`` events: calls governance did not run (denied, ungranted, bad args)."""
-        return self._kind("refusal")
+        """``refusal`` events: calls governance did not run (denied, ungranted, bad args).
+
+        A human's rejection is a ``refusal`` event too (code ``rejected``); it counts
+        as a decision (:meth:`decided`), not here.
+        """
+        return [e for e in self._kind("refusal") if e["data"].get("code") != "rejected"]
 
     @property
     def escalations(self) -> list[dict[str, Any]]:
