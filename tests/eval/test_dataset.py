@@ -96,3 +96,17 @@ def test_the_shipped_support_dataset() -> None:
         c for c in dataset.cases if "A-1005" in c.inputs.request or "A-1006" in c.inputs.request
     ]
     assert len(notes) >= 3  # the orders whose notes carry prompt injections
+
+
+def test_the_checked_in_local_comparison_is_what_the_readme_says() -> None:
+    from podium.eval import EvalResults
+
+    results = EvalResults.load(ROOT / "evals" / "support" / "results-local.json")
+    assert list(results.graphs) == ["single", "handoff", "manager"]
+    assert results.model == "local"
+    assert len(results.cases) == 72
+    readme = (ROOT / "README.md").read_text()
+    for s in results.summary():
+        assert s.runs == 24
+        shown = f"**{s.pass_rate:.0%}** ({s.ci_low:.0%}-{s.ci_high:.0%}), {s.passed}/{s.runs}"
+        assert shown in readme

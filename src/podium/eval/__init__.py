@@ -8,6 +8,12 @@ evaluator plumbing, concurrency, repeats and per-case reports are pydantic-evals
 podium adds the graph runner, the trajectory/governance/limit checks, the
 ledger-backed metrics, the side-by-side comparison and the regression check.
 
+Why pydantic-evals: it is maintained (with pydantic-ai), small (four packages more),
+and good at what it covers; its own trajectory checks read pydantic-ai's OpenTelemetry
+spans, so the LangGraph ones are podium's. agentevals (LangChain's trajectory matcher)
+was not taken: unreleased since 2025-07, it pulls in ``langchain`` and ``openevals``,
+and its whole-list match modes lack "in this order, others between" and "not called".
+
 Nothing here is imported by ``import podium``; pydantic-evals loads on first use.
 
 Example:

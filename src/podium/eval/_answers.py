@@ -144,8 +144,9 @@ class Judge(Evaluator[object, object, object]):
 
     rubric: str
     """What a good answer does, in plain words."""
-    model: str = "default"
-    """A podium model spec: ``local``, ``openai:<name>`` or ``default``."""
+    model: Any = "default"
+    """A podium model spec (``local``, ``openai:<name>``, ``default``) or, from Python,
+    a chat model (e.g. a ``ScriptedChatModel``)."""
     include_request: bool = True
     """Show the judge the customer's request too."""
 
