@@ -86,6 +86,8 @@ def test_three_patterns_side_by_side_with_ledger_backed_numbers(tmp_path: Path) 
         (_one(results, "refund_big", "manager").get("thread_id"),),
     ).fetchall()
     assert (status, runs) == ("done", 2)  # the run, then the resume after the approval
+    big = _one(results, "refund_big", "manager")
+    assert (big.get("thread_status"), big.get("thread_runs")) == ("done", 2)
     by_graph = {g: sorted(c.get("tokens") for c in results.of(g)) for g in results.graphs}
     assert summary["handoff"].median_tokens == (by_graph["handoff"][1] + by_graph["handoff"][2]) / 2
     # every finished case is on disk at once, and the whole result at the end
@@ -322,6 +324,7 @@ def test_approvals_scripted_and_by_default(tmp_path: Path) -> None:
     }
     assert _one(results, "edit").get("approval_requests")[0]["decision"] == "edit"
     assert _one(results, "open").get("answer") == ""
+    assert _one(results, "open").get("thread_status") == "waiting"  # the registry agrees
     # a small refund runs without a human: the approval checks fail it
     assert _checks(_one(results, "small")) == {
         "ApprovalRequested": False,

@@ -201,7 +201,12 @@ class RunRecord:
         }
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable summary (events and messages left out)."""
+        """A JSON-serialisable summary (events and messages left out).
+
+        ``thread_status`` and ``thread_runs`` are the thread registry's view
+        (``podium_threads``): how the last run ended, and how many runs (the first, then
+        one per resume after approvals) the case took.
+        """
         return {
             "thread_id": self.thread_id,
             "status": self.status,
@@ -220,6 +225,8 @@ class RunRecord:
             "refusals": len(self.refusals),
             "escalations": len(self.escalations),
             "budget_stops": len(self.budget_stops),
+            "thread_status": (self.thread or {}).get("status"),
+            "thread_runs": (self.thread or {}).get("runs"),
             "trajectory": [c.to_json() for c in self.trajectory],
             "approval_requests": [
                 {
