@@ -15,10 +15,7 @@ the file, exactly as another machine sharing the file would.
 
 from __future__ import annotations
 
-import importlib
-import os
 import sqlite3
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -212,23 +209,9 @@ def load_graph(
     from langgraph.graph import StateGraph
     from langgraph.graph.state import CompiledStateGraph
 
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigurationError(
-            f"--graph {spec!r} must look like 'package.module:attribute'.",
-            fix="Point at an uncompiled StateGraph, or a function that returns one.",
-        )
-    for entry in (os.getcwd(), path):
-        if entry and entry not in sys.path:
-            sys.path.insert(0, entry)
-    try:
-        target: Any = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(
-            f"Cannot load --graph {spec!r}: {exc}.",
-            fix="Run from the folder that holds the module (or set PYTHONPATH) and check "
-            "the attribute name.",
-        ) from exc
+    from podium._loading import import_object
+
+    target = import_object(spec, path)
     if callable(target) and not isinstance(target, StateGraph | CompiledStateGraph):
         target = target()
     if isinstance(target, CompiledStateGraph):
