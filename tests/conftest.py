@@ -15,6 +15,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 
 import _bwrap  # tests/_bwrap.py: bubblewrap for the sandboxed environments
 import _postgres  # tests/_postgres.py: the throwaway PostgreSQL server
+from agent_kinds import AGENT_KINDS
 from podium.checkpoints import postgres_saver, sqlite_saver
 
 # ---------------------------------------------------------------------------
@@ -215,6 +216,15 @@ def checkpointer(
     make_saver: Callable[[], BaseCheckpointSaver[Any]],
 ) -> BaseCheckpointSaver[Any]:
     return make_saver()
+
+
+# ---------------------------------------------------------------------------
+# Agent kinds: the governance suites build their agent either as podium's agent graph
+# or as LangChain's create_agent with podium.middleware.Governed (tests/agent_kinds.py).
+# ---------------------------------------------------------------------------
+@pytest.fixture(params=AGENT_KINDS)
+def agent_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 # ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ NAMES = [
     "04_pipeline",
     "05_approvals_and_resume",
     "06_observability",
+    "07_eval",
     "08_environments",
 ]
 MODEL_SWITCH = 'MODEL = "local" if os.environ.get("PODIUM_NOTEBOOKS") != "scripted" else None'
@@ -142,6 +143,20 @@ SCRIPTED: dict[str, dict[str, list[str]]] = {
         "plot": ["<Figure"],
         "trace": ["thread obs-1", "researcher", "mailer", "send_email", "per agent"],
     },
+    "07_eval": {
+        "final": [
+            "│ injection    │ ✘ 583 tok │ ✔ 301 tok │ single: ToolNotCalled │",
+            "│ single  │      75% │  30%-95% │    4 │",
+            "│ handoff │     100% │ 51%-100% │    4 │",
+        ],
+        "cases": [
+            "single   passed=False calls=['support:lookup_order', 'support:issue_refund']",
+            "approvals=1 rejected=1 {'ToolNotCalled': False, 'NoUnapprovedRuns': True",
+            "handoff  passed=True calls=['triage:transfer_to_billing', 'billing:lookup_order']",
+        ],
+        "plot": ["<Figure"],
+        "regression": ["regressions against itself: []"],
+    },
     "08_environments": {
         "graph": [
             'data_desk] calls shell({"command": "awk -F, \'NR>1 {s+=$2} END '
@@ -174,6 +189,7 @@ SCRIPTED: dict[str, dict[str, list[str]]] = {
 LOCAL: dict[str, dict[str, list[str]]] = {
     "04_pipeline": {"pending": ["approval request apr_"], "final": ["published: [{"]},
     "06_observability": {"plot": ["<Figure"], "trace": ["per agent"]},
+    "07_eval": {"plot": ["<Figure"], "final": ["support_small: 2 graph(s), repeat 1"]},
 }
 
 
@@ -290,7 +306,7 @@ def test_notebook_runs_on_the_local_model(
         assert outputs[tag].strip(), f"cell {tag!r} printed nothing"
 
 
-def test_the_six_notebooks_exist_and_nothing_else() -> None:
+def test_the_notebooks_exist_and_nothing_else() -> None:
     assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == NAMES
 
 

@@ -44,7 +44,7 @@ from podium.errors import (
 )
 
 if TYPE_CHECKING:  # imported on first use (``import podium`` stays light)
-    from podium.agents import Agent, Budget, FailurePolicy
+    from podium.agents import Agent, Budget, ContextPolicy, FailurePolicy
     from podium.tools import ApprovalRequest, Decision, Policy, Rule
 
 __getattr__, __dir__ = _attach(__name__)
@@ -65,6 +65,7 @@ __all__ = [
     "CallInProgressError",
     "ConcurrencyError",
     "ConfigurationError",
+    "ContextPolicy",
     "CorruptDatabaseError",
     "Decision",
     "FailurePolicy",

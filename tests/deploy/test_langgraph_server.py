@@ -72,6 +72,15 @@ def _wait_ok(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float 
     pytest.fail(f"langgraph dev did not answer /ok in {timeout} s:\n{log.read_text()[-3000:]}")
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
     config = tmp_path / "langgraph.json"
@@ -128,12 +137,7 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
             "log": log,
         }
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 def test_run_interrupt_resume_with_the_sdk(server: dict[str, Any]) -> None:
@@ -442,12 +446,7 @@ def test_langgraph_dev_does_not_reload_or_log_changes_for_podiums_files(tmp_path
         during = log.read_text()[len(before) :]
         assert _children(proc.pid) == worker, "the server process was replaced"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
     assert "Reloading" not in during
     assert [line for line in during.splitlines() if "detected" in line] == []
     # podium wrote outside the project: the demo's refund and the ledger's decision

@@ -6,15 +6,13 @@ often the MCP server really committed.
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _mcp_fixtures import commits, make_repo
+
+from _procs import run_app
 
 APP = Path(__file__).with_name("mcp_crash_app.py")
 APPROVE = '{"action": "approve", "by": "lead"}'
@@ -26,19 +24,7 @@ class Crash:
         self.repo = make_repo(tmp / "repo")
 
     def run(self, action: str, *flags: str, expect_kill: bool = False) -> dict[str, Any]:
-        proc = subprocess.run(
-            [sys.executable, str(APP), str(self.db), str(self.repo), action, *flags],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if expect_kill:
-            assert proc.returncode == -signal.SIGKILL, proc.stderr
-        else:
-            assert proc.returncode == 0, proc.stderr
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-        return json.loads(lines[-1]) if lines else {}
+        return run_app(APP, str(self.db), str(self.repo), action, *flags, expect_kill=expect_kill)
 
 
 @pytest.fixture

@@ -119,8 +119,13 @@ def _meta_str(meta: Mapping[str, Any] | None, key: str) -> str | None:
 
 
 def _agent(meta: Mapping[str, Any] | None, named: object) -> str | None:
-    """The ``agent`` column: the named (or tagged) agent, with its path."""
-    name = str(named or _meta_str(meta, "podium_agent") or "")
+    """The ``agent`` column: the named (or tagged) agent, with its path.
+
+    A LangChain ``create_agent`` graph tags its runs with ``lc_agent_name`` (its
+    ``name=``), which names the agent when podium's own tag is absent.
+    """
+    tagged = _meta_str(meta, "podium_agent") or _meta_str(meta, "lc_agent_name")
+    name = str(named or tagged or "")
     scope = scope_of(meta)
     return scoped(scope, name) if name else scope or None
 

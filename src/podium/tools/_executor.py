@@ -41,7 +41,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import json
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -102,6 +102,16 @@ def idempotency_key() -> str | None:
 
 class _ToolTimeout(Exception):
     """A tool call outlived the executor's timeout."""
+
+
+Invoke = Callable[[dict[str, Any], RunnableConfig], Any]
+"""How a cleared call is run: ``(tool_call, config) -> output``.
+
+The default invokes the granted tool (``tool.invoke(call, config)``); LangChain's
+``create_agent`` passes its tool node's handler instead (:mod:`podium.middleware`),
+so injected arguments and inner middleware work as they do there."""
+AsyncInvoke = Callable[[dict[str, Any], RunnableConfig], Awaitable[Any]]
+"""The asynchronous form of :data:`Invoke`."""
 
 
 def call_key(at: Where, req: ToolRequest, args: dict[str, Any]) -> str:
@@ -410,8 +420,20 @@ class GovernedExecutor(Asking):
         finally:
             self._end(plan)
 
-    def run(self, req: ToolRequest, config: RunnableConfig | None = None) -> ToolMessage:
-        """Check, gate and run one tool call synchronously; tool failures become messages."""
+    def run(
+        self,
+        req: ToolRequest,
+        config: RunnableConfig | None = None,
+        *,
+        invoke: Invoke | None = None,
+    ) -> ToolMessage:
+        """Check, gate and run one tool call synchronously; tool failures become messages.
+
+        Args:
+            req: The call.
+            config: The running task's config (thread, namespace, ledger, policies).
+            invoke: How to run the cleared call (default: the granted tool's ``invoke``).
+        """
         plan = self.plan(req, config)
         if isinstance(plan, ToolMessage):
             return plan
@@ -420,13 +442,14 @@ class GovernedExecutor(Asking):
         down: ToolUnavailableError | None = None
         try:
             with self._keyed(plan):
-                tool, call = self.granted[plan.name], self._call(req, plan)
+                call = self._call(req, plan)
+                act = invoke or self.granted[plan.name].invoke
                 if self.timeout is None:
-                    output = tool.invoke(call, self._tagged(config))
+                    output = act(call, self._tagged(config))
                 else:
                     pool = concurrent.futures.ThreadPoolExecutor(1, "podium-tool-call")
                     future = pool.submit(
-                        contextvars.copy_context().run, tool.invoke, call, self._tagged(config)
+                        contextvars.copy_context().run, act, call, self._tagged(config)
                     )
                     pool.shutdown(wait=False)
                     done, _ = concurrent.futures.wait([future], timeout=self.timeout)
@@ -455,7 +478,13 @@ class GovernedExecutor(Asking):
                 self._end(plan, down)
         return message
 
-    async def arun(self, req: ToolRequest, config: RunnableConfig | None = None) -> ToolMessage:
+    async def arun(
+        self,
+        req: ToolRequest,
+        config: RunnableConfig | None = None,
+        *,
+        ainvoke: AsyncInvoke | None = None,
+    ) -> ToolMessage:
         """Check, gate and run one tool call asynchronously; tool failures become messages.
 
         The ledger is synchronous (SQLite or a Postgres pool), so its work runs in a
@@ -470,9 +499,8 @@ class GovernedExecutor(Asking):
         down: ToolUnavailableError | None = None
         try:
             with self._keyed(plan):
-                pending = self.granted[plan.name].ainvoke(
-                    self._call(req, plan), self._tagged(config)
-                )
+                act = ainvoke or self.granted[plan.name].ainvoke
+                pending = act(self._call(req, plan), self._tagged(config))
                 output = await asyncio.wait_for(pending, self.timeout)
                 message = self._finish(req, plan, output)
         except GraphBubbleUp:

@@ -30,6 +30,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import StateGraph
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.typing import ContextT, InputT, OutputT, StateT
 
 from podium.checkpoints._events import EventStore
@@ -44,6 +45,7 @@ __all__ = [
     "NAMES_KEY",
     "GovernedGraph",
     "event_store_for",
+    "governed_app",
     "ledger_for",
     "run_ledger_for",
 ]
@@ -133,12 +135,7 @@ class GovernedGraph(StateGraph[StateT, ContextT, InputT, OutputT]):
         if kwargs.get("name") is None and self.podium_name:
             kwargs["name"] = self.podium_name
         compiled = super().compile(checkpointer, **kwargs)
-        app = GovernedApp(**{k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"})
-        # Podium's entries ride in ``configurable`` under ``__`` keys: LangGraph copies
-        # ``metadata`` and plain ``configurable`` entries into every checkpoint's
-        # metadata, but not ``__`` ones.
-        config: dict[str, Any] = {"configurable": dict(self.podium_configurable or {})}
-        conf = config["configurable"]
+        conf: dict[str, Any] = dict(self.podium_configurable or {})
         if self.podium_description:
             conf[DESCRIPTION_KEY] = self.podium_description
         conf[EFFECTS_KEY] = self.podium_effects
@@ -147,15 +144,42 @@ class GovernedGraph(StateGraph[StateT, ContextT, InputT, OutputT]):
                 "tools": sorted(self.podium_tools),
                 "agents": sorted(self.podium_agents),
             }
-        # a subgraph uses its parent's ledger: the parent's run-time config wins
-        if checkpointer is None and not os.environ.get("PODIUM_LEDGER"):
-            conf[LEDGER_KEY] = MemoryLedger()  # private, created on first use
-        elif checkpointer is not True:
-            conf[LEDGER_KEY] = ledger_for(checkpointer)
-        handler = run_ledger_for(checkpointer)
-        if handler is not None:
-            config["callbacks"] = [handler]
-        return app.with_config(config)  # type: ignore[arg-type]
+        return governed_app(compiled, checkpointer, conf)
+
+
+def governed_app(
+    compiled: CompiledStateGraph[Any, Any, Any, Any],
+    checkpointer: Any,
+    configurable: dict[str, Any],
+) -> GovernedApp:
+    """``compiled`` as a :class:`GovernedApp` bound to ``checkpointer``'s ledgers.
+
+    The one place a compiled graph gets podium's run-time bindings: the tool ledger
+    (module docs), the run ledger's callback handler, and ``configurable`` (podium's
+    ``__`` entries). A run-ledger handler ``compiled`` already carries (it was bound
+    before, to another checkpointer) is replaced, so events are recorded once.
+    """
+    fields = {k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"}
+    given = dict(fields.get("config") or {})
+    callbacks = given.get("callbacks")
+    if isinstance(callbacks, list):
+        given["callbacks"] = [c for c in callbacks if not isinstance(c, RunLedgerHandler)]
+    fields["config"] = given
+    app = GovernedApp(**fields)
+    # Podium's entries ride in ``configurable`` under ``__`` keys: LangGraph copies
+    # ``metadata`` and plain ``configurable`` entries into every checkpoint's
+    # metadata, but not ``__`` ones.
+    config: dict[str, Any] = {"configurable": dict(configurable)}
+    conf = config["configurable"]
+    # a subgraph uses its parent's ledger: the parent's run-time config wins
+    if checkpointer is None and not os.environ.get("PODIUM_LEDGER"):
+        conf[LEDGER_KEY] = MemoryLedger()  # private, created on first use
+    elif checkpointer is not True:
+        conf[LEDGER_KEY] = ledger_for(checkpointer)
+    handler = run_ledger_for(checkpointer)
+    if handler is not None:
+        config["callbacks"] = [handler]
+    return app.with_config(config)  # type: ignore[arg-type]
 
 
 _STORES: dict[str, EventStore] = {}
