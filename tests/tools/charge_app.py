@@ -10,6 +10,11 @@ acts on one thread (``decide`` through ``runs.decide``, ``raw`` through
 ``app.invoke(Command(resume={interrupt_id: decision}))``, ``resume`` through
 ``runs.resume``) and prints one JSON line with what this process saw.
 
+Thread leases (one run per thread at a time, the default) would refuse all but one
+of the racing processes before any of them reaches the ledger, so the race tests
+turn them off (``Campaign(leases=False)``, i.e. ``PODIUM_THREAD_LEASE=off``): what
+they prove is the layer below, which holds without leases too.
+
 Races are provoked, not hoped for: the worker's ledger (installed as
 ``saver.podium_ledger``, as ``crash_app.py`` installs its ``KillingLedger``) stops
 every process at a cross-process barrier (marker files) right before the
@@ -366,6 +371,8 @@ class Campaign:
     """Where specs, markers and the effects file go."""
     policy: str = "gate"
     """A key of :data:`POLICIES`."""
+    leases: bool = True
+    """Whether the worker processes take thread leases (``PODIUM_THREAD_LEASE``)."""
     effects: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -399,7 +406,13 @@ class Campaign:
         procs = []
         for i, spec in enumerate(specs):
             path = self.tmp / f"spec-{spec['me']}-{i}.json"
-            full = {"db": self.db, "effects": str(self.effects), "policy": self.policy, **spec}
+            full = {
+                "db": self.db,
+                "effects": str(self.effects),
+                "policy": self.policy,
+                "leases": self.leases,
+                **spec,
+            }
             path.write_text(json.dumps(full))
             procs.append(
                 subprocess.Popen(
@@ -430,6 +443,8 @@ class Campaign:
 
 def main() -> None:
     spec = json.loads(Path(sys.argv[1]).read_text())
+    if not spec.get("leases", True):
+        os.environ["PODIUM_THREAD_LEASE"] = "off"
     db, me = spec["db"], spec["me"]
     gates, hooks = Gates(), Hooks()
     saver = open_saver(db)

@@ -15,6 +15,15 @@ delete the threads' ledger rows; ``prune(..., strategy="keep_latest")`` is
 graph's thread. Schema set-up (LangGraph's migrations and the ledger's tables)
 runs under a PostgreSQL advisory lock, so many workers may start at once on a
 fresh database.
+
+**Fenced writes.** A checkpoint or a task's writes made by a run that holds its
+thread's lease (a top-level run of a podium graph: see
+:mod:`podium.checkpoints._leases`) runs in one transaction that first reads the
+thread's row in ``podium_threads`` ``FOR SHARE`` and checks the run's lease
+generation: a run taking the thread over waits for that transaction, and a run
+that lost the thread writes nothing (:class:`~podium.errors.LeaseLostError`).
+LangGraph's own saver pipelines these statements without a transaction; fenced
+writes give that up for the check. Writes without a lease are LangGraph's own.
 """
 
 from __future__ import annotations
@@ -22,19 +31,23 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from psycopg import Connection
+from psycopg import AsyncCursor, Connection, Cursor
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from podium.checkpoints._common import AsyncOpener, ClosesPool, podium_serde, prune_arguments
+from podium.checkpoints._leases import FENCE_SQL, Lease, lease_of
 from podium.checkpoints._ledger import Row, ToolLedger, ledger_schema
 from podium.errors import ConfigurationError, PersistenceError
 
@@ -48,6 +61,9 @@ __all__ = [
 
 _SETUP_LOCK = 7_301_116_105_117_109  # advisory lock key: podium's schema set-up
 _CONN_KWARGS: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0}
+_FENCE_SHARE = FENCE_SQL.replace("?", "%s") + " FOR SHARE"
+_FENCE: ContextVar[tuple[Lease, str] | None] = ContextVar("podium_fence", default=None)
+"""The lease the saver call running in this context is fenced by, and what it writes."""
 
 
 def redact(url: str) -> str:
@@ -108,6 +124,7 @@ class PostgresLedger(ToolLedger):
 
     _placeholder = "%s"
     _order = "seq"
+    _share = " FOR SHARE"
 
     def __init__(
         self, conn: str | ConnectionPool[Any] | Connection[Any], *, setup: bool = True
@@ -178,6 +195,11 @@ class PostgresLedger(ToolLedger):
             self._conn.close()
 
 
+def _fence(ledger: ToolLedger, config: RunnableConfig, what: str) -> tuple[Lease, str] | None:
+    lease = lease_of(config, ledger.location)
+    return None if lease is None else (lease, what)
+
+
 def _check_pool_size(pool_size: int) -> None:
     if pool_size < 2:
         raise ConfigurationError(
@@ -225,6 +247,57 @@ class PodiumPostgresSaver(ClosesPool, PostgresSaver):
         with pool.connection() as conn, _setup_lock(conn):
             self.setup()
         self.podium_ledger = PostgresLedger(pool)
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Save a checkpoint (fenced by the run's lease: see the module docs).
+
+        Raises:
+            LeaseLostError: If the run no longer holds its thread; nothing was written.
+        """
+        token = _FENCE.set(_fence(self.podium_ledger, config, "checkpoint"))
+        try:
+            return super().put(config, checkpoint, metadata, new_versions)
+        finally:
+            _FENCE.reset(token)
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's writes (fenced by the run's lease: see the module docs).
+
+        Raises:
+            LeaseLostError: If the run no longer holds its thread; nothing was written.
+        """
+        token = _FENCE.set(_fence(self.podium_ledger, config, "task's writes"))
+        try:
+            super().put_writes(config, writes, task_id, task_path)
+        finally:
+            _FENCE.reset(token)
+
+    @contextmanager
+    def _cursor(self, *, pipeline: bool = False) -> Iterator[Cursor[DictRow]]:
+        fence = _FENCE.get()
+        if fence is None:
+            with super()._cursor(pipeline=pipeline) as cur:
+                yield cur
+            return
+        lease, what = fence
+        with super()._cursor() as cur, cur.connection.transaction():
+            held = cur.execute(_FENCE_SHARE, lease.params).fetchone() is not None
+            if held:
+                yield cur
+        if not held:
+            raise self.podium_ledger.lost_lease_error(lease, what)
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints, writes, blobs, and its ledger rows."""
@@ -305,6 +378,59 @@ class PodiumAsyncPostgresSaver(AsyncPostgresSaver):
     """The exactly-once ledger, in the same database."""
     url: str
     """The connection string."""
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Save a checkpoint (fenced by the run's lease: see the module docs).
+
+        Raises:
+            LeaseLostError: If the run no longer holds its thread; nothing was written.
+        """
+        token = _FENCE.set(_fence(self.podium_ledger, config, "checkpoint"))
+        try:
+            return await super().aput(config, checkpoint, metadata, new_versions)
+        finally:
+            _FENCE.reset(token)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's writes (fenced by the run's lease: see the module docs).
+
+        Raises:
+            LeaseLostError: If the run no longer holds its thread; nothing was written.
+        """
+        token = _FENCE.set(_fence(self.podium_ledger, config, "task's writes"))
+        try:
+            await super().aput_writes(config, writes, task_id, task_path)
+        finally:
+            _FENCE.reset(token)
+
+    @asynccontextmanager
+    async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
+        fence = _FENCE.get()
+        if fence is None:
+            async with super()._cursor(pipeline=pipeline) as cur:
+                yield cur
+            return
+        lease, what = fence
+        async with super()._cursor() as cur, cur.connection.transaction():
+            await cur.execute(_FENCE_SHARE, lease.params)
+            held = await cur.fetchone() is not None
+            if held:
+                yield cur
+        if not held:
+            ledger = self.podium_ledger
+            raise await asyncio.to_thread(ledger.lost_lease_error, lease, what)
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints, writes, blobs, and its ledger rows."""

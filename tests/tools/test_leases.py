@@ -1,0 +1,241 @@
+"""One run per thread at a time: worker processes race for one thread.
+
+Every race is provoked: the processes start at one instant (``--start-at``), and the
+run that takes the thread does not finish before every other process has been
+refused (``--wait-refused``) -- or, under ``enqueue``, each run lasts long enough
+that the others must wait. A process paused past its lease (SIGSTOP) is woken
+(SIGCONT) after another process took the thread over, and must not write. All on
+one SQLite file and on one Postgres database, through the README's plain call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from podium import Agent
+from podium.checkpoints import postgres_saver, sqlite_saver
+from podium.graphs import create_agent_graph
+from podium.testing import ScriptedChatModel
+
+WORKER = Path(__file__).with_name("lease_worker.py")
+STARTUP = 5.0
+"""Seconds for a worker to import podium and open its saver (on a loaded machine)."""
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A SQLite file or a Postgres database (with podium's tables) for the workers."""
+    if request.param == "sqlite":
+        path = tmp_path / "runs.sqlite"
+        sqlite_saver(path).close()
+        yield str(path)
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    yield url
+    server.drop_database(url)
+
+
+def spawn(db: str, thread: str, text: str, *flags: str, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), db, thread, text, *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+
+
+def outcome(proc: subprocess.Popen[str], timeout: float = 120) -> dict[str, Any]:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def history(db: str, thread: str) -> list[tuple[str, str]]:
+    """The thread's messages as (type, text), read by another process's saver."""
+    saver: Any = postgres_saver(db, pool_size=2) if db.startswith("postgresql") else None
+    saver = saver or sqlite_saver(db)
+    try:
+        app = create_agent_graph(Agent(name="clerk", model=ScriptedChatModel([]))).compile(
+            checkpointer=saver
+        )
+        messages = app.get_state({"configurable": {"thread_id": thread}}).values["messages"]
+        record = saver.podium_ledger.thread(thread)
+    finally:
+        saver.close()
+    assert record is not None
+    assert record.holder is None  # every run ended and let the thread go
+    return [(m.type, str(m.content)) for m in messages]
+
+
+def stopped(pid: int, timeout: float = 60) -> None:
+    """Wait until process ``pid`` stopped itself (state T)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state == "T":
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} did not stop")
+
+
+@pytest.mark.parametrize("parties", [2, 3])
+def test_processes_sending_at_once_one_runs_the_others_are_refused(
+    database: str, tmp_path: Path, parties: int
+) -> None:
+    refused = tmp_path / "refused"
+    refused.mkdir()
+    start_at = str(time.time() + STARTUP)
+    procs = [
+        spawn(
+            database,
+            "t",
+            f"question {i}",
+            "--start-at",
+            start_at,
+            "--wait-refused",
+            str(refused),
+            str(parties - 1),
+        )
+        for i in range(parties)
+    ]
+    got = [outcome(p) for p in procs]
+    [winner] = [g for g in got if g["ok"]]
+    losers = [g for g in got if not g["ok"]]
+    assert len(losers) == parties - 1
+    for loser in losers:
+        assert loser["error_type"] == "ThreadBusyError", loser
+        assert f"|{winner['pid']}|" in loser["holder"]  # names the process holding it
+        assert loser["since"] is not None
+        assert "Thread 't' is busy" in loser["error"]
+        assert "nothing changed" in loser["error"]
+        assert "'podium_multitask': 'enqueue'" in loser["error"]  # the fix
+    # the acknowledged turn is there whole; the refused ones left nothing
+    assert history(database, "t") == [
+        ("human", winner["text"]),
+        ("ai", f"answer to {winner['text']} by {winner['pid']}"),
+    ]
+
+
+def test_enqueued_processes_all_get_their_turn(database: str) -> None:
+    start_at = str(time.time() + STARTUP)
+    texts = [f"question {i}" for i in range(3)]
+    procs = [
+        spawn(database, "q", t, "--start-at", start_at, "--multitask", "enqueue", "--delay", "0.5")
+        for t in texts
+    ]
+    got = [outcome(p) for p in procs]
+    assert all(g["ok"] for g in got), got
+    by_text = {g["text"]: g["pid"] for g in got}
+    turns = history(database, "q")
+    assert len(turns) == 6  # every question and every answer: no turn lost
+    for i in range(0, 6, 2):  # whole turns, one after the other
+        kind, question = turns[i]
+        assert kind == "human"
+        assert turns[i + 1] == ("ai", f"answer to {question} by {by_text[question]}")
+    assert sorted(q for kind, q in turns if kind == "human") == texts
+    assert max(g["seconds"] for g in got) >= 1.0  # someone waited for two runs
+
+
+def test_without_leases_concurrent_turns_are_lost(tmp_path: Path) -> None:
+    """The control: the same race with leases off loses a turn (what leases prevent)."""
+    db = tmp_path / "runs.sqlite"
+    sqlite_saver(db).close()
+    start_at = str(time.time() + STARTUP)
+    procs = [
+        spawn(
+            str(db),
+            "t",
+            f"question {i}",
+            "--start-at",
+            start_at,
+            "--delay",
+            "1.5",
+            PODIUM_THREAD_LEASE="off",
+        )
+        for i in range(2)
+    ]
+    got = [outcome(p) for p in procs]
+    assert all(g["ok"] for g in got)  # both callers were told their turn was done
+    questions = [q for kind, q in history(str(db), "t") if kind == "human"]
+    assert len(questions) == 1  # but one of the two turns is gone
+
+
+def test_a_killed_holder_is_replaced_at_once_on_the_same_host(database: str) -> None:
+    """SIGKILL the process holding the thread: another takes it without waiting for
+    the lease (60 s here) to expire, and finishes the killed run before its own."""
+    long = {"PODIUM_LEASE_SECONDS": "60"}
+    first = spawn(database, "k", "question A", "--stop-in", "model", **long)
+    stopped(first.pid)
+    first.kill()
+    first.communicate(timeout=30)
+    second = outcome(spawn(database, "k", "question B", **long))
+    assert second["ok"], second
+    assert second["seconds"] < 30
+    me = second["pid"]
+    assert history(database, "k") == [
+        ("human", "question A"),
+        ("ai", f"answer to question A by {me}"),  # the crashed run, finished first
+        ("human", "question B"),
+        ("ai", f"answer to question B by {me}"),
+    ]
+
+
+def test_a_paused_holder_cannot_write_after_its_lease_expired(database: str) -> None:
+    """SIGSTOP the holder inside its model call until its 1.5 s lease expired; another
+    process takes the thread over; SIGCONT: the paused run's writes are refused."""
+    short = {"PODIUM_LEASE_SECONDS": "1.5"}
+    paused = spawn(database, "p", "question A", "--stop-in", "model", **short)
+    stopped(paused.pid)
+    time.sleep(2.0)
+    second = outcome(spawn(database, "p", "question B", **short))
+    assert second["ok"], second
+    paused.send_signal(signal.SIGCONT)
+    woken = outcome(paused)
+    assert woken["ok"] is False
+    assert woken["error_type"] == "LeaseLostError"
+    assert "no longer holds thread 'p'" in woken["error"]
+    assert "nothing was written" in woken["error"]
+    me = second["pid"]
+    turns = history(database, "p")
+    assert turns == [
+        ("human", "question A"),
+        ("ai", f"answer to question A by {me}"),
+        ("human", "question B"),
+        ("ai", f"answer to question B by {me}"),
+    ]
+    assert not any(f"by {woken['pid']}" in text for _, text in turns)
+
+
+def test_a_paused_holder_does_not_act_twice(database: str, tmp_path: Path) -> None:
+    """Paused in the policy check of a side-effecting call (the model message asking
+    for it is saved): the run that takes over makes the call; the woken one does not."""
+    short = {"PODIUM_LEASE_SECONDS": "1.5"}
+    effects = str(tmp_path / "effects.sqlite")
+    paused = spawn(database, "e", "act: pay", "--stop-in", "policy", "--effects", effects, **short)
+    stopped(paused.pid)
+    time.sleep(2.0)
+    second = outcome(spawn(database, "e", "question B", "--effects", effects, **short))
+    assert second["ok"], second
+    paused.send_signal(signal.SIGCONT)
+    woken = outcome(paused)
+    assert woken["error_type"] == "LeaseLostError", woken
+    import sqlite3
+
+    with sqlite3.connect(effects) as db:
+        rows = db.execute("SELECT pid, text FROM effects").fetchall()
+    assert rows == [(second["pid"], "act: pay")]  # once, by the run that took over
+    turns = history(database, "e")
+    assert [kind for kind, _ in turns] == ["human", "ai", "tool", "ai", "human", "ai"]
+    assert turns[2] == ("tool", "noted act: pay")
