@@ -31,7 +31,17 @@ from pathlib import Path
 from benchmarks._harness import Row, loadavg
 
 ROOT = Path(__file__).resolve().parent.parent
-GROUPS = ("cpu", "durable", "fanout", "storage", "concurrency", "tokens", "local", "cli")
+GROUPS = (
+    "cpu",
+    "durable",
+    "fanout",
+    "storage",
+    "concurrency",
+    "tokens",
+    "local",
+    "cli",
+    "scaleout",
+)
 ROW_IDS = [
     "1a",
     "1b",
@@ -61,6 +71,14 @@ ROW_IDS = [
     "9",
     "10a",
     "10b",
+    "11a",
+    "11b",
+    "11c",
+    "11d",
+    "11e",
+    "11f",
+    "11g",
+    "11h",
 ]
 """Every row the report has, in quick mode too (``tests/test_benchmarks_quick.py``)."""
 

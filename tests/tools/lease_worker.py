@@ -2,7 +2,7 @@
 
 Usage: python lease_worker.py DB THREAD TEXT [--start-at EPOCH] [--multitask STRATEGY]
            [--delay SECONDS] [--wait-refused DIR N] [--stop-in model|policy]
-           [--effects FILE]
+           [--effects FILE] [--die-after-saves N]
 
 DB is a SQLite file or a postgresql:// URL. The run is the README's plain call,
 ``app.invoke({"messages": [("user", TEXT)]}, config)`` (``--multitask`` adds
@@ -14,7 +14,8 @@ let its lease expire and SIGCONT it: ``model`` (inside the model call, before it
 returns) and ``policy`` (in the policy check of the ``note`` call, before the ledger
 records its start). ``--wait-refused DIR N``: the model returns only once N marker
 files are in DIR (a refused worker writes one), so no run can end before the others
-were refused. Prints one JSON line.
+were refused. ``--die-after-saves N``: SIGKILL this process right after its Nth
+checkpoint write (``put`` or ``put_writes``) returned. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -47,6 +48,22 @@ def stop_once(point: str, wanted: str | None) -> None:
         STOPPED.add(point)
         sys.stdout.flush()
         os.kill(os.getpid(), signal.SIGSTOP)
+
+
+SAVES = [0]
+
+
+def dying(write: Any, after: int) -> Any:
+    """``write``, and SIGKILL this process once ``after`` writes returned."""
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        done = write(*args, **kwargs)
+        SAVES[0] += 1
+        if SAVES[0] == after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return done
+
+    return counted
 
 
 class EchoModel(BaseChatModel):
@@ -95,6 +112,7 @@ def main() -> None:
     p.add_argument("--wait-refused", nargs=2, default=None)
     p.add_argument("--stop-in", choices=["model", "policy"], default=None)
     p.add_argument("--effects", default="")
+    p.add_argument("--die-after-saves", type=int, default=0)
     a = p.parse_args()
 
     @tool
@@ -116,6 +134,9 @@ def main() -> None:
     policy = Policy(rules=[Rule(tool="note", action="allow", when=checked)])
     is_url = a.db.startswith("postgresql://")
     saver: Any = postgres_saver(a.db, pool_size=4) if is_url else sqlite_saver(a.db)
+    if a.die_after_saves:
+        for name in ("put", "put_writes"):
+            setattr(saver, name, dying(getattr(saver, name), a.die_after_saves))
     app = create_agent_graph(agent, policy=policy).compile(checkpointer=saver)
     config: Any = {"configurable": {"thread_id": a.thread}}
     if a.multitask:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from podium import Agent
+from podium import Agent, ThreadBusyError
 from podium.checkpoints import postgres_saver, sqlite_saver
 from podium.graphs import create_agent_graph
 from podium.testing import ScriptedChatModel
@@ -192,6 +192,30 @@ def test_a_killed_holder_is_replaced_at_once_on_the_same_host(database: str) -> 
     ]
 
 
+@pytest.mark.parametrize(
+    ("saves", "answered_by_first"),
+    [(2, False), (4, True)],
+    ids=["after-the-question-was-saved", "after-the-answer-was-saved"],
+)
+def test_new_input_finishes_a_killed_run_first(
+    database: str, saves: int, answered_by_first: bool
+) -> None:
+    """Killed after a step's writes were saved but before the checkpoint that applies
+    them (LangGraph would drop them under new input): the next input resumes first."""
+    first = spawn(database, "w", "question A", "--die-after-saves", str(saves))
+    first.communicate(timeout=120)
+    assert first.returncode == -signal.SIGKILL
+    second = outcome(spawn(database, "w", "question B"))
+    assert second["ok"], second
+    by = first.pid if answered_by_first else second["pid"]
+    assert history(database, "w") == [
+        ("human", "question A"),
+        ("ai", f"answer to question A by {by}"),
+        ("human", "question B"),
+        ("ai", f"answer to question B by {second['pid']}"),
+    ]
+
+
 def test_a_paused_holder_cannot_write_after_its_lease_expired(database: str) -> None:
     """SIGSTOP the holder inside its model call until its 1.5 s lease expired; another
     process takes the thread over; SIGCONT: the paused run's writes are refused."""
@@ -239,3 +263,153 @@ def test_a_paused_holder_does_not_act_twice(database: str, tmp_path: Path) -> No
     turns = history(database, "e")
     assert [kind for kind, _ in turns] == ["human", "ai", "tool", "ai", "human", "ai"]
     assert turns[2] == ("tool", "noted act: pay")
+
+
+# -- in one process ------------------------------------------------------------------------
+def _app(saver: Any, replies: list[Any], delay: float = 0.0) -> Any:
+    model = ScriptedChatModel(replies, delay=delay)
+    return create_agent_graph(Agent(name="clerk", model=model)).compile(checkpointer=saver)
+
+
+async def test_two_runs_of_one_event_loop_on_one_thread(tmp_path: Path) -> None:
+    """``ainvoke`` twice at once on one thread: the second is refused (``reject``) or
+    waits (``enqueue``) -- without blocking the event loop while it waits."""
+    import asyncio
+
+    from podium import ThreadBusyError
+    from podium.checkpoints import async_sqlite_saver
+
+    async with async_sqlite_saver(tmp_path / "a.sqlite") as saver:
+        app = _app(saver, ["first", "second", "third"], delay=0.5)
+        config: Any = {"configurable": {"thread_id": "a"}}
+        results = await asyncio.gather(
+            app.ainvoke({"messages": [("user", "one")]}, config),
+            app.ainvoke({"messages": [("user", "two")]}, config),
+            return_exceptions=True,
+        )
+        refused = [r for r in results if isinstance(r, BaseException)]
+        assert len(refused) == 1
+        assert isinstance(refused[0], ThreadBusyError)
+        [won] = [r for r in results if not isinstance(r, BaseException)]
+        first = won["messages"][0].content
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.05)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        queued = {"configurable": {"thread_id": "a", "podium_multitask": "enqueue"}}
+        both = await asyncio.gather(
+            app.ainvoke({"messages": [("user", "three")]}, queued),
+            app.ainvoke({"messages": [("user", "four")]}, queued),
+        )
+        ticker.cancel()
+        assert ticks >= 10  # the loop ran while one run waited for the other (~1 s)
+        last = both[0] if len(both[0]["messages"]) > len(both[1]["messages"]) else both[1]
+        texts = [m.content for m in last["messages"] if m.type == "human"]
+        assert texts[0] == first
+        assert sorted(texts[1:]) == ["four", "three"]
+        assert len(last["messages"]) == 6  # every turn whole: question and answer
+
+
+def test_multitask_options_are_checked(tmp_path: Path) -> None:
+    from podium import ConfigurationError
+
+    with sqlite_saver(tmp_path / "c.sqlite") as saver:
+        app = _app(saver, ["x"])
+        for value, says in [
+            ("interrupt", "LangGraph Server's own strategies"),
+            ("queue", "'reject'"),
+        ]:
+            config = {"configurable": {"thread_id": "c", "podium_multitask": value}}
+            with pytest.raises(ConfigurationError, match=says):
+                app.invoke({"messages": [("user", "hi")]}, config)
+        config = {
+            "configurable": {
+                "thread_id": "c",
+                "podium_multitask": "enqueue",
+                "podium_multitask_timeout": -1,
+            }
+        }
+        with pytest.raises(ConfigurationError, match="not a number of seconds"):
+            app.invoke({"messages": [("user", "hi")]}, config)
+        assert saver.podium_ledger.thread("c") is None  # refused before anything ran
+
+
+def test_served_runs_wait_for_the_thread_by_default() -> None:
+    from podium.tools._lease import multitask
+
+    assert multitask({}, served=False).strategy == "reject"
+    assert multitask({}, served=True).strategy == "enqueue"
+    assert multitask({"podium_multitask": "reject"}, served=True).strategy == "reject"
+
+
+def test_a_run_takes_over_from_an_expired_holder_and_finishes_its_run(tmp_path: Path) -> None:
+    """A holder on another host stopped heartbeating mid-run: after its lease expired
+    the next input first finishes the run it left, then runs."""
+    with sqlite_saver(tmp_path / "x.sqlite") as saver:
+        ledger = saver.podium_ledger
+        config: Any = {"configurable": {"thread_id": "x"}}
+        app = _app(saver, ["answer one"])
+        app.invoke({"messages": [("user", "one")]}, config)
+        # another host's run took the thread, saved its input, and vanished
+        row = ledger.thread("x")
+        lease = ledger.take_lease(
+            "x", owner="far|1|1|n", seconds=0.3, seen=row, location=ledger.location
+        )
+        assert lease is not None
+        from podium.checkpoints._leases import LEASE_KEY
+
+        app.update_state(
+            {"configurable": {"thread_id": "x", LEASE_KEY: lease}},
+            {"messages": [("user", "two")]},
+            as_node="__start__",
+        )
+        later = _app(saver, ["answer two", "answer three"])
+        with pytest.raises(ThreadBusyError):
+            later.invoke({"messages": [("user", "three")]}, config)
+        time.sleep(0.35)
+        out = later.invoke({"messages": [("user", "three")]}, config)
+        assert [m.content for m in out["messages"]] == [
+            "one",
+            "answer one",
+            "two",
+            "answer two",  # the vanished run, finished first
+            "three",
+            "answer three",
+        ]
+        record = ledger.thread("x")
+        assert (record.status, record.holder, record.lease_gen) == ("done", None, 3)
+
+
+def test_podium_threads_shows_who_holds_a_thread(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from podium.checkpoints._owners import process_owner
+    from podium.cli import main
+    from podium.tools._lease import Claimant, Multitask, release
+
+    db = tmp_path / "h.sqlite"
+    with sqlite_saver(db) as saver:
+        _app(saver, ["hi"]).invoke(
+            {"messages": [("user", "hello")]}, {"configurable": {"thread_id": "idle"}}
+        )
+        taken = Claimant(saver.podium_ledger, "busy", Multitask("reject", 0)).take()
+        try:
+            assert main(["threads", "--db", str(db), "--json"]) == 0
+            rows = {r["thread"]: r for r in json.loads(capsys.readouterr().out)}
+            assert rows["busy"]["status"] == "running"
+            assert rows["busy"]["holder"] == process_owner()
+            assert rows["busy"]["leased_since"] == pytest.approx(taken.lease.since)
+            assert rows["busy"]["lease_until"] > time.time()
+            assert rows["idle"]["holder"] is None
+            assert main(["threads", "--db", str(db)]) == 0
+            text = capsys.readouterr().out
+            [line] = [line for line in text.splitlines() if line.startswith("busy")]
+            assert f"held by {process_owner()} since " in line
+            assert "held by" not in next(x for x in text.splitlines() if x.startswith("idle"))
+        finally:
+            release(saver.podium_ledger, taken, "done")

@@ -619,7 +619,11 @@ class SQLiteLedger(ToolLedger):
     @property
     def location(self) -> str:
         """The database file (a private one for an in-memory ledger)."""
-        return f"sqlite:{os.path.realpath(self.path)}" if self.path else super().location
+        found: str | None = getattr(self, "_location", None)
+        if found is None:  # once: every fenced write of a run asks
+            found = f"sqlite:{os.path.realpath(self.path)}" if self.path else super().location
+            self._location = found
+        return found
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[Row], int]:
         with self._lock:

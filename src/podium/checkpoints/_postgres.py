@@ -21,9 +21,10 @@ thread's lease (a top-level run of a podium graph: see
 :mod:`podium.checkpoints._leases`) runs in one transaction that first reads the
 thread's row in ``podium_threads`` ``FOR SHARE`` and checks the run's lease
 generation: a run taking the thread over waits for that transaction, and a run
-that lost the thread writes nothing (:class:`~podium.errors.LeaseLostError`).
-LangGraph's own saver pipelines these statements without a transaction; fenced
-writes give that up for the check. Writes without a lease are LangGraph's own.
+that lost the thread writes nothing (:class:`~podium.errors.LeaseLostError`; the
+transaction is rolled back). The check, the writes and the commit are pipelined,
+as LangGraph pipelines its writes, so the fence adds no round trip. Writes
+without a lease are LangGraph's own.
 """
 
 from __future__ import annotations
@@ -158,6 +159,13 @@ class PostgresLedger(ToolLedger):
     @property
     def location(self) -> str:
         """The database (host, port, name): two ledgers on it share their calls."""
+        found: str | None = getattr(self, "_location", None)
+        if found is None:  # once: every fenced write of a run asks
+            found = self._locate()
+            self._location = found
+        return found
+
+    def _locate(self) -> str:
         conn = self._conn
         conninfo = conn.conninfo if isinstance(conn, ConnectionPool) else conn.info.dsn
         try:
@@ -193,6 +201,10 @@ class PostgresLedger(ToolLedger):
         """Close the ledger's own pool (a shared pool or connection is left open)."""
         if self._owned and isinstance(self._conn, ConnectionPool):
             self._conn.close()
+
+
+class _Lost(Exception):
+    """A fenced write found the run's lease gone (rolls its transaction back)."""
 
 
 def _fence(ledger: ToolLedger, config: RunnableConfig, what: str) -> tuple[Lease, str] | None:
@@ -292,12 +304,18 @@ class PodiumPostgresSaver(ClosesPool, PostgresSaver):
                 yield cur
             return
         lease, what = fence
-        with super()._cursor() as cur, cur.connection.transaction():
-            held = cur.execute(_FENCE_SHARE, lease.params).fetchone() is not None
-            if held:
+        try:  # pipelined: the check, the writes and the commit in one round trip
+            with (
+                super()._cursor(pipeline=True) as cur,
+                cur.connection.transaction(),
+                cur.connection.cursor() as check,
+            ):
+                check.execute(_FENCE_SHARE, lease.params)
                 yield cur
-        if not held:
-            raise self.podium_ledger.lost_lease_error(lease, what)
+                if check.fetchone() is None:
+                    raise _Lost  # the writes are rolled back with the transaction
+        except _Lost:
+            raise self.podium_ledger.lost_lease_error(lease, what) from None
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints, writes, blobs, and its ledger rows."""
@@ -423,14 +441,19 @@ class PodiumAsyncPostgresSaver(AsyncPostgresSaver):
                 yield cur
             return
         lease, what = fence
-        async with super()._cursor() as cur, cur.connection.transaction():
-            await cur.execute(_FENCE_SHARE, lease.params)
-            held = await cur.fetchone() is not None
-            if held:
+        try:  # pipelined: the check, the writes and the commit in one round trip
+            async with (
+                super()._cursor(pipeline=True) as cur,
+                cur.connection.transaction(),
+                cur.connection.cursor() as check,
+            ):
+                await check.execute(_FENCE_SHARE, lease.params)
                 yield cur
-        if not held:
+                if await check.fetchone() is None:
+                    raise _Lost  # the writes are rolled back with the transaction
+        except _Lost:
             ledger = self.podium_ledger
-            raise await asyncio.to_thread(ledger.lost_lease_error, lease, what)
+            raise await asyncio.to_thread(ledger.lost_lease_error, lease, what) from None
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints, writes, blobs, and its ledger rows."""

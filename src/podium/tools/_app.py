@@ -1,7 +1,7 @@
 """``GovernedApp``: what ``GovernedGraph.compile()`` returns.
 
 A compiled graph whose guarantees hold on the plain calls users make. It is
-LangGraph's ``CompiledStateGraph`` with four defaults set for every top-level
+LangGraph's ``CompiledStateGraph`` with these defaults for every top-level
 ``invoke`` / ``stream`` / ``ainvoke`` / ``astream`` (nested runs inherit from their
 parent):
 
@@ -25,6 +25,23 @@ parent):
 * **Decided requests answer themselves.** A resume (``invoke(None)`` or
   ``Command(resume=...)``) answers every interrupt whose request the ledger already
   holds a decision for (asked again after a crash) with that decision.
+* **One run per thread at a time.** A top-level run on a checkpointer takes its
+  thread's lease before it reads the thread, keeps it alive with a heartbeat and
+  releases it when it ends; every checkpoint, task write, tool-call start and
+  request for a human it makes is fenced by the lease, so a run that lost the
+  thread (paused past its lease, then woken) writes nothing
+  (:class:`~podium.errors.LeaseLostError`). A run on a busy thread follows
+  ``configurable["podium_multitask"]``: ``"reject"`` (the default:
+  :class:`~podium.errors.ThreadBusyError` naming the holder and since when,
+  nothing changed) or ``"enqueue"`` (wait up to
+  ``configurable["podium_multitask_timeout"]`` seconds, default 60). Runs that
+  LangGraph Server starts default to ``"enqueue"``: the server already chose, with
+  its own multitask strategy, to start them. New input on a thread taken from a
+  run whose process is gone (killed, or its lease expired) first finishes that run
+  (a resume), then runs, so the crashed turn is neither lost nor interleaved.
+  ``PODIUM_LEASE_SECONDS`` (default 30) sets how long a lease outlives its last
+  heartbeat; ``PODIUM_THREAD_LEASE=off`` turns leases off. See
+  :mod:`podium.tools._lease` and :mod:`podium.checkpoints._leases`.
 * **Every thread is registered.** A top-level run on a checkpointer writes its
   thread's row in the ledger's ``podium_threads`` table when it starts (``running``,
   with this process as owner) and when it ends (``waiting``, ``done``, ``error``,
@@ -242,8 +259,15 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
     def _podium_recovery(
         self, config: RunnableConfig, snapshot: StateSnapshot
     ) -> list[tuple[Any, RunnableConfig]]:
-        """The resume that finishes a crashed run before new input (module docs)."""
-        if not snapshot.next or snapshot.interrupts:
+        """The resume that finishes a crashed run before new input (module docs).
+
+        A run cut off mid-step leaves its step's tasks in the latest checkpoint: some
+        still to run (``snapshot.next``), some done with their writes saved but not
+        yet applied (only in ``snapshot.tasks``). LangGraph would start new input from
+        that checkpoint and drop those writes (a saved question, a model's answer);
+        resuming first applies them and finishes the run.
+        """
+        if not snapshot.tasks or snapshot.interrupts:
             return []
         found = self._podium_inputs(None, config, snapshot)
         return [(value, _without_run_id(conf)) for value, conf in found]

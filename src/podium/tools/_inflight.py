@@ -60,10 +60,17 @@ def _pause() -> float:
     return max(0.01, min([HEARTBEAT_SECONDS, *(when - time.time() for when in due)]))
 
 
+_next_beat = 0.0
+"""When the heartbeat thread wakes up next (it is woken earlier only for a lease due before)."""
+
+
 def _beat() -> None:
+    global _next_beat
     last_calls = 0.0
     while True:
-        _wake.wait(_pause())
+        pause = _pause()
+        _next_beat = time.time() + pause
+        _wake.wait(pause)
         _wake.clear()
         now = time.time()
         with _lock:
@@ -101,14 +108,12 @@ def _start_beating() -> None:
 
 def hold(ledger: ToolLedger, lease: Lease) -> None:
     """Keep ``lease`` alive (renewed by the heartbeat) until :func:`let_go`."""
+    due = lease.since + lease.seconds / 3
     with _lock:
-        _leases[(ledger.location, lease.thread, lease.generation)] = (
-            ledger,
-            lease,
-            lease.since + lease.seconds / 3,
-        )
+        _leases[(ledger.location, lease.thread, lease.generation)] = (ledger, lease, due)
         _start_beating()
-    _wake.set()
+    if due < _next_beat:  # a short lease: renew it before the thread's next wake-up
+        _wake.set()
 
 
 def let_go(ledger: ToolLedger, lease: Lease) -> None:
