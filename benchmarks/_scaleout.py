@@ -88,7 +88,7 @@ class Queue:
         row = self.db.execute(
             "UPDATE jobs SET state='taken', worker=?, attempts=attempts+1, "
             "first_taken=COALESCE(first_taken, ?) WHERE id=(SELECT id FROM jobs "
-            "WHERE state='ready' AND not_before<=? ORDER BY not_before, seq LIMIT 1) "
+            "WHERE state='ready' AND not_before<=? ORDER BY seq LIMIT 1) "
             "AND state='ready' RETURNING id, thread, text",
             (worker, now, now),
         ).fetchone()

@@ -74,10 +74,10 @@ SERVED_STRATEGY = "enqueue"
 """The default strategy of a run that LangGraph Server started.
 
 The server already runs one run per thread and applies its own multitask strategy
-(``reject``, ``enqueue``, ``interrupt``, ``rollback``) before it starts a run; a run
-it starts may still find the lease held for a moment by the run it just
-interrupted (being cancelled) or by a process outside the server (a worker or the
-CLI sharing ``PODIUM_LEDGER``), so it waits instead of failing."""
+(``reject``, ``enqueue``, ``interrupt``, ``rollback``) before it starts a run (after
+an interrupted run has ended and released its lease). A run it starts may still
+find the thread held by a process outside the server (a worker or the CLI sharing
+``PODIUM_LEDGER``), so it waits for it instead of failing."""
 
 Strategy = Literal["reject", "enqueue"]
 _SERVER_ONLY = ("interrupt", "rollback")
