@@ -11,7 +11,9 @@ once exactly one gets it.
 A lease ends when its run ends (released), when its process is dead (on the same
 host the kernel says so, and the thread can be taken at once), or when its heartbeat
 stopped for longer than the lease lasts (another host, or a process that is paused:
-``SIGSTOP``, a debugger, a laptop lid). A run that takes an expired lease increments
+``SIGSTOP``, a debugger, a laptop lid). Expiry compares the holder's clock (it
+wrote ``lease_until``) with the taker's: hosts must agree to well within the lease
+time (NTP does; the default lease is 30 s). A run that takes an expired lease increments
 the generation; the paused process may wake up and carry on, so every write a run
 makes -- each checkpoint, each task's writes, the start of each side-effecting tool
 call, each request for a human -- is **fenced**: it carries the run's

@@ -196,6 +196,7 @@ class Claimant:
                 request=self.request,
                 force=True,
             )
+            _inflight.hold(self.ledger, cast(Lease, lease))  # the row stays fresh while it runs
             return Taken(cast(Lease, lease), False, 0.0, leased=False)
         while True:
             seen = self.ledger.thread(self.thread)
