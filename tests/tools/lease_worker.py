@@ -2,7 +2,7 @@
 
 Usage: python lease_worker.py DB THREAD TEXT [--start-at EPOCH] [--multitask STRATEGY]
            [--delay SECONDS] [--wait-refused DIR N] [--stop-in model|policy]
-           [--effects FILE] [--die-after-saves N]
+           [--effects FILE] [--die-after-saves N] [--meet DIR N]
 
 DB is a SQLite file or a postgresql:// URL. The run is the README's plain call,
 ``app.invoke({"messages": [("user", TEXT)]}, config)`` (``--multitask`` adds
@@ -14,7 +14,9 @@ let its lease expire and SIGCONT it: ``model`` (inside the model call, before it
 returns) and ``policy`` (in the policy check of the ``note`` call, before the ledger
 records its start). ``--wait-refused DIR N``: the model returns only once N marker
 files are in DIR (a refused worker writes one), so no run can end before the others
-were refused. ``--die-after-saves N``: SIGKILL this process right after its Nth
+were refused. ``--meet DIR N``: the model writes a marker in DIR and returns only
+once N markers are there (N runs are inside their model call at once).
+``--die-after-saves N``: SIGKILL this process right after its Nth
 checkpoint write (``put`` or ``put_writes``) returned. Prints one JSON line.
 """
 
@@ -73,6 +75,8 @@ class EchoModel(BaseChatModel):
     stop_in: str | None = None
     wait_dir: str | None = None
     wait_count: int = 0
+    meet_dir: str | None = None
+    meet_count: int = 0
 
     @property
     def _llm_type(self) -> str:
@@ -91,11 +95,14 @@ class EchoModel(BaseChatModel):
         else:
             reply = AIMessage(f"answer to {text} by {os.getpid()}", id=f"ai-{uuid.uuid4()}")
         time.sleep(self.delay)
+        if self.meet_dir:
+            (Path(self.meet_dir) / str(os.getpid())).touch()
+            self.wait_dir, self.wait_count = self.meet_dir, self.meet_count
         if self.wait_dir:
             deadline = time.monotonic() + 60
             while len(list(Path(self.wait_dir).glob("*"))) < self.wait_count:
                 if time.monotonic() > deadline:
-                    raise TimeoutError("the other workers were not refused")
+                    raise TimeoutError("the other workers did not arrive")
                 time.sleep(0.01)
         stop_once("model", self.stop_in)
         return ChatResult(generations=[ChatGeneration(message=reply)])
@@ -113,6 +120,7 @@ def main() -> None:
     p.add_argument("--stop-in", choices=["model", "policy"], default=None)
     p.add_argument("--effects", default="")
     p.add_argument("--die-after-saves", type=int, default=0)
+    p.add_argument("--meet", nargs=2, default=None)
     a = p.parse_args()
 
     @tool
@@ -130,6 +138,8 @@ def main() -> None:
     model = EchoModel(delay=a.delay, stop_in=a.stop_in)
     if a.wait_refused:
         model.wait_dir, model.wait_count = a.wait_refused[0], int(a.wait_refused[1])
+    if a.meet:
+        model.meet_dir, model.meet_count = a.meet[0], int(a.meet[1])
     agent = Agent(name="clerk", model=model, tools=[note])
     policy = Policy(rules=[Rule(tool="note", action="allow", when=checked)])
     is_url = a.db.startswith("postgresql://")

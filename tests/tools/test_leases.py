@@ -145,31 +145,45 @@ def test_enqueued_processes_all_get_their_turn(database: str) -> None:
         assert kind == "human"
         assert turns[i + 1] == ("ai", f"answer to {question} by {by_text[question]}")
     assert sorted(q for kind, q in turns if kind == "human") == texts
+    for g in got:  # and every caller was shown whole turns, its own last
+        view = [(kind, text) for kind, text in g["messages"]]
+        assert whole_turns(view, by_text), view
+        assert view[-2][1] == g["text"]
     assert max(g["seconds"] for g in got) >= 1.0  # someone waited for two runs
 
 
-def test_without_leases_concurrent_turns_are_lost(tmp_path: Path) -> None:
-    """The control: the same race with leases off loses a turn (what leases prevent)."""
+def whole_turns(turns: list[tuple[str, str]], pids: dict[str, int]) -> bool:
+    """Whether ``turns`` is whole turns one after another: each question, then its answer."""
+    if len(turns) % 2:
+        return False
+    pairs = zip(turns[::2], turns[1::2], strict=True)
+    return all(
+        kind == "human"
+        and question in pids
+        and reply == ("ai", f"answer to {question} by {pids[question]}")
+        for (kind, question), reply in pairs
+    )
+
+
+def test_without_leases_concurrent_turns_are_lost_or_tangled(tmp_path: Path) -> None:
+    """The control: with leases off, three runs inside their model call at once (each
+    waits for the others there) all succeed, yet what they saved -- or what a caller
+    was shown -- is not their whole turns one after another."""
     db = tmp_path / "runs.sqlite"
     sqlite_saver(db).close()
-    start_at = str(time.time() + STARTUP)
+    meet = tmp_path / "meet"
+    meet.mkdir()
     procs = [
-        spawn(
-            str(db),
-            "t",
-            f"question {i}",
-            "--start-at",
-            start_at,
-            "--delay",
-            "1.5",
-            PODIUM_THREAD_LEASE="off",
-        )
-        for i in range(2)
+        spawn(str(db), "t", f"question {i}", "--meet", str(meet), "3", PODIUM_THREAD_LEASE="off")
+        for i in range(3)
     ]
     got = [outcome(p) for p in procs]
-    assert all(g["ok"] for g in got)  # both callers were told their turn was done
-    questions = [q for kind, q in history(str(db), "t") if kind == "human"]
-    assert len(questions) == 1  # but one of the two turns is gone
+    assert all(g["ok"] for g in got), got  # every caller was told its turn was done
+    pids = {g["text"]: g["pid"] for g in got}
+    final = history(str(db), "t")
+    seen = [[(kind, text) for kind, text in g["messages"]] for g in got]
+    complete = len(final) == 6 and whole_turns(final, pids)
+    assert not (complete and all(whole_turns(view, pids) for view in seen)), (final, seen)
 
 
 def test_a_killed_holder_is_replaced_at_once_on_the_same_host(database: str) -> None:
