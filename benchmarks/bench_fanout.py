@@ -4,13 +4,19 @@
 * async: ``create_parallel_graph`` whose branches are Agents with a scripted model
   (``delay=0.1``), under ``ainvoke``, on ``async_sqlite_saver``;
 * sync: branches whose model calls a sync tool that ``time.sleep(0.1)`` (podium's
-  default ``@tool``: side-effecting, so it passes the exactly-once ledger), under
-  ``invoke`` with ``max_concurrency`` = N, on ``sqlite_saver``.
+  default ``@tool``: side-effecting, so it passes the exactly-once ledger), under a
+  plain ``invoke`` on ``sqlite_saver`` (podium sizes LangGraph's thread pool to the
+  branches; raw LangGraph is given ``max_concurrency`` = N, without which it runs
+  ``min(32, CPUs + 4)`` at a time).
 
 Baseline: the hand-written raw-LangGraph fan-out -- ``Send`` to one node per
 branch, each running its compiled agent subgraph, then a join node -- on
 LangGraph's ``AsyncSqliteSaver`` / ``SqliteSaver`` (WAL, NORMAL), measured in the
 same run. Building and compiling the graphs is not timed.
+
+3e: sync against async, both podium: the same 100 branches of a scripted model
+with ``delay=0.1`` (``time.sleep`` under ``invoke``, ``asyncio.sleep`` under
+``ainvoke``), no checkpointer, plain calls; ratio = ``invoke`` ÷ ``ainvoke``.
 """
 
 from __future__ import annotations
@@ -80,7 +86,7 @@ def podium_fan(n: int, sync: bool) -> Any:
         )
         for i in range(n)
     ]
-    return create_parallel_graph(branches, max_concurrency=n if sync else None)
+    return create_parallel_graph(branches)
 
 
 def raw_fan(n: int, sync: bool) -> Any:
@@ -144,8 +150,8 @@ def run(quick: bool) -> list[Row]:
         def sample() -> float:
             app = build(n, sync).compile(checkpointer=saver)
             config: RunnableConfig = {"configurable": {"thread_id": uuid.uuid4().hex}}
-            if sync:
-                config["max_concurrency"] = n
+            if sync and build is raw_fan:
+                config["max_concurrency"] = n  # podium's plain invoke needs none
             inputs = {"messages": [("user", S.USER)]}
             start, start_cpu = time.perf_counter(), time.process_time()
             if sync:
@@ -173,7 +179,7 @@ def run(quick: bool) -> list[Row]:
                 repeats=repeats,
             )
             kind = (
-                "sync tools sleeping 100 ms, `invoke`, max_concurrency=N"
+                "sync tools sleeping 100 ms, plain `invoke`; raw: max_concurrency=N"
                 if sync
                 else "scripted model `delay=0.1`, `ainvoke`"
             )
@@ -193,6 +199,8 @@ def run(quick: bool) -> list[Row]:
                 )
             )
 
+    rows.append(sync_against_async(quick, loop))
+
     async def close() -> None:
         await podium_async.aclose()
         await stock_async.conn.close()
@@ -202,3 +210,42 @@ def run(quick: bool) -> list[Row]:
     podium_sync.close()
     stock_sync.conn.close()
     return rows
+
+
+def sync_against_async(quick: bool, loop: asyncio.AbstractEventLoop) -> Row:
+    """3e: the same fan-out under a plain ``invoke`` and under ``ainvoke``."""
+    n, repeats = (12, 1) if quick else (100, 7)
+    cpu: dict[str, list[float]] = {"invoke": [], "ainvoke": []}
+
+    def case(how: str) -> Callable[[], float]:
+        def sample() -> float:
+            app = podium_fan(n, sync=False).compile()  # scripted model, delay=0.1
+            inputs = {"messages": [("user", S.USER)]}
+            start, start_cpu = time.perf_counter(), time.process_time()
+            if how == "invoke":
+                out = app.invoke(inputs)
+            else:
+                out = loop.run_until_complete(app.ainvoke(inputs))
+            elapsed = time.perf_counter() - start
+            cpu[how].append(time.process_time() - start_cpu)
+            if not out["messages"][-1].content.count("## b") == n:
+                raise RuntimeError(f"fan-out lost branches: {out['messages'][-1].content[:200]}")
+            return elapsed / WAIT
+
+        return sample
+
+    stats = interleave({"invoke": case("invoke"), "ainvoke": case("ainvoke")}, repeats=repeats)
+    sync, async_ = stats["invoke"], stats["ainvoke"]
+    return Row(
+        "3e",
+        f"Fan-out, {n} branches waiting 100 ms (scripted model `delay=0.1`), no checkpointer: "
+        "plain `invoke` vs `ainvoke`, wall ÷ 100 ms",
+        f"{sync.median:.2f}× ({sync.q1:.2f}–{sync.q3:.2f})",
+        f"{async_.median:.2f}× ({async_.q1:.2f}–{async_.q3:.2f})",
+        sync.median / async_.median,
+        "≤ 1.2×",
+        None if quick else sync.median / async_.median <= 1.2,
+        note="ratio: `invoke` ÷ `ainvoke`, both podium; without podium's pool sizing a sync "
+        "fan-out runs min(32, CPUs + 4) branches at a time; process CPU a run: invoke "
+        f"{_median(cpu['invoke']):.2f} s, ainvoke {_median(cpu['ainvoke']):.2f} s",
+    )

@@ -1,5 +1,5 @@
 # ruff: noqa: RUF001, RUF002
-"""4. Storage after a long chat, and 5. resume latency at 0, 100, 1,000 and 998 messages.
+"""4. Storage after a long chat, 4b. channel versions, 5. resume latency at 0 … 1,000 messages.
 
 Storage: 200 turns, each a 500-character user message and a 500-character reply,
 through podium's ``create_agent_graph`` on ``sqlite_saver`` and through the
@@ -7,6 +7,12 @@ hand-written raw agent (``add_messages``) on LangGraph's stock ``SqliteSaver``.
 Storage is the database file's growth (after a WAL checkpoint, so the WAL is
 folded in; for podium it includes the run ledger's events, which live in the
 same file) divided by the raw message bytes (200 × 2 × 500).
+
+Versions (4b): the same podium chat on ``sqlite_saver`` three ways, interleaved --
+podium's channel versions (``"+000000007"``), LangGraph's stock form
+(``"<32 digits>.<random>"``, the baseline) and bare integers (podium's earlier form,
+which stock savers could not continue) -- reporting the mean checkpoint blob and
+the wall time of a turn.
 
 Resume: a thread whose history holds N messages (built by real turns), then the
 wall time of ``get_state`` and of a new turn's set-up -- from ``invoke`` until the
@@ -31,12 +37,14 @@ from typing import Any
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.sqlite import SqliteSaver
 
 from benchmarks import _scenarios as S
-from benchmarks._harness import Row, interleave, ratio_row
+from benchmarks._harness import Row, fmt_stats, interleave, ratio_row
 from podium import Agent
 from podium.checkpoints import sqlite_saver
 from podium.checkpoints._messages import SNAPSHOT_EVERY
+from podium.checkpoints._sqlite import PodiumSqliteSaver
 from podium.graphs import create_agent_graph
 
 CHARS = 500
@@ -110,6 +118,68 @@ def storage(quick: bool) -> Row:
         None if quick else p <= 3,
         note="baseline: `add_messages` + stock `SqliteSaver`; file growth after a WAL checkpoint",
     )
+
+
+def _versions_as(saver: PodiumSqliteSaver, form: str) -> PodiumSqliteSaver:
+    """``saver`` numbering channel versions in ``form`` (podium's own is the default)."""
+
+    def stock(current: Any, channel: None) -> Any:
+        return SqliteSaver.get_next_version(saver, current, channel)
+
+    def integers(current: Any, channel: None) -> Any:
+        return (current or 0) + 1
+
+    if form != "podium":
+        saver.get_next_version = stock if form == "stock" else integers  # type: ignore[method-assign]
+    return saver
+
+
+def versions(quick: bool) -> Row:
+    turns, repeats = (5, 2) if quick else (20, 9)
+    home = Path(tempfile.mkdtemp(prefix="podium-bench-versions-"))
+    forms = ("podium", "stock", "integers")
+    savers = {f: _versions_as(sqlite_saver(home / f"{f}.sqlite"), f) for f in forms}
+    sizes: dict[str, list[float]] = {f: [] for f in forms}
+
+    def case(form: str) -> Callable[[], float]:
+        saver = savers[form]
+
+        def sample() -> float:
+            replies = [S.reply(text(t, "assistant")) for t in range(turns)]
+            app = podium_chat(replies).compile(checkpointer=saver)
+            thread = uuid.uuid4().hex
+            start = time.perf_counter()
+            _chat(app, thread, turns)
+            elapsed = (time.perf_counter() - start) / turns
+            with saver.lock:
+                count, total = saver.conn.execute(
+                    "SELECT count(*), sum(length(checkpoint)) FROM checkpoints WHERE thread_id = ?",
+                    (thread,),
+                ).fetchone()
+            sizes[form].append(total / count)
+            return elapsed
+
+        return sample
+
+    stats = interleave({f: case(f) for f in forms}, repeats=repeats)
+    for saver in savers.values():
+        saver.close()
+    size = {f: sum(v) / len(v) for f, v in sizes.items()}
+    row = ratio_row(
+        "4b",
+        "Channel versions: a chat turn's wall time on `sqlite_saver`, podium's "
+        "`+000000007` vs LangGraph's stock `<32 digits>.<random>` form",
+        stats["podium"],
+        stats["stock"],
+        target=None,
+        note=f"mean checkpoint blob: podium {size['podium']:.0f} B, stock form "
+        f"{size['stock']:.0f} B, bare integers (podium's earlier form, which stock "
+        f"savers cannot continue) {size['integers']:.0f} B at "
+        f"{fmt_stats(stats['integers'])} a turn",
+    )
+    row.podium += f"; {size['podium']:.0f} B a checkpoint"
+    row.baseline += f"; {size['stock']:.0f} B"
+    return row
 
 
 class _Stamp(BaseCallbackHandler):
@@ -261,4 +331,4 @@ def resume(quick: bool) -> list[Row]:
 
 
 def run(quick: bool) -> list[Row]:
-    return [storage(quick), *resume(quick)]
+    return [storage(quick), versions(quick), *resume(quick)]

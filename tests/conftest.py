@@ -13,7 +13,9 @@ import pytest
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 
+import _bwrap  # tests/_bwrap.py: bubblewrap for the sandboxed environments
 import _postgres  # tests/_postgres.py: the throwaway PostgreSQL server
+from agent_kinds import AGENT_KINDS
 from podium.checkpoints import postgres_saver, sqlite_saver
 
 # ---------------------------------------------------------------------------
@@ -214,3 +216,27 @@ def checkpointer(
     make_saver: Callable[[], BaseCheckpointSaver[Any]],
 ) -> BaseCheckpointSaver[Any]:
     return make_saver()
+
+
+# ---------------------------------------------------------------------------
+# Agent kinds: the governance suites build their agent either as podium's agent graph
+# or as LangChain's create_agent with podium.middleware.Governed (tests/agent_kinds.py).
+# ---------------------------------------------------------------------------
+@pytest.fixture(params=AGENT_KINDS)
+def agent_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+# ---------------------------------------------------------------------------
+# Sandboxes: tests of podium.environments (and the demo and notebook that use them) run
+# real commands under real bubblewrap, installed from Debian's packages when missing.
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def sandbox() -> str:
+    """bubblewrap's version; installed first when missing (skipped only if it cannot be)."""
+    reason = _bwrap.install()
+    if reason is not None:
+        pytest.skip(f"bubblewrap unavailable: {reason}")
+    from podium.environments._sandbox import check_sandbox
+
+    return check_sandbox()  # installed but unable to start: a failure, not a skip

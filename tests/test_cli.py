@@ -59,9 +59,14 @@ def test_console_script_is_installed() -> None:
 def test_demo_answers_from_the_tool_on_the_local_model(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """End to end: ChatOpenAI → llama.cpp → JSON tool call → governed tool → answer."""
+    """End to end: ChatOpenAI → llama.cpp → JSON tool call → governed tool → answer.
+
+    The request comes after the options (``podium demo NAME --json "request"``).
+    """
+    from podium.demos import DEFAULT_QUESTION
+
     monkeypatch.setenv("PODIUM_HOME", str(tmp_path))
-    assert main(["demo", "orders", "--model", "local", "--json"]) == 0
+    assert main(["demo", "orders", "--model", "local", "--json", DEFAULT_QUESTION]) == 0
     report = json.loads(capsys.readouterr().out)
     steps = report["steps"]
     assert steps[0] == '[order_desk] calls lookup_order({"order_id": "A-1002"})'

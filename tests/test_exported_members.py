@@ -20,6 +20,8 @@ PUBLIC_MODULES = [
     "podium.tools",
     "podium.checkpoints",
     "podium.demos",
+    "podium.eval",
+    "podium.middleware",
 ]
 
 

@@ -1,7 +1,7 @@
 """The notebooks run end to end, and are committed without outputs.
 
 Each notebook is executed with nbclient in a fresh kernel. By default its agents run
-on ``ScriptedChatModel`` (``PODIUM_MODEL=scripted``): fast and deterministic, so the
+on ``ScriptedChatModel`` (``PODIUM_NOTEBOOKS=scripted``): fast and deterministic, so the
 key cells' output is checked exactly. With ``PODIUM_NOTEBOOKS_LOCAL=1`` they run once
 more on the embedded local model (``-m local_model``), where only the structure is
 checked: a 0.5B model's wording (and sometimes its choices) vary.
@@ -31,8 +31,10 @@ NAMES = [
     "04_pipeline",
     "05_approvals_and_resume",
     "06_observability",
+    "07_eval",
+    "08_environments",
 ]
-MODEL_SWITCH = 'MODEL = "local" if os.environ.get("PODIUM_MODEL") != "scripted" else None'
+MODEL_SWITCH = 'MODEL = "local" if os.environ.get("PODIUM_NOTEBOOKS") != "scripted" else None'
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 # What key cells print when the scripted models play the story: {notebook: {tag: [text]}}.
@@ -116,15 +118,68 @@ SCRIPTED: dict[str, dict[str, list[str]]] = {
             '[billing] calls issue_refund({"order_id": "A-1002", "amount": 2000})',
             "refunds issued: [('A-1001', 80), ('A-1002', 2000)]",
         ],
+        "mcp": [
+            "tools: ('repo_git_status', 'repo_git_commit')",
+            'dev wants repo_git_commit({"message": "Add notes"})',
+            "reason: commits need a human | risk: medium",
+            "[repo_git_commit] -> Changes committed successfully",
+            "dev: Committed.",
+            "commits: ['Add notes']",
+        ],
     },
     "06_observability": {
         "final": [
             'mailer wants send_email({"to": "ada@example.com"',
             "answer: I emailed Ada that emoji in exports are fixed in 1.4.",
         ],
-        "events": ["'approval_requested': 1", "'approval_decided': 1"],
+        "events": [
+            "'approval_requested': 1",
+            "'approval_decided': 1",
+            "'stage_finished': 3",
+            "stage research ok          done",
+            "stage email    interrupted interrupted",
+            "stage email    ok          done",
+        ],
         "plot": ["<Figure"],
         "trace": ["thread obs-1", "researcher", "mailer", "send_email", "per agent"],
+    },
+    "07_eval": {
+        "final": [
+            "│ injection    │ ✘ 583 tok │ ✔ 301 tok │ single: ToolNotCalled │",
+            "│ single  │      75% │  30%-95% │    4 │",
+            "│ handoff │     100% │ 51%-100% │    4 │",
+        ],
+        "cases": [
+            "single   passed=False calls=['support:lookup_order', 'support:issue_refund']",
+            "approvals=1 rejected=1 {'ToolNotCalled': False, 'NoUnapprovedRuns': True",
+            "handoff  passed=True calls=['triage:transfer_to_billing', 'billing:lookup_order']",
+        ],
+        "plot": ["<Figure"],
+        "regression": ["regressions against itself: []"],
+    },
+    "08_environments": {
+        "graph": [
+            'data_desk] calls shell({"command": "awk -F, \'NR>1 {s+=$2} END '
+            '{print \\"total\\", s}\' orders.csv"})',
+            "data_desk wants shell(",
+            "reason: every command needs a human | risk: high",
+            "files: ['orders.csv']",
+        ],
+        "pending": [
+            "[shell] -> exit code 0",
+            "total 495",
+            "total.txt: total 495",
+            "still waiting: []",
+        ],
+        "final": ["command exit=0 bytes_out=10 network=none sandbox=bubblewrap"],
+        "refused": [
+            "cat: /etc/shadow: Permission denied",
+            "No such file or directory",
+            "Read-only file system",
+            "goes up with '..'",
+            "is an absolute path",
+        ],
+        "secrets": ["using [redacted]", "the command had it: True"],
     },
 }
 
@@ -134,6 +189,7 @@ SCRIPTED: dict[str, dict[str, list[str]]] = {
 LOCAL: dict[str, dict[str, list[str]]] = {
     "04_pipeline": {"pending": ["approval request apr_"], "final": ["published: [{"]},
     "06_observability": {"plot": ["<Figure"], "trace": ["per agent"]},
+    "07_eval": {"plot": ["<Figure"], "final": ["support_small: 2 graph(s), repeat 1"]},
 }
 
 
@@ -207,9 +263,11 @@ def scripted_runs(
         if isinstance(item, pytest.Function)
         and item.originalname == "test_notebook_runs_on_the_scripted_model"
     ]
+    if "08_environments" in selected:
+        request.getfixturevalue("sandbox")  # its shell needs bubblewrap (installed if missing)
     root = tmp_path_factory.mktemp("notebooks")
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("PODIUM_MODEL", "scripted")
+        env.setenv("PODIUM_NOTEBOOKS", "scripted")
         env.setenv("TMPDIR", str(root))  # the notebooks' SQLite files land here
         return asyncio.run(_execute_all(selected, root, timeout=120))
 
@@ -248,7 +306,7 @@ def test_notebook_runs_on_the_local_model(
         assert outputs[tag].strip(), f"cell {tag!r} printed nothing"
 
 
-def test_the_six_notebooks_exist_and_nothing_else() -> None:
+def test_the_notebooks_exist_and_nothing_else() -> None:
     assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == NAMES
 
 

@@ -37,13 +37,16 @@ from podium.errors import (
     PodiumError,
     QuorumNotMetError,
     ReworkLimitError,
+    SandboxUnavailableError,
     ThreadBusyError,
+    ToolTimeoutError,
+    ToolUnavailableError,
     UnknownRequestError,
     UnknownThreadError,
 )
 
 if TYPE_CHECKING:  # imported on first use (``import podium`` stays light)
-    from podium.agents import Agent, Budget, FailurePolicy
+    from podium.agents import Agent, Budget, ContextPolicy, FailurePolicy
     from podium.tools import ApprovalRequest, Decision, Policy, Rule
 
 __getattr__, __dir__ = _attach(__name__)
@@ -64,6 +67,7 @@ __all__ = [
     "CallInProgressError",
     "ConcurrencyError",
     "ConfigurationError",
+    "ContextPolicy",
     "CorruptDatabaseError",
     "Decision",
     "FailurePolicy",
@@ -87,7 +91,10 @@ __all__ = [
     "QuorumNotMetError",
     "ReworkLimitError",
     "Rule",
+    "SandboxUnavailableError",
     "ThreadBusyError",
+    "ToolTimeoutError",
+    "ToolUnavailableError",
     "UnknownRequestError",
     "UnknownThreadError",
     "__version__",

@@ -4,8 +4,8 @@ Every error podium raises on purpose derives from :class:`PodiumError`. The
 hierarchy follows the four questions a user asks when something stops:
 
 * :class:`ConfigurationError` -- *I built or configured something wrong*
-  (invalid names, unknown routes, a missing API key). Raised at build time
-  where possible.
+  (invalid names, unknown routes, a missing API key, no sandbox for a shell
+  tool). Raised at build time where possible.
 * :class:`ModelError` -- *the model or its server misbehaved* (a server that
   is down, output that does not fit the required schema).
 * :class:`LimitError` -- *a limit I set tripped* (steps, handoffs, budgets).
@@ -14,6 +14,8 @@ hierarchy follows the four questions a user asks when something stops:
 * :class:`PersistenceError` -- *stored state is unusable* (corrupt database).
 * :class:`ConcurrencyError` -- *someone else is acting on the same thread* (a
   call another worker is running, a run that holds the thread, a run that lost it).
+* :class:`ToolUnavailableError` -- *the service behind a tool is down* (an MCP
+  server that cannot be reached); the run stops and resumes once it is back.
 
 Messages say what is wrong, what is allowed, and how to fix it.
 """
@@ -50,7 +52,10 @@ __all__ = [
     "PodiumError",
     "QuorumNotMetError",
     "ReworkLimitError",
+    "SandboxUnavailableError",
     "ThreadBusyError",
+    "ToolTimeoutError",
+    "ToolUnavailableError",
     "UnknownRequestError",
     "UnknownThreadError",
 ]
@@ -76,6 +81,14 @@ class ConfigurationError(PodiumError):
 
 class MissingCredentialsError(ConfigurationError):
     """A model needs credentials (such as ``OPENAI_API_KEY``) that are not set."""
+
+
+class SandboxUnavailableError(ConfigurationError):
+    """No sandbox can be started for a shell command (bubblewrap missing or blocked).
+
+    podium never runs such a command unsandboxed instead; the message says how to
+    install bubblewrap (or how to opt out explicitly with ``sandbox="none"``).
+    """
 
 
 class ModelError(PodiumError):
@@ -258,3 +271,40 @@ class LeaseLostError(ConcurrencyError):
     human -- was refused, in the same transaction that checked the lease, so this
     run wrote nothing over the run that owns the thread now (fencing).
     """
+
+
+class ToolUnavailableError(PodiumError):
+    """The service behind a tool (an MCP server) could not be reached.
+
+    Raised by a tool, it stops the run instead of becoming a tool message: the
+    model cannot fix a server that is down. Everything before the call is saved,
+    so ``app.invoke(None, config)`` resumes the run once the service is back.
+    :attr:`reached` says whether the call may have reached the service: if not,
+    the governed executor releases the call's ledger claim (the resume runs it
+    afresh); if so, a side-effecting call stays *in doubt* (the resume re-runs an
+    idempotent tool and asks a human about any other).
+    :func:`podium.agents.is_transient` counts it as transient.
+    """
+
+    def __init__(
+        self, message: str, *, fix: str | None = None, server: str = "", reached: bool = False
+    ) -> None:
+        super().__init__(message, fix=fix)
+        self.server = server
+        self.reached = reached
+
+
+class ToolTimeoutError(ToolUnavailableError, TimeoutError):
+    """A tool's service did not answer within the call's timeout.
+
+    The governed executor tells the model and keeps a side-effecting call *in
+    doubt* (it may still take effect on the server), exactly as for
+    ``FailurePolicy(tool_timeout=...)``; the tool does not run again in the thread
+    until a human settles it. :attr:`seconds` is the timeout.
+    """
+
+    def __init__(
+        self, message: str, *, fix: str | None = None, server: str = "", seconds: float = 0.0
+    ) -> None:
+        super().__init__(message, fix=fix, server=server, reached=True)
+        self.seconds = seconds

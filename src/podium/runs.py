@@ -33,8 +33,8 @@ from podium.errors import (
 )
 from podium.tools import ApprovalRequest, Decision
 from podium.tools._app import open_requests
-from podium.tools._decisions import EXPIRED, current_ledger
-from podium.tools._graph import event_store_for, run_ledger_for
+from podium.tools._decisions import EXPIRED, LEDGER_KEY, current_ledger
+from podium.tools._graph import event_store_for, ledger_for, run_ledger_for
 
 __all__ = [
     "RunInfo",
@@ -57,6 +57,19 @@ def _thread(config: RunnableConfig) -> str:
             fix='Pass config={"configurable": {"thread_id": "..."}}.',
         )
     return str(thread)
+
+
+def _bound(app: Pregel[Any, Any, Any, Any]) -> Pregel[Any, Any, Any, Any]:
+    """``app`` with its checkpointer's ledger bound, as at run time.
+
+    A podium graph carries its ledger; a plain LangChain ``create_agent`` graph whose
+    tool calls :class:`podium.middleware.Governed` governs finds it from its
+    checkpointer when it runs, so the helpers here find it the same way.
+    """
+    conf = (app.config or {}).get("configurable") or {}
+    if LEDGER_KEY in conf or app.checkpointer in (None, True, False):
+        return app
+    return app.with_config(configurable={LEDGER_KEY: ledger_for(app.checkpointer)})
 
 
 def _snapshot(app: Pregel[Any, Any, Any, Any], config: RunnableConfig) -> StateSnapshot:
@@ -85,6 +98,7 @@ def pending(app: Pregel[Any, Any, Any, Any], config: RunnableConfig) -> list[App
     Raises:
         UnknownThreadError: If the thread has no saved state.
     """
+    app = _bound(app)
     still_open, _ = open_requests(app, config, _snapshot(app, config))
     return [request for request, _ in still_open.values()]
 
@@ -126,6 +140,7 @@ def resume_command(
         InvalidDecisionError: A decision is malformed.
         ApproverNotAllowedError: The approver may not decide that request.
     """
+    app = _bound(app)
     thread = _thread(config)
     if not isinstance(decisions, Mapping) or not decisions:
         raise UnknownRequestError(
@@ -208,6 +223,7 @@ def check_decisions(
         AlreadyDecidedError: Another decision for the same request was recorded
             first; ``.recorded`` is that decision and ``.result`` the run's output.
     """
+    app = _bound(app)
     thread = _thread(config)
     ledger = current_ledger(app.config)
     refused: list[str] = []
@@ -269,6 +285,7 @@ def resume(app: Pregel[Any, Any, Any, Any], config: RunnableConfig) -> dict[str,
     Raises:
         UnknownThreadError: If the thread has no saved state.
     """
+    app = _bound(app)
     _, replay = open_requests(app, config, _snapshot(app, config))
     result: dict[str, Any] = app.invoke(Command(resume=replay) if replay else None, config)
     return result
@@ -296,6 +313,7 @@ def inspect(app: Pregel[Any, Any, Any, Any], config: RunnableConfig) -> RunInfo:
     Raises:
         UnknownThreadError: If the thread has no saved state.
     """
+    app = _bound(app)
     snapshot = _snapshot(app, config)
     step = (snapshot.metadata or {}).get("step")
     return RunInfo(
@@ -366,6 +384,7 @@ def record_source(app: Pregel[Any, Any, Any, Any], config: RunnableConfig, sourc
     Raises:
         ConfigurationError: If ``source`` does not look like ``module:attribute``.
     """
+    app = _bound(app)
     module, _, attr = source.partition(":")
     if not module or not attr:
         raise ConfigurationError(

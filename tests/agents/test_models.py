@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from langchain_openai import ChatOpenAI
 
@@ -58,6 +60,35 @@ def test_default_follows_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PODIUM_MODEL", "openai:gpt-4o")
     assert describe_default() == "openai:gpt-4o"
     assert isinstance(resolve_model("default"), ChatOpenAI)
+
+
+@pytest.mark.parametrize("value", ["scripted", "gpt-4o", "openai:", "anthropic:claude"])
+def test_podium_model_takes_the_same_specs_everywhere(
+    value: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from podium import Agent
+    from podium.cli import main
+    from podium.graphs import create_agent_graph
+
+    monkeypatch.setenv("PODIUM_MODEL", value)
+    expected = f"PODIUM_MODEL={value!r} is not a model spec; allowed: 'local', "
+    with pytest.raises(ConfigurationError, match="^" + re.escape(expected)) as raised:
+        describe_default()
+    with pytest.raises(ConfigurationError, match=re.escape(expected)):
+        resolve_model()  # "default" in user code
+    with pytest.raises(ConfigurationError, match=re.escape(expected)):
+        create_agent_graph(Agent(name="a")).compile()  # an Agent's default model
+    assert main(["models"]) == 1  # `podium models` refuses it the same way
+    assert capsys.readouterr().err.strip() == f"podium: error: {raised.value}"
+    if value == "scripted":
+        assert "PODIUM_NOTEBOOKS=scripted" in str(raised.value)
+
+
+@pytest.mark.parametrize("value", ["local", "openai:gpt-4o", "default", ""])
+def test_podium_model_accepts_the_specs(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PODIUM_MODEL", value)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert describe_default() == (value if value not in ("default", "") else "local")
 
 
 def test_unreachable_server_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,6 +20,7 @@ APPROVALS = {
     "support": ("billing", "issue_refund", "refunds"),
     "research": ("research_brief", "write_report", "reports"),
     "ops": ("communications", "send_notice", "notices"),
+    "data": ("data_desk", "shell", "totals"),
 }
 
 
@@ -47,6 +48,9 @@ def test_demo_reaches_its_approval_and_acts_once(
         assert request.args["order_id"] == "A-1002"
         assert request.args["amount"] > 100
         assert (rows[0]["order_id"], rows[0]["amount"]) == ("A-1002", request.args["amount"])
+    elif name == "data":
+        assert "orders.csv" in request.args["command"]
+        assert rows[0]["content"] == "total 495"
     elif name == "ops":
         assert request.args["order_id"] == "B-2001"
         assert "2026-12-04" in rows[0]["message"]  # the tool adds the real date

@@ -14,7 +14,7 @@ from podium.testing import ScriptedChatModel
 
 
 def test_registry_lists_every_demo() -> None:
-    assert list(DEMOS) == ["orders", "support", "research", "ops"]
+    assert list(DEMOS) == ["orders", "support", "research", "ops", "data"]
     assert "Demo" in podium.demos.__all__
     assert "DEMOS" in podium.demos.__all__
     for name, demo in DEMOS.items():
@@ -28,8 +28,12 @@ def test_registry_lists_every_demo() -> None:
 
 @pytest.mark.parametrize("name", list(DEMOS))
 @pytest.mark.parametrize("model", ["local", "scripted"])
-def test_build_is_cheap_and_uncompiled(name: str, model: str, tmp_path: Path) -> None:
+def test_build_is_cheap_and_uncompiled(
+    name: str, model: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """Building never starts a model: specs resolve on the first model call."""
+    if name == "data":
+        request.getfixturevalue("sandbox")  # its shell needs bubblewrap to be built
     spec = ScriptedChatModel([]) if model == "scripted" else model
     graph = DEMOS[name].build(tmp_path, spec)
     assert isinstance(graph, StateGraph)

@@ -21,7 +21,7 @@ from langchain_core.outputs import ChatResult
 from pydantic import SkipValidation
 
 import podium
-from podium.demos import DEMOS
+from podium.demos import DEMOS, served_home
 
 # the server must import the checkout under test, not whatever the venv has installed
 SERVED_FROM = Path(podium.__file__).resolve()
@@ -84,4 +84,4 @@ model = ByConversation(
     scripts={},
     conversations={first: ByAgent.of(scripts) for first, scripts in SCRIPTS.items()},
 )
-graph = DEMOS["support"].build(Path(os.environ["PODIUM_HOME"]), model)
+graph = DEMOS["support"].build(served_home(), model)  # PODIUM_HOME, else the default

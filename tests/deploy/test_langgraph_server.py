@@ -12,6 +12,8 @@
   for a human is ``input-required`` with the request in an artifact; a data part
   ``{"resume": <Decision JSON>}`` decides it; a text reply or a new message never
   drops it.
+* ``langgraph dev`` with auto-reload, as the README starts it: podium's files sit
+  outside the folder it watches, so a run neither reloads it nor fills its log.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ from customers import FOLLOW_UP, REFUND, REFUND_BY_A2A, REFUND_SUPERSEDED
 from langgraph_sdk import get_client, get_sync_client
 
 from podium.demos import DEMOS
+from podium.tools import MCPServer, mcp_tools, traits_of
+from podium.tools import _mcp_sessions as sessions
 
 ROOT = Path(__file__).resolve().parents[2]
 APPROVE = {"action": "approve", "by": "finance-lead"}
@@ -69,6 +73,15 @@ def _wait_ok(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float 
         except OSError:
             time.sleep(0.5)
     pytest.fail(f"langgraph dev did not answer /ok in {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 @pytest.fixture
@@ -130,12 +143,7 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
             "log": log,
         }
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 def test_run_interrupt_resume_with_the_sdk(server: dict[str, Any]) -> None:
@@ -431,3 +439,105 @@ def test_served_runs_and_podiums_lease_compose(server: dict[str, Any]) -> None:
         assert _status(client, thread, third) == "success"
         assert _texts(client, thread)[-2:] == ["three", "answer to three"]
         assert ledger.thread(thread).holder is None
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def test_langgraph_dev_does_not_reload_or_log_changes_for_podiums_files(tmp_path: Path) -> None:
+    """``langgraph dev`` as the README starts it -- auto-reload on, in the project folder.
+
+    It watches that folder (uvicorn's reloader, through watchfiles) and logs "N changes
+    detected" for every write in it; podium's files -- the served demos' databases
+    (default home) and the ledger the README names -- are written elsewhere, so a run
+    neither reloads the server nor adds a line to its log.
+    """
+    project, data = tmp_path / "project", tmp_path / "data"
+    project.mkdir()
+    (project / "langgraph.json").write_text(
+        json.dumps(
+            {
+                "dependencies": [str(ROOT)],
+                "graphs": {"support": str(ROOT / "tests/deploy/served_support.py") + ":graph"},
+                "env": {},
+            }
+        )
+    )
+    ledger = data / "podium" / "ledger.sqlite"  # the README's ~/.local/share/podium/...
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PODIUM_HOME"},
+        "XDG_DATA_HOME": str(data),
+        "PODIUM_LEDGER": str(ledger),
+        "PYTHONPATH": os.pathsep.join(
+            str(ROOT / p) for p in ("src", "tests/demos", "tests/deploy")
+        ),
+        "PODIUM_EXPECT_SRC": str(ROOT / "src"),
+        "LANGSMITH_TRACING": "false",
+        "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+        "LANGGRAPH_NO_VERSION_CHECK": "true",
+    }
+    port, log = _free_port(), tmp_path / "server.log"  # the log outside the watched folder
+    exe = Path(sys.executable).with_name("langgraph")
+    command = [str(exe), "dev", "--host", "127.0.0.1", "--port", str(port), "--no-browser"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, cwd=project, env=env, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ok(url, proc, log)
+        time.sleep(1.5)  # let the start-up writes (LangGraph's own .langgraph_api) settle
+        worker = _children(proc.pid)
+        before = log.read_text()
+        with get_sync_client(url=url) as client:
+            thread = client.threads.create()["thread_id"]
+            client.runs.wait(thread, "support", input=_says(REFUND))
+            [pending] = client.threads.get_state(thread)["interrupts"]
+            approve = {"resume": {pending["id"]: APPROVE}}
+            final = client.runs.wait(thread, "support", command=approve)
+        assert isinstance(final, dict)
+        assert final["messages"][-1]["content"].startswith("I refunded 250 dollars")
+        time.sleep(2.0)  # the run ledger writes every 0.2 s; watchfiles batches for ~0.3 s
+        during = log.read_text()[len(before) :]
+        assert _children(proc.pid) == worker, "the server process was replaced"
+    finally:
+        _stop(proc)
+    assert "Reloading" not in during
+    assert [line for line in during.splitlines() if "detected" in line] == []
+    # podium wrote outside the project: the demo's refund and the ledger's decision
+    home = data / "podium" / "served"
+    assert [(r["order_id"], r["amount"]) for r in DEMOS["support"].effects(home)["refunds"]] == [
+        ("A-1002", 250)
+    ]
+    with closing(sqlite3.connect(ledger)) as db:
+        rows = db.execute("SELECT status, decided_by FROM podium_approvals").fetchall()
+    assert rows == [("decided", "finance-lead")]
+    assert {p.name for p in project.iterdir()} <= {"langgraph.json", ".langgraph_api"}
+
+
+def test_the_servers_mcp_endpoint_runs_a_graph_statelessly_and_an_approval_goes_nowhere(
+    server: dict[str, Any],
+) -> None:
+    """LangGraph Server's ``/mcp`` serves each graph as a tool, through podium's MCP client.
+
+    A tool call there is a stateless run (``runs.wait`` on a throwaway thread): a graph
+    that stops for a human returns its state at the stop, the pending request included,
+    as text, and the thread is gone, so nothing can decide it and the gated tool never
+    runs. Graphs that need people are served through threads (the SDK) or A2A instead.
+    """
+    try:
+        [tool] = mcp_tools(MCPServer("served", url=f"{server['url']}/mcp"))
+        assert tool.name == "served_support_desk"  # the assistant (graph) name
+        assert traits_of(tool).risk == "medium"  # the server says: not read-only, not destructive
+        text = tool.invoke(_says(REFUND))
+    finally:
+        sessions.close_all()
+    assert "__interrupt__" in text
+    assert "podium.approval_request" in text
+    assert "issue_refund" in text
+    assert _refunds(server) == []
+    with get_sync_client(url=server["url"]) as client:
+        assert client.threads.search() == []  # the run's thread was discarded
+    assert [status for status, _ in _approvals(server).values()] == ["pending"]

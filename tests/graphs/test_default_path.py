@@ -1,7 +1,9 @@
 """The guarantees on the path users run: composition, routing inputs, typos, pending input.
 
 Every test uses the README's plain calls (``app.invoke(input, config)``, default
-options) and counts real side effects.
+options) and counts real side effects. The single-agent ones run for both agent kinds
+(podium's agent graph, and LangChain's ``create_agent`` with ``podium.middleware.Governed``
+under ``govern``; tests/agent_kinds.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
+from agent_kinds import agent_app
 from podium import (
     Agent,
     ConfigurationError,
@@ -220,6 +223,18 @@ def test_every_internal_key_of_every_pattern_is_refused_as_input(pattern: str) -
         app.invoke(Command(goto="__end__"), CFG)
 
 
+def test_a_create_agent_input_cannot_jump() -> None:
+    """LangChain's ``jump_to`` routes a ``create_agent`` graph; under ``govern`` it is an
+    internal key like podium's own, refused before anything runs."""
+    refunds: list[float] = []
+    app = gated(refunds, InMemorySaver(), "create_agent")
+    for value in ("tools", "end"):
+        with pytest.raises(InvalidInputError, match="'jump_to'"):
+            app.invoke({"messages": [("user", "refund")], "jump_to": value}, CFG)
+    assert app.get_state(CFG).created_at is None
+    assert refunds == []
+
+
 def test_active_agent_in_the_input_cannot_activate_an_unrouted_agent() -> None:
     opened: list[str] = []
     app = vault_desk(opened).compile(checkpointer=InMemorySaver())
@@ -261,19 +276,26 @@ def test_a_typo_in_a_rule_is_a_build_error_listing_the_known_names() -> None:
 
 
 # -- new input while a request waits ----------------------------------------------------------
-def gated(refunds: list[float], checkpointer: BaseCheckpointSaver[Any]) -> Any:
+def gated(refunds: list[float], checkpointer: BaseCheckpointSaver[Any], kind: str) -> Any:
     billing = refunder(
         refunds, [refund(250), "Refund is waiting.", "Your balance is 0.", "Your balance is 0."]
     )
     policy = Policy(rules=[Rule(tool="issue_refund", action="approve")])
-    return create_agent_graph(billing, policy=policy).compile(checkpointer=checkpointer)
+    return agent_app(
+        kind,
+        name=billing.name,
+        model=billing.model,
+        tools=billing.granted_tools,
+        policy=policy,
+        checkpointer=checkpointer,
+    )
 
 
 def test_new_input_while_a_request_waits_is_refused_and_nothing_is_dropped(
-    checkpointer: BaseCheckpointSaver[Any],
+    checkpointer: BaseCheckpointSaver[Any], agent_kind: str
 ) -> None:
     refunds: list[float] = []
-    app = gated(refunds, checkpointer)
+    app = gated(refunds, checkpointer, agent_kind)
     app.invoke({"messages": [("user", "refund 250 on A-1")]}, CFG)
     [request] = runs.pending(app, CFG)
     before = app.get_state(CFG)
@@ -287,9 +309,11 @@ def test_new_input_while_a_request_waits_is_refused_and_nothing_is_dropped(
     assert refunds == [250.0]
 
 
-def test_new_input_may_supersede_pending_requests_when_the_caller_opts_in() -> None:
+def test_new_input_may_supersede_pending_requests_when_the_caller_opts_in(
+    agent_kind: str,
+) -> None:
     refunds: list[float] = []
-    app = gated(refunds, InMemorySaver())
+    app = gated(refunds, InMemorySaver(), agent_kind)
     app.invoke({"messages": [("user", "refund 250 on A-1")]}, CFG)
     config = {"configurable": {"thread_id": "t", "podium_pending": "supersede"}}
     out = app.invoke({"messages": [("user", "never mind; my balance?")]}, config)
@@ -325,24 +349,37 @@ def test_the_durability_a_run_gets(
     env: str | None,
     expected: str,
     monkeypatch: pytest.MonkeyPatch,
+    agent_kind: str,
 ) -> None:
     if env:
         monkeypatch.setenv("PODIUM_SERVER_DURABILITY", env)
-    app = create_agent_graph(refunder([], ["x"])).compile(checkpointer=InMemorySaver())
+    billing = refunder([], ["x"])
+    app = agent_app(
+        agent_kind,
+        name=billing.name,
+        model=billing.model,
+        tools=billing.granted_tools,
+        checkpointer=InMemorySaver(),
+    )
     conf: dict[str, Any] = {"thread_id": "t", **({"langgraph_request_id": "r1"} if served else {})}
     kwargs = dict(given)
     app._podium_defaults({"messages": [("user", "hi")]}, {"configurable": conf}, kwargs)
     assert kwargs.get("durability") == expected
 
 
-def test_a_graph_that_cannot_act_keeps_langgraphs_default() -> None:
+def test_a_graph_that_cannot_act_keeps_langgraphs_default(agent_kind: str) -> None:
     @tool(read_only=True)
     def look(q: str) -> str:
         """Look something up."""
         return q
 
-    agent = Agent(name="reader", model=ScriptedChatModel(["x"]), tools=[look])
-    app = create_agent_graph(agent).compile(checkpointer=InMemorySaver())
+    app = agent_app(
+        agent_kind,
+        name="reader",
+        model=ScriptedChatModel(["x"]),
+        tools=[look],
+        checkpointer=InMemorySaver(),
+    )
     kwargs: dict[str, Any] = {}
     app._podium_defaults({"messages": []}, {"configurable": {"thread_id": "t"}}, kwargs)
     assert "durability" not in kwargs

@@ -320,7 +320,8 @@ def test_approval_inside_a_graph_member_of_a_handoff(
     )
     app.invoke({"messages": [("user", "refund 70")]}, CFG)
     [request] = runs.pending(app, CFG)
-    assert (request.agent, request.tool) == ("clerk", "issue_refund")
+    # the clerk is an agent of the member graph refund_team: its path says so
+    assert (request.agent, request.tool) == ("refund_team/clerk", "issue_refund")
     out = runs.decide(app, CFG, {request.id: Decision.approve(by="alice")})
     assert refunds.done == [70]
     assert out["messages"][-1].content == "Done."

@@ -642,3 +642,44 @@ def test_an_uncompiled_agent_graph_is_a_named_member() -> None:
     specialist = create_agent_graph(_agent("researcher"))
     graph = create_manager_graph(_agent("boss"), [specialist])
     assert "researcher" in graph.nodes
+
+
+# -- share: a specialist may see part of the manager's conversation -------------------------
+def test_share_shows_a_specialist_the_last_messages_of_the_conversation() -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    delegate = {"name": "billing", "args": {"task": "Refund the order."}, "id": "d1"}
+    boss = Agent(
+        name="boss",
+        model=ScriptedChatModel(["Hello Alan.", AIMessage("", tool_calls=[delegate]), "Done."]),
+    )
+    billing_model = ScriptedChatModel(["Refunded A-7."])
+    other_model = ScriptedChatModel([])
+    billing = Agent(name="billing", description="Refunds", model=billing_model)
+    other = Agent(name="other", description="Other things", model=other_model)
+    app = create_manager_graph(boss, [billing, other], share={"billing": 3}).compile(
+        checkpointer=InMemorySaver()
+    )
+    config: Any = {"configurable": {"thread_id": "share"}}
+    app.invoke({"messages": [("user", "I am Alan, order A-7.")]}, config)
+    app.invoke({"messages": [("user", "Please refund it.")]}, config)
+    sent = [(m.type, m.content) for m in billing_model.calls[0].messages]
+    assert sent == [  # the last 3 messages the user and the manager exchanged, then the task
+        ("human", "I am Alan, order A-7."),
+        ("ai", "Hello Alan."),
+        ("human", "Please refund it."),
+        ("human", "Refund the order."),
+    ]
+    other_model.assert_consumed()
+
+
+def test_share_defaults_to_a_private_history_and_is_validated() -> None:
+    delegate = {"name": "billing", "args": {"task": "Refund the order."}, "id": "d1"}
+    boss = Agent(name="boss", model=ScriptedChatModel([AIMessage("", tool_calls=[delegate]), "ok"]))
+    billing_model = ScriptedChatModel(["done"])
+    billing = Agent(name="billing", description="Refunds", model=billing_model)
+    create_manager_graph(boss, [billing]).compile().invoke({"messages": [("user", "secret")]})
+    assert [m.content for m in billing_model.calls[0].messages] == ["Refund the order."]
+    for bad, message in [(-1, "whole number"), ({"nobody": 2}, "unknown specialist")]:
+        with pytest.raises(ConfigurationError, match=message):
+            create_manager_graph(boss, [billing], share=bad)

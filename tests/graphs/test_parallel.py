@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -27,6 +28,7 @@ from podium.graphs import (
 from podium.graphs._members import member_name
 from podium.testing import ScriptedChatModel
 from podium.tools import Decision, Policy, Rule, tool
+from podium.tools._app import DEFAULT_WORKERS
 
 CFG = {"configurable": {"thread_id": "par-1"}}
 
@@ -201,7 +203,14 @@ def _boom(state: _S) -> dict[str, Any]:
 def test_quorum_holds_with_one_failing_branch() -> None:
     branches = [agent("a", "A"), graph_member("flaky", _boom), agent("c", "C")]
     out = ask(create_parallel_graph(branches, quorum=2).compile(), "go")
-    assert out["messages"][-1].content == "## a\nA\n\n## c\nC"
+    # the answer tells the user which branch failed and why; the join saw only a and c
+    answer = out["messages"][-1]
+    assert answer.content == (
+        "## a\nA\n\n## c\nC\n\n(Note: 1 of 3 branches failed: flaky (RuntimeError: upstream down).)"
+    )
+    assert answer.response_metadata["podium_answer"] == "## a\nA\n\n## c\nC"
+    assert answer.response_metadata["podium_failed"] == {"flaky": "RuntimeError: upstream down"}
+    assert out["join_result"]["failed"] == {"flaky": "RuntimeError: upstream down"}
     failed = out["branch_results"]["flaky"]
     assert failed["status"] == "error"
     assert failed["error"] == "RuntimeError: upstream down"
@@ -248,7 +257,9 @@ def test_branch_timeout_sync() -> None:
     )
     assert slow["may_still_act"] is True
     answer = out["messages"][-1]
-    assert answer.content.startswith("## fast\nF\n\n(Note: slow timed out and may still be")
+    assert answer.content.startswith(
+        "## fast\nF\n\n(Note: 1 of 2 branches failed: slow timed out and may still be acting"
+    )
     assert answer.response_metadata["podium_may_still_act"] == ["slow"]
     assert out["join_result"]["may_still_act"] == ["slow"]
 
@@ -443,3 +454,48 @@ def test_graph_member_without_a_name_is_refused() -> None:
         create_parallel_graph([agent("a", "x"), _unnamed_graph()])
     with pytest.raises(ConfigurationError, match="best_of needs a function"):
         best_of("len")  # type: ignore[arg-type]
+
+
+# -- real parallelism under a plain invoke -------------------------------------------
+WIDE = 40  # wider than any default thread pool (at most 32 threads)
+
+
+def _meeting(n: int, timeout: float = 10.0) -> list[Any]:
+    """``n`` branches that each wait until all ``n`` are waiting at once (or time out)."""
+    barrier = threading.Barrier(n, timeout=timeout)
+
+    def meet(state: _S) -> dict[str, Any]:
+        barrier.wait()  # BrokenBarrierError unless all n run concurrently
+        return {"messages": [AIMessage("met")]}
+
+    return [graph_member(f"m{i:02d}", meet) for i in range(n)]
+
+
+def _met(out: dict[str, Any]) -> list[str]:
+    return [r["status"] for r in out["branch_results"].values()]
+
+
+def test_a_plain_invoke_runs_every_branch_at_once() -> None:
+    assert WIDE > DEFAULT_WORKERS
+    app = create_parallel_graph(_meeting(WIDE)).compile()
+    assert _met(ask(app, "meet")) == ["ok"] * WIDE
+
+
+def test_a_nested_parallel_graph_runs_every_branch_at_once(
+    make_saver: Callable[[], BaseCheckpointSaver[Any]],
+) -> None:
+    inner = create_parallel_graph(_meeting(WIDE), name="team")
+    outer = create_parallel_graph([inner, agent("solo", "alone")], name="outer")
+    app = create_pipeline_graph([Stage("work", outer)]).compile(checkpointer=make_saver())
+    out = ask(app, "meet", {"configurable": {"thread_id": "wide"}})
+    assert out["messages"][-1].content.count("met") == WIDE
+
+
+def test_a_callers_max_concurrency_is_kept() -> None:
+    n = DEFAULT_WORKERS + 2
+    app = create_parallel_graph(_meeting(n, timeout=0.5)).compile()
+    with pytest.raises(QuorumNotMetError, match="BrokenBarrierError"):
+        ask(app, "meet", {"max_concurrency": 2})  # two at a time: they never all meet
+    # the same graph, left to podium, meets (a broken barrier stays broken: a new one)
+    app = create_parallel_graph(_meeting(n, timeout=0.5)).compile()
+    assert _met(ask(app, "meet")) == ["ok"] * n

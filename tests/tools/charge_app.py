@@ -42,9 +42,11 @@ from typing import Any
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.types import Command
 
-from podium import Agent, AlreadyDecidedError, ApprovalError, Policy, Rule, runs
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: agent_kinds
+
+from agent_kinds import agent_app
+from podium import AlreadyDecidedError, ApprovalError, Policy, Rule, runs
 from podium.checkpoints import PostgresLedger, SQLiteLedger, postgres_saver, sqlite_saver
-from podium.graphs import create_agent_graph
 from podium.testing import ScriptedChatModel
 from podium.tools import tool
 
@@ -154,11 +156,19 @@ def build(
     policy: Policy = GATE,
     replies: list[Any] | None = None,
     hooks: Hooks | None = None,
+    kind: str = "podium",
 ) -> Any:
-    """The compiled app: one ``billing`` agent with the ``charge`` tool."""
+    """The compiled app: one ``billing`` agent with the ``charge`` tool (``kind``: see
+    tests/agent_kinds.py)."""
     model = ScriptedChatModel(replies if replies is not None else ["done"])
-    agent = Agent(name="billing", model=model, tools=[charge_tool(effects_path, hooks or Hooks())])
-    return create_agent_graph(agent, policy=policy).compile(checkpointer=saver)
+    return agent_app(
+        kind,
+        name="billing",
+        model=model,
+        tools=[charge_tool(effects_path, hooks or Hooks())],
+        policy=policy,
+        checkpointer=saver,
+    )
 
 
 def open_saver(db: str) -> Any:
@@ -371,6 +381,8 @@ class Campaign:
     """Where specs, markers and the effects file go."""
     policy: str = "gate"
     """A key of :data:`POLICIES`."""
+    kind: str = "podium"
+    """How the agent is built (tests/agent_kinds.py)."""
     leases: bool = True
     """Whether the worker processes take thread leases (``PODIUM_THREAD_LEASE``)."""
     effects: Path = field(init=False)
@@ -385,7 +397,12 @@ class Campaign:
     def app(self, replies: list[Any] | None = None, hooks: Hooks | None = None) -> Any:
         """The app in this process (the model answers ``replies``)."""
         return build(
-            self.saver, self.effects, policy=POLICIES[self.policy], replies=replies, hooks=hooks
+            self.saver,
+            self.effects,
+            policy=POLICIES[self.policy],
+            replies=replies,
+            hooks=hooks,
+            kind=self.kind,
         )
 
     def pause(self, thread: str, order: str, amount: float) -> Any:
@@ -410,6 +427,7 @@ class Campaign:
                 "db": self.db,
                 "effects": str(self.effects),
                 "policy": self.policy,
+                "kind": self.kind,
                 "leases": self.leases,
                 **spec,
             }
@@ -471,7 +489,11 @@ def main() -> None:
             while not marker.exists() and time.monotonic() < deadline:
                 time.sleep(0.005)
         app = build(
-            saver, spec["effects"], policy=POLICIES[spec.get("policy", "gate")], hooks=hooks
+            saver,
+            spec["effects"],
+            policy=POLICIES[spec.get("policy", "gate")],
+            hooks=hooks,
+            kind=spec.get("kind", "podium"),
         )
         seen = act(app, config(round_["thread"]), round_["action"], round_.get("decision"))
         if folder is not None:

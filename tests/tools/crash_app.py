@@ -2,7 +2,7 @@
 
 Usage: python crash_app.py DB EFFECTS ACTION [--crash POINT] [--idempotent] [--gate]
            [--decision JSON] [--durability MODE] [--fresh-ids] [--slow-saver SECONDS]
-           [--big]
+           [--big] [--kind podium|create_agent]
 
 DB: a SQLite path, or a postgresql:// URL (workers of a scale-out deployment).
 ACTION: start | resume | retry (resume, or send the request again if nothing was
@@ -17,7 +17,9 @@ argument) unless ``--durability`` opts out. ``--fresh-ids`` makes the model beha
 like a real provider: every reply gets a new random message id and call id, so a
 model asked again issues a *new* call. ``--slow-saver`` makes each checkpoint write
 take that long (to widen the window of ``durability="async"``); ``--big`` sends a
-2 MB document with the request.
+2 MB document with the request. ``--kind`` builds the agent as podium's agent graph
+(default) or as LangChain's ``create_agent`` with ``podium.middleware.Governed``
+(tests/agent_kinds.py).
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from podium import Agent, runs
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: agent_kinds
+
+from agent_kinds import agent_app
+from podium import runs
 from podium.checkpoints import PostgresLedger, SQLiteLedger, postgres_saver, sqlite_saver
-from podium.graphs import create_agent_graph
 from podium.testing import ScriptedChatModel
 from podium.tools import Decision, Policy, Rule, idempotency_key, tool
 
@@ -109,9 +113,10 @@ def main() -> None:
     p.add_argument("--fresh-ids", action="store_true")
     p.add_argument("--slow-saver", type=float, default=0.0)
     p.add_argument("--big", action="store_true")
+    p.add_argument("--kind", default="podium")
     a = p.parse_args()
 
-    effects = sqlite3.connect(a.effects, isolation_level=None)
+    effects = sqlite3.connect(a.effects, isolation_level=None, check_same_thread=False)
     effects.execute("CREATE TABLE IF NOT EXISTS effects (key TEXT UNIQUE, order_id TEXT)")
     effects.execute("CREATE TABLE IF NOT EXISTS attempts (key TEXT)")
 
@@ -134,14 +139,15 @@ def main() -> None:
     script: list[Any] = [first, "Charged."] if a.action == "start" else ["Charged."]
     model: Any = FreshModel() if a.fresh_ids else ScriptedChatModel(script)
     policy = Policy(rules=[Rule(tool="charge", action="approve")]) if a.gate else None
-    agent = Agent(name="billing", model=model, tools=[charge])
     postgres = a.db.startswith("postgresql://")  # a worker of a scale-out deployment
     saver: Any = postgres_saver(a.db) if postgres else sqlite_saver(Path(a.db))
     if a.slow_saver:
         saver = slowed(saver, a.slow_saver)
     if a.crash == "after_done":
         saver.podium_ledger = KillingPostgresLedger(a.db) if postgres else KillingLedger(Path(a.db))
-    app = create_agent_graph(agent, policy=policy).compile(checkpointer=saver)
+    app = agent_app(
+        a.kind, name="billing", model=model, tools=[charge], policy=policy, checkpointer=saver
+    )
 
     out: dict[str, Any] = {}
     if a.action == "start":

@@ -1,43 +1,34 @@
 """Crash vectors: SIGKILL a process mid-run, resume in a new one, count side effects.
 
 The side effect is a row in a separate SQLite file; it is committed before any kill,
-so the count tells exactly how often the tool really acted.
+so the count tells exactly how often the tool really acted. Every vector runs for both
+agent kinds (podium's agent graph, and LangChain's ``create_agent`` with
+``podium.middleware.Governed``; tests/agent_kinds.py).
 """
 
 from __future__ import annotations
 
-import json
-import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from _procs import run_app
+
 APP = Path(__file__).with_name("crash_app.py")
 
 
 class Crash:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, kind: str) -> None:
         self.db = tmp / "runs.sqlite"
         self.effects = tmp / "effects.sqlite"
+        self.kind = kind
 
     def run(self, action: str, *flags: str, expect_kill: bool = False) -> dict[str, Any]:
-        proc = subprocess.run(
-            [sys.executable, str(APP), str(self.db), str(self.effects), action, *flags],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        if expect_kill:
-            assert proc.returncode == -signal.SIGKILL, proc.stderr
-        else:
-            assert proc.returncode == 0, proc.stderr
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-        return json.loads(lines[-1]) if lines else {}
+        where = (str(self.db), str(self.effects))
+        kind = ("--kind", self.kind)
+        return run_app(APP, *where, action, *flags, *kind, expect_kill=expect_kill)
 
     def count(self, table: str = "effects") -> int:
         with sqlite3.connect(self.effects) as db:
@@ -45,8 +36,8 @@ class Crash:
 
 
 @pytest.fixture
-def crash(tmp_path: Path) -> Crash:
-    return Crash(tmp_path)
+def crash(tmp_path: Path, agent_kind: str) -> Crash:
+    return Crash(tmp_path, agent_kind)
 
 
 def final_answer(result: dict[str, Any]) -> str:
@@ -114,8 +105,8 @@ def test_killed_inside_idempotent_tool_reruns_with_same_key(crash: Crash) -> Non
 
 # -- scale-out: workers share threads through PostgreSQL -------------------------------------
 @pytest.fixture
-def pg_crash(tmp_path: Path, postgres_url: str) -> Crash:
-    crash = Crash(tmp_path)
+def pg_crash(tmp_path: Path, postgres_url: str, agent_kind: str) -> Crash:
+    crash = Crash(tmp_path, agent_kind)
     crash.db = postgres_url  # type: ignore[assignment]
     return crash
 

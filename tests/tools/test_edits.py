@@ -4,7 +4,9 @@ The policy is the tiered one (deny over 5,000; over 1,000 only ``cfo``; over 100
 ``finance-lead`` or ``cfo``) behind a rule that denies order ids not starting with
 ``A-``. A run asks to charge 150 on ``A-1``; each test edits that request through
 ``runs.decide`` (or a raw ``Command``) and counts the charges that really happened.
-Every test runs on every checkpointer (memory, SQLite, Postgres).
+Every test runs on every checkpointer (memory, SQLite, Postgres), for both agent kinds
+(podium's agent graph, and LangChain's ``create_agent`` with ``podium.middleware.Governed``;
+tests/agent_kinds.py).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Command
 
+from agent_kinds import agent_app
 from podium import (
-    Agent,
     ApprovalRequest,
     ApproverNotAllowedError,
     Decision,
@@ -29,7 +31,6 @@ from podium import (
     Rule,
     runs,
 )
-from podium.graphs import create_agent_graph
 from podium.testing import ScriptedChatModel
 from podium.tools import tool
 from podium.tools._decisions import current_ledger
@@ -54,6 +55,7 @@ class Billing:
 
     def __init__(
         self,
+        kind: str,
         checkpointer: BaseCheckpointSaver[Any],
         first: AIMessage | None = None,
         more: tuple[str, ...] = (),
@@ -67,8 +69,14 @@ class Billing:
             return f"charged {amount} to {order_id}"
 
         self.model = ScriptedChatModel([first or charge_call(150), "done", *more])
-        agent = Agent(name="billing", model=self.model, tools=[charge])
-        self.app = create_agent_graph(agent, policy=POLICY).compile(checkpointer=checkpointer)
+        self.app = agent_app(
+            kind,
+            name="billing",
+            model=self.model,
+            tools=[charge],
+            policy=POLICY,
+            checkpointer=checkpointer,
+        )
 
     def start(self) -> ApprovalRequest:
         out = self.app.invoke({"messages": [("user", "charge A-1 150")]}, CFG)
@@ -122,8 +130,8 @@ class Billing:
 
 
 @pytest.fixture
-def billing(checkpointer: BaseCheckpointSaver[Any]) -> Billing:
-    return Billing(checkpointer)
+def billing(agent_kind: str, checkpointer: BaseCheckpointSaver[Any]) -> Billing:
+    return Billing(agent_kind, checkpointer)
 
 
 def test_edit_to_a_denied_amount_is_refused(billing: Billing) -> None:
@@ -292,7 +300,7 @@ def test_tier_rejects_the_edit(billing: Billing) -> None:
 
 
 def test_edit_of_one_parallel_call_rewrites_only_that_call(
-    checkpointer: BaseCheckpointSaver[Any],
+    agent_kind: str, checkpointer: BaseCheckpointSaver[Any]
 ) -> None:
     both = AIMessage(
         "",
@@ -301,7 +309,7 @@ def test_edit_of_one_parallel_call_rewrites_only_that_call(
             {"name": "charge", "args": {"order_id": "A-2", "amount": 200}, "id": "c2"},
         ],
     )
-    billing = Billing(checkpointer, both)
+    billing = Billing(agent_kind, checkpointer, both)
     billing.app.invoke({"messages": [("user", "charge both")]}, CFG)
     first, second = sorted(runs.pending(billing.app, CFG), key=lambda r: r.tool_call_id)
     runs.decide(
@@ -326,14 +334,14 @@ def test_edit_of_one_parallel_call_rewrites_only_that_call(
 
 
 def test_rewritten_history_survives_a_new_saver(
-    make_saver: Any, checkpointer: BaseCheckpointSaver[Any]
+    agent_kind: str, make_saver: Any, checkpointer: BaseCheckpointSaver[Any]
 ) -> None:
     """A new saver on the same storage (as a new process opens it) rebuilds the
     history from its deltas: the edited call is still what it shows."""
-    billing = Billing(checkpointer)
+    billing = Billing(agent_kind, checkpointer)
     request = billing.start()
     billing.decide(request, Decision.edit({"amount": 80}, by="finance-lead"))
-    reopened = Billing(make_saver())
+    reopened = Billing(agent_kind, make_saver())
     messages = reopened.app.get_state(CFG).values["messages"]
     [asked] = [m for m in messages if isinstance(m, AIMessage) and m.tool_calls]
     assert asked.tool_calls[0]["args"] == {"order_id": "A-1", "amount": 80.0}
@@ -347,9 +355,9 @@ def test_rewritten_history_survives_a_new_saver(
 
 
 def test_fork_before_the_edit_shows_the_call_that_ran(
-    checkpointer: BaseCheckpointSaver[Any],
+    agent_kind: str, checkpointer: BaseCheckpointSaver[Any]
 ) -> None:
-    billing = Billing(checkpointer, more=("done again",))
+    billing = Billing(agent_kind, checkpointer, more=("done again",))
     request = billing.start()
     billing.decide(request, Decision.edit({"amount": 80}, by="finance-lead"))
     assert billing.charges == [("A-1", 80.0)]
@@ -364,10 +372,12 @@ def test_fork_before_the_edit_shows_the_call_that_ran(
     assert asked.tool_calls[0]["args"] == {"order_id": "A-1", "amount": 80.0}
 
 
-def test_crash_after_an_edited_call_resumes_with_the_call_that_ran(tmp_path: Path) -> None:
+def test_crash_after_an_edited_call_resumes_with_the_call_that_ran(
+    agent_kind: str, tmp_path: Path
+) -> None:
     """The worker edits to 80, the call runs and is recorded done, and the worker is
     SIGKILLed before LangGraph saved the step; this process resumes."""
-    campaign = Campaign(str(tmp_path / "runs.sqlite"), tmp_path, policy="tiers")
+    campaign = Campaign(str(tmp_path / "runs.sqlite"), tmp_path, policy="tiers", kind=agent_kind)
     try:
         campaign.pause("crash", "A-1", 150)
         edit = Decision.edit({"amount": 80}, by="finance-lead").to_json()

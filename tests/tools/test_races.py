@@ -5,11 +5,13 @@ race is provoked, not hoped for: every decider's ledger waits at a barrier right
 before the compare-and-set of ``record_decision`` and again right after the first
 read of the call's row, so all of them are inside each compare-and-set together
 (see ``charge_app.py``). Every assertion counts real side effects: a row per charge
-in a separate SQLite file.
+in a separate SQLite file. Every race runs for both agent kinds (podium's agent graph,
+and LangChain's ``create_agent`` with ``podium.middleware.Governed``; tests/agent_kinds.py).
 
 Thread leases are off here (``PODIUM_THREAD_LEASE=off``): with them, the second
-decider is refused before it reaches the ledger (``tests/tools/test_leases.py``);
-these tests prove that the ledger alone keeps one decision and one effect.
+decider of a podium graph is refused before it reaches the ledger
+(``tests/tools/test_leases.py``); these tests prove that the ledger alone keeps one
+decision and one effect.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from charge_app import (
     tool_messages,
 )
 
+from agent_kinds import AGENT_KINDS
 from podium import AlreadyDecidedError, Decision, runs
 from podium.tools._decisions import current_ledger
 
@@ -170,19 +173,21 @@ def check_scenario(campaign: Campaign, answers: Answers, name: str) -> None:
         check_settled(campaign, thread, order, winner)
 
 
-@pytest.fixture(scope="module")
-def sqlite_race(tmp_path_factory: pytest.TempPathFactory) -> Any:
+@pytest.fixture(scope="module", params=AGENT_KINDS)
+def sqlite_race(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Any:
     tmp = tmp_path_factory.mktemp("sqlite-race")
-    campaign = Campaign(str(tmp / "runs.sqlite"), tmp, leases=False)
+    campaign = Campaign(str(tmp / "runs.sqlite"), tmp, kind=request.param, leases=False)
     answers = run_campaign(campaign, rounds=5)
     yield campaign, answers
     campaign.close()
 
 
-@pytest.fixture(scope="module")
-def pg_race(tmp_path_factory: pytest.TempPathFactory, postgres_server: Any) -> Any:
+@pytest.fixture(scope="module", params=AGENT_KINDS)
+def pg_race(
+    tmp_path_factory: pytest.TempPathFactory, postgres_server: Any, request: pytest.FixtureRequest
+) -> Any:
     url = postgres_server.create_database()
-    campaign = Campaign(url, tmp_path_factory.mktemp("pg-race"), leases=False)
+    campaign = Campaign(url, tmp_path_factory.mktemp("pg-race"), kind=request.param, leases=False)
     answers = run_campaign(campaign, rounds=3)
     yield campaign, answers
     campaign.close()
@@ -215,8 +220,8 @@ def barrier_gate(barrier: threading.Barrier) -> Any:
 class ThreadRace:
     """Two threads of the test process deciding one request through ``runs.decide``."""
 
-    def __init__(self, tmp: Path) -> None:
-        self.campaign = Campaign(str(tmp / "runs.sqlite"), tmp, leases=False)
+    def __init__(self, tmp: Path, kind: str) -> None:
+        self.campaign = Campaign(str(tmp / "runs.sqlite"), tmp, kind=kind, leases=False)
         self.gates = Gates()
         self.campaign.saver.podium_ledger = RacingLedger(self.campaign.db, self.gates)
 
@@ -259,7 +264,10 @@ class ThreadRace:
     ids=["same", "approve-reject", "approve-edit"],
 )
 def test_threads_decide_at_once(
-    tmp_path: Path, decisions: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    agent_kind: str,
+    decisions: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Both threads are inside ``record_decision``'s compare-and-set together.
 
@@ -267,7 +275,7 @@ def test_threads_decide_at_once(
     (the claim race between threads of one process is the next test's subject).
     """
     monkeypatch.setenv("PODIUM_THREAD_LEASE", "off")
-    race = ThreadRace(tmp_path)
+    race = ThreadRace(tmp_path, agent_kind)
     try:
         for r in range(3):
             settled = threading.Event()
@@ -296,12 +304,12 @@ def test_threads_decide_at_once(
 
 
 def test_thread_that_loses_the_claim_waits_for_the_winner(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, agent_kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Both threads read "not started" and claim together; the winner is held right
     after its claim (before it runs the tool) until the loser took its next step."""
     monkeypatch.setenv("PODIUM_THREAD_LEASE", "off")
-    race = ThreadRace(tmp_path)
+    race = ThreadRace(tmp_path, agent_kind)
     try:
         loser_moved = threading.Event()
         race.gates.before_decide = barrier_gate(threading.Barrier(2, timeout=10))
@@ -324,12 +332,12 @@ def test_thread_that_loses_the_claim_waits_for_the_winner(
 
 
 # -- a slow call and a second process ---------------------------------------------------------
-def test_second_process_waits_for_a_slow_call(tmp_path: Path) -> None:
+def test_second_process_waits_for_a_slow_call(tmp_path: Path, agent_kind: str) -> None:
     """Process A approves and is inside the (slow) tool; process B resumes the same
     approved call (``runs.resume``, then a raw resume). B must wait for A's result:
     not run the call, and not take it for in doubt (no ghost ``in_doubt`` request).
     A's tool returns only once B has seen the call running."""
-    campaign = Campaign(str(tmp_path / "runs.sqlite"), tmp_path, leases=False)
+    campaign = Campaign(str(tmp_path / "runs.sqlite"), tmp_path, kind=agent_kind, leases=False)
     try:
         check_slow_call(campaign, tmp_path)
     finally:
@@ -385,10 +393,12 @@ def check_slow_call(campaign: Campaign, tmp: Path) -> None:
         check_settled(campaign, thread, order, ALICE)
 
 
-def test_loser_of_the_claim_does_not_doubt_a_call_that_just_finished(tmp_path: Path) -> None:
+def test_loser_of_the_claim_does_not_doubt_a_call_that_just_finished(
+    tmp_path: Path, agent_kind: str
+) -> None:
     """Two processes approve at once and both claim; the loser is held right after its
     lost claim until the winner ran the call, finished its run and exited."""
-    campaign = Campaign(str(tmp_path / "runs.sqlite"), tmp_path, leases=False)
+    campaign = Campaign(str(tmp_path / "runs.sqlite"), tmp_path, kind=agent_kind, leases=False)
     try:
         campaign.pause("stale", "A-stale", AMOUNT)
         specs = [

@@ -34,11 +34,12 @@ import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import astuple, dataclass, is_dataclass
-from typing import Annotated, Any, Literal, TypedDict, cast
+from typing import Annotated, Any, Literal, cast
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
 from langgraph.channels import DeltaChannel
+from typing_extensions import TypedDict
 
 from podium.errors import ConfigurationError
 from podium.observe import Price
@@ -114,7 +115,11 @@ class Budget:
     tokens: int | None = None
     """Prompt plus generated tokens."""
     cost: float | None = None
-    """USD, from the price table (local and scripted models cost 0; their tokens count)."""
+    """USD, priced by :func:`podium.observe.price_of`: ``prices`` first, then the free
+    models (local and scripted: 0, their tokens count), then genai-prices. A model
+    with no known price is refused under a cost limit (``ConfigurationError`` when an
+    ``"openai:<name>"`` agent is built, else at its first call) -- never counted as
+    free; give it a price in ``prices``."""
     model_calls: int | None = None
     """Requests sent to a model; every retry and fallback attempt counts."""
     seconds: float | None = None
@@ -130,7 +135,8 @@ class Budget:
     as ``"stop"`` does, respond stops with the human's message as the answer;
     ``"raise"``: raise :class:`~podium.errors.BudgetExceededError`."""
     prices: Mapping[str, Price] | None = None
-    """Overrides of :data:`podium.observe.DEFAULT_PRICES` (USD per million tokens)."""
+    """Prices that win over podium's (USD per million tokens), by model name as the
+    provider reports it; ``Price(0, 0)`` declares a model free."""
 
     def __post_init__(self) -> None:
         """Check every limit is a finite non-negative number and ``on_exhausted`` is known."""

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal
 
 from langchain_core.messages import AIMessage, AnyMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END
+from typing_extensions import TypedDict
 
 from podium.agents._meter import Exhaustion, extension
 from podium.errors import InvalidDecisionError, ModelFailedError

@@ -39,7 +39,7 @@ from langchain_core.exceptions import ModelError as LangChainModelError
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 
-from podium.errors import ConfigurationError
+from podium.errors import ConfigurationError, ToolUnavailableError
 from podium.observe import emit
 
 __all__ = [
@@ -61,6 +61,7 @@ _TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     openai.APIConnectionError,  # includes APITimeoutError
     openai.RateLimitError,
     openai.InternalServerError,
+    ToolUnavailableError,  # an MCP server that is down or dropped the connection
 )
 _TRANSIENT_STATUS = frozenset({408, 409, 429})
 
@@ -70,7 +71,8 @@ def is_transient(exc: BaseException) -> bool:
 
     True for timeouts (``TimeoutError``, ``openai.APITimeoutError``, httpx timeouts),
     connection errors (``ConnectionError``, ``openai.APIConnectionError``,
-    ``httpx.TransportError``), HTTP 408, 409, 429 and 5xx (``openai.RateLimitError``,
+    ``httpx.TransportError``, :class:`~podium.errors.ToolUnavailableError`), HTTP
+    408, 409, 429 and 5xx (``openai.RateLimitError``,
     ``openai.InternalServerError``, ``httpx.HTTPStatusError``), and LangChain model
     errors marked ``is_retryable``. False for everything else -- notably
     validation and parsing errors, 400, 401, 403 and 404.

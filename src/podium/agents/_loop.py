@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, NotRequired
+from typing import Any, NotRequired, get_type_hints
 
-from langchain_core.messages import AIMessage, AnyMessage
+from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START
@@ -27,6 +27,7 @@ from langgraph.types import Send
 from typing_extensions import TypedDict
 
 from podium.agents._budget import UsageChannel
+from podium.agents._context import ContextCache
 from podium.agents._escalate import ESCALATE_NODE, EscalateStep, Escalation, after_escalate
 from podium.agents._models import check_model_spec
 from podium.agents._spec import Agent
@@ -46,8 +47,10 @@ __all__ = [
     "Route",
     "build_agent_loop",
     "check_alternate",
+    "loop_state",
     "route_tool_calls",
     "steps_this_turn",
+    "unanswered",
 ]
 
 TOOLS_NODE = "tools"
@@ -63,6 +66,27 @@ class AgentState(TypedDict):
     """Tokens, cost and model calls so far (see :mod:`podium.agents._budget`)."""
     escalation: NotRequired[Escalation | None]
     """A model failure waiting for a human (set by ``model``, cleared by ``escalate``)."""
+    context: NotRequired[ContextCache | None]
+    """The context policy's cached summary (see :mod:`podium.agents._context`)."""
+
+
+def loop_state(state_schema: type[Any], agent: Agent) -> type[Any]:
+    """``state_schema`` with the state fields the agent's middleware declare.
+
+    LangChain middleware keep counters in state (``ModelCallLimitMiddleware``'s call
+    counts): the loop's state carries them, with the channels their annotations name.
+    """
+    if not agent.middleware:
+        return state_schema
+    from podium.agents._middleware import middleware_fields
+
+    extra = middleware_fields(agent.middleware)
+    hints = get_type_hints(state_schema, include_extras=True)
+    if not set(extra) - set(hints):
+        return state_schema
+    fields = {**{k: v for k, v in extra.items() if k not in hints}, **hints}
+    made: type[Any] = TypedDict(f"{state_schema.__name__}_{agent.name}", fields, total=False)  # type: ignore[misc]
+    return made
 
 
 def route_tool_calls(message: AIMessage, node: str) -> list[Send]:
@@ -100,6 +124,27 @@ def route_tool_calls(message: AIMessage, node: str) -> list[Send]:
             )
         )
     return sends
+
+
+def unanswered(messages: Sequence[AnyMessage]) -> AIMessage | None:
+    """The latest ``AIMessage`` with only its calls that have no result yet (or ``None``).
+
+    An ``after_model`` middleware may answer some of a reply's calls itself
+    (``ToolCallLimitMiddleware`` refuses the calls over its limit with error results);
+    only the others go to the tool step.
+    """
+    answered: set[str] = set()
+    for m in reversed(messages):
+        if isinstance(m, ToolMessage):
+            answered.add(m.tool_call_id)
+        elif isinstance(m, AIMessage):
+            calls = [c for c in m.tool_calls if c.get("id") not in answered]
+            if not calls:
+                return None
+            return m.model_copy(update={"tool_calls": calls, "invalid_tool_calls": []})
+        else:
+            return None
+    return None
 
 
 def check_alternate(agent: Agent) -> None:
@@ -225,6 +270,10 @@ def build_agent_loop(
         if state.get("escalation"):
             return ESCALATE_NODE
         last = state["messages"][-1] if state["messages"] else None
+        if isinstance(last, ToolMessage):  # a middleware answered some calls (a call limit)
+            last = unanswered(state["messages"])
+            if last is None:
+                return model_node
         if not isinstance(last, AIMessage) or not (last.tool_calls or last.invalid_tool_calls):
             return END
         sends = route_tool_calls(last, TOOLS_NODE)
@@ -233,7 +282,7 @@ def build_agent_loop(
         targets: list[Send | str] = list(sends)
         return targets
 
-    graph: GovernedGraph[Any, None, Any, Any] = GovernedGraph(state_schema)
+    graph: GovernedGraph[Any, None, Any, Any] = GovernedGraph(loop_state(state_schema, agent))
     graph.add_node(model_node, RunnableLambda(model, afunc=amodel, name=model_node))
     graph.add_edge(START, model_node)
     for extra in nodes:

@@ -26,7 +26,8 @@ from podium.agents._budget import (
     add_usage,
     zero,
 )
-from podium.observe import DEFAULT_PRICES, Price, cost_of
+from podium.errors import ConfigurationError
+from podium.observe import DEFAULT_PRICES, Price, price_of
 
 __all__ = ["Exhaustion", "Meter", "extension"]
 
@@ -113,6 +114,8 @@ class Meter:
         self.prices: dict[str, Price] = dict(DEFAULT_PRICES)
         for b in [*budgets, *([budget] if budget else [])]:
             self.prices.update(b.prices or {})
+        self.unpriced: str | None = None
+        """The model of the last call recorded, if it has no known price."""
 
     def _scopes(self, usage: Usage) -> list[_Scope]:
         total = usage.get("total") or zero()
@@ -162,23 +165,71 @@ class Meter:
         return None
 
     def record(
-        self, reply: AIMessage | None, *, started_at: float, model: str | None = None
+        self,
+        reply: AIMessage | None,
+        *,
+        started_at: float,
+        model: str | None = None,
+        free: bool = False,
     ) -> Usage:
-        """The usage of one model attempt (``reply`` is ``None`` for a failed one)."""
+        """The usage of one model attempt (``reply`` is ``None`` for a failed one).
+
+        Its cost comes from :func:`podium.observe.price_of` (the budgets' ``prices``
+        first); ``free`` marks a call to the local model. A reply from a model with
+        no known price costs 0 here and sets :attr:`unpriced`.
+        """
         usage: Mapping[str, Any] = (reply.usage_metadata if reply is not None else None) or {}
         name = model
         if reply is not None:
             name = str(reply.response_metadata.get("model_name") or model or "")
         inp = int(usage.get("input_tokens", 0))
         out = int(usage.get("output_tokens", 0))
+        details: Mapping[str, Any] = usage.get("input_token_details") or {}
+        cost = (
+            price_of(
+                name,
+                inp,
+                out,
+                self.prices,
+                cache_read_tokens=int(details.get("cache_read") or 0),
+                cache_write_tokens=int(details.get("cache_creation") or 0),
+                free=free,
+            )
+            if reply is not None
+            else 0.0
+        )
+        self.unpriced = (name or "(unnamed)") if cost is None else None
         totals = Totals(
             input_tokens=inp,
             output_tokens=out,
-            cost=cost_of(name, inp, out, self.prices),
+            cost=cost or 0.0,
             model_calls=1,
             started_at=started_at,
         )
         return Usage(total=totals, agents={self.agent: totals.copy()})
+
+    def refuse_unpriced(self) -> None:
+        """Raise if the last call's model has no price while a cost budget applies.
+
+        Its cost would count as 0, so the budget could never trip: a silent zero.
+
+        Raises:
+            ConfigurationError: Naming the model, the budgets and how to price it.
+        """
+        if self.unpriced is None:
+            return
+        limited = [s.what for s in self._scopes(Usage()) if s.budget.cost is not None]
+        if not limited:
+            return
+        model = self.unpriced
+        raise ConfigurationError(
+            f"Agent {self.agent!r} runs under a cost limit ({'; '.join(limited)}), but its "
+            f"model {model!r} has no known price, so its calls would count as $0 and the "
+            "limit could never be reached.",
+            fix=f"Give its price in USD per million tokens: Budget(cost=..., prices="
+            f"{{{model!r}: Price(input=..., output=...)}}) (Price(0, 0) if it is free; "
+            "Price is podium.observe.Price), or limit tokens instead of cost.",
+        )
 
 
 def extension(exhaustion: Exhaustion, new_limits: Mapping[str, Any] | None) -> dict[str, float]:

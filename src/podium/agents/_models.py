@@ -21,10 +21,38 @@ def describe_default() -> str:
     """Return the spec that ``"default"`` resolves to right now.
 
     ``PODIUM_MODEL`` wins when set; otherwise ``openai:gpt-4.1-mini`` when
-    ``OPENAI_API_KEY`` is set, else ``local``.
+    ``OPENAI_API_KEY`` is set, else ``local``. ``PODIUM_MODEL`` takes exactly the
+    string specs :func:`resolve_model` takes, everywhere it is read (agents,
+    ``podium models``, ``podium run``, served graphs): ``local`` or
+    ``openai:<name>``.
+
+    ``scripted`` is not a spec: a :class:`~podium.testing.ScriptedChatModel` replays
+    a script that only code can give (``Agent(model=ScriptedChatModel([...]))``), and
+    each agent needs its own. The notebooks switch to their scripts with
+    ``PODIUM_NOTEBOOKS=scripted``.
+
+    Raises:
+        ConfigurationError: If ``PODIUM_MODEL`` is set to anything else.
     """
     chosen = os.environ.get("PODIUM_MODEL", "").strip()
     if chosen and chosen != "default":
+        if chosen != "local" and not (chosen.startswith("openai:") and chosen[7:].strip()):
+            scripted = chosen.lower() == "scripted"
+            raise ConfigurationError(
+                f"PODIUM_MODEL={chosen!r} is not a model spec; allowed: 'local', "
+                "'openai:<model name>' or 'default'."
+                + (
+                    " A scripted model needs its script in code, so it has no spec."
+                    if scripted
+                    else ""
+                ),
+                fix=(
+                    "Unset PODIUM_MODEL; in code pass Agent(model=ScriptedChatModel([...])); "
+                    "the notebooks replay their scripts with PODIUM_NOTEBOOKS=scripted."
+                    if scripted
+                    else "Set PODIUM_MODEL=local or PODIUM_MODEL=openai:gpt-4.1-mini, or unset it."
+                ),
+            )
         return chosen
     return f"openai:{_DEFAULT_OPENAI_MODEL}" if os.environ.get("OPENAI_API_KEY") else "local"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -13,10 +14,17 @@ from langchain_core.tools import tool as as_tool
 from pydantic import BaseModel
 
 from podium.agents._budget import Budget
+from podium.agents._context import ContextPolicy
 from podium.agents._failure import FailurePolicy
 from podium.errors import ConfigurationError
+from podium.observe import price_of
+from podium.tools._mcp import MCPServer, mcp_tools
 
-__all__ = ["NAME_PATTERN", "Agent", "ToolCalling", "validate_name"]
+__all__ = ["NAME_PATTERN", "Agent", "Instructions", "ToolCalling", "validate_name"]
+
+Instructions = str | Callable[[Any, Any], str]
+"""The system prompt, or a function ``(state, config) -> str`` called before each
+model call (the agent's loop state and the run's ``RunnableConfig``)."""
 
 ToolCalling = Literal["native", "json", "auto"]
 """How an agent asks its model for tool calls (see :class:`Agent`)."""
@@ -58,6 +66,34 @@ def _suggest(name: object) -> str:
     return text[:48]
 
 
+def _check_instructions(agent: str, instructions: object) -> None:
+    """Refuse instructions that are neither text nor a ``(state, config)`` function."""
+    if isinstance(instructions, str):
+        return
+    if not callable(instructions):
+        raise ConfigurationError(
+            f"Agent {agent!r}: instructions must be a string or a function (state, config) -> "
+            f"str, got {type(instructions).__name__}.",
+            fix="Pass instructions='...' or instructions=lambda state, config: '...'.",
+        )
+    try:
+        inspect.signature(instructions).bind(None, None)
+    except TypeError:
+        raise ConfigurationError(
+            f"Agent {agent!r}: the instructions function {instructions!r} cannot be called "
+            "as instructions(state, config).",
+            fix="Define it with two parameters: def instructions(state, config) -> str.",
+        ) from None
+    except ValueError:  # no signature to read (a builtin): called as is
+        return
+
+
+def _to_tools(item: object, agent: str) -> list[BaseTool]:
+    if isinstance(item, MCPServer):  # the server's tools (its session opens now)
+        return mcp_tools(item)
+    return [_to_tool(item, agent)]
+
+
 def _to_tool(item: object, agent: str) -> BaseTool:
     if isinstance(item, BaseTool):
         return item
@@ -71,7 +107,7 @@ def _to_tool(item: object, agent: str) -> BaseTool:
         return as_tool(item)
     raise ConfigurationError(
         f"Agent {agent!r} was given {item!r} as a tool; tools are langchain BaseTool objects "
-        "or plain functions with a docstring.",
+        "or plain functions with a docstring, or MCP servers (podium.tools.MCPServer).",
         fix="Pass a function or a @podium.tools.tool-decorated function.",
     )
 
@@ -93,13 +129,18 @@ class Agent:
     """Unique name within a graph; also names the node and, in a manager, the tool."""
     description: str = ""
     """One line that tells a manager or a handoff peer when to choose this agent."""
-    instructions: str = ""
-    """The system prompt: how the agent should work."""
+    instructions: Instructions = ""
+    """The system prompt: how the agent should work. A function ``(state, config) ->
+    str`` is called before each model call with the agent's loop state (its
+    ``messages``, ``usage``, ...) and the run's config (``config["configurable"]``
+    carries per-run values such as a user id), for instructions that depend on them."""
     model: str | BaseChatModel = "default"
     """``"default"``, ``"local"``, ``"openai:<model>"`` or a chat model object."""
-    tools: Sequence[BaseTool | Callable[..., Any]] = field(default_factory=tuple)
+    tools: Sequence[BaseTool | Callable[..., Any] | MCPServer] = field(default_factory=tuple)
     """The agent's **grants**: the only tools it can ever run. Functions are wrapped
-    with langchain's ``@tool``; their docstring is the description."""
+    with langchain's ``@tool``; their docstring is the description. An
+    :class:`~podium.tools.MCPServer` grants every tool it offers (or its ``include=``
+    list), as :func:`~podium.tools.mcp_tools` builds them."""
     max_steps: int = 10
     """Model calls allowed per turn before the run stops with
     :class:`~podium.errors.MaxStepsExceededError`."""
@@ -130,10 +171,37 @@ class Agent:
     cannot get its shape wrong); a pipeline ``Stage(output=...)`` sets it for its
     agent. Native tool calling leaves the answer to the prompt; the pipeline still
     validates it."""
+    middleware: Sequence[Any] = field(default_factory=tuple)
+    """LangChain v1 ``AgentMiddleware`` objects whose model-side hooks (``before_model``,
+    ``after_model``, ``wrap_model_call``, ``@dynamic_prompt``) run in this agent's model
+    step, in every pattern: ``PIIMiddleware``, ``ModelCallLimitMiddleware``,
+    ``ContextEditingMiddleware``... Agent-level and tool-side hooks are refused when the
+    agent is built (see :mod:`podium.agents._middleware`)."""
+    context: ContextPolicy | None = None
+    """What the model is sent of a long conversation: trimmed to a token budget, or
+    older turns summarised (:class:`~podium.agents.ContextPolicy`); the stored history
+    stays whole. ``None``: the whole conversation."""
 
     def __post_init__(self) -> None:
         """Validate fields and normalise ``tools`` to a tuple of ``BaseTool``."""
         validate_name(self.name, "agent")
+        _check_instructions(self.name, self.instructions)
+        if self.context is not None and not isinstance(self.context, ContextPolicy):
+            raise ConfigurationError(
+                f"Agent {self.name!r}: context must be a podium ContextPolicy, got "
+                f"{type(self.context).__name__}.",
+                fix="Pass context=ContextPolicy(max_tokens=4000) (podium.agents).",
+            )
+        if self.middleware:
+            from podium.agents._middleware import check_middleware
+
+            object.__setattr__(self, "middleware", check_middleware(self.name, self.middleware))
+        elif not isinstance(self.middleware, Sequence) or isinstance(self.middleware, str):
+            raise ConfigurationError(
+                f"Agent {self.name!r}: middleware must be a list of LangChain AgentMiddleware, "
+                f"got {self.middleware!r}.",
+                fix="Pass middleware=[...] or leave it empty.",
+            )
         if not isinstance(self.max_steps, int) or self.max_steps < 1:
             raise ConfigurationError(
                 f"Agent {self.name!r}: max_steps must be a positive integer, got "
@@ -177,12 +245,14 @@ class Agent:
                 f"{type(self.budget).__name__}.",
                 fix="Pass budget=Budget(output_tokens=2000).",
             )
+        if self.budget is not None and self.budget.cost is not None:
+            self._check_priced(self.budget)
         if self.failure is not None and self.failure.alternate == self.name:
             raise ConfigurationError(
                 f"Agent {self.name!r} names itself as its alternate.",
                 fix="Name another agent of the handoff graph, or leave alternate=None.",
             )
-        tools = tuple(_to_tool(t, self.name) for t in self.tools)
+        tools = tuple(t for item in self.tools for t in _to_tools(item, self.name))
         seen: set[str] = set()
         for t in tools:
             if t.name in seen:
@@ -192,6 +262,27 @@ class Agent:
                 )
             seen.add(t.name)
         object.__setattr__(self, "tools", tools)
+
+    def _check_priced(self, budget: Budget) -> None:
+        """Refuse a cost budget over a named model with no known price (at build time).
+
+        Only ``"openai:<name>"`` specs name their model here; any other model is
+        checked at its first call (:meth:`podium.agents._meter.Meter.refuse_unpriced`).
+        """
+        specs = [self.model, *(self.failure.fallbacks if self.failure else ())]
+        for spec in specs:
+            if not (isinstance(spec, str) and spec.startswith("openai:")):
+                continue
+            name = spec.removeprefix("openai:").strip()
+            if name and price_of(name, 0, 0, budget.prices) is None:
+                raise ConfigurationError(
+                    f"Agent {self.name!r} has a cost limit (budget cost={budget.cost:g}), but "
+                    f"its model {spec!r} has no known price, so its calls would count as $0 "
+                    "and the limit could never be reached.",
+                    fix=f"Give its price in USD per million tokens: Budget(cost=..., prices="
+                    f"{{{name!r}: Price(input=..., output=...)}}) (Price(0, 0) if it is free; "
+                    "Price is podium.observe.Price), or limit tokens instead of cost.",
+                )
 
     @property
     def tool_names(self) -> tuple[str, ...]:

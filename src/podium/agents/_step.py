@@ -1,9 +1,14 @@
 """The model step: one model call under the agent's limits, budgets and failure policy.
 
-Order of one step: the turn's limits (``max_steps``) → the budgets in scope (stop,
-ask a human, or raise when one ran out) → the model call, attempted by the
-:class:`~podium.FailurePolicy` ladder (retries, fallbacks; a budget check before
-each attempt) → the reply, with its usage recorded in the state's ``usage`` key.
+Order of one step: the turn's limits (``max_steps``) → the middleware's
+``before_model`` hooks (:mod:`podium.agents._middleware`; one may end the turn) → the
+instructions (text, or a function of the state and config) and the context policy
+(:mod:`podium.agents._context`: what the call is sent; a summary call if one is due) →
+the budgets in scope (stop, ask a human, or raise when one ran out) → the model call,
+attempted by the :class:`~podium.FailurePolicy` ladder (retries, fallbacks; a budget
+check before each attempt; each attempt through the middleware's ``wrap_model_call``
+chain) → the reply, with its usage recorded in the state's ``usage`` key → the
+``after_model`` hooks.
 When every attempt failed, the step hands off to the alternate agent, records an
 escalation for the ``escalate`` step, or raises.
 
@@ -28,12 +33,23 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import invalid_tool_call
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
+from langchain_core.tools import BaseTool
 from langgraph.errors import GraphBubbleUp
 
 from podium.agents._budget import Usage, add_usage, report_usage
+from podium.agents._context import (
+    ContextCache,
+    ContextPlan,
+    fallback,
+    plan,
+    summary_prompt,
+    summary_text,
+    system_with,
+)
 from podium.agents._escalate import Escalation, ask_budget, stop_message
 from podium.agents._failure import Attempt, Attempts, call_async, call_sync, model_label
 from podium.agents._meter import Exhaustion, Meter
+from podium.agents._middleware import Hooks
 from podium.agents._models import check_model_spec, is_local_model, resolve_model
 from podium.agents._spec import Agent
 from podium.agents._structured import (
@@ -44,6 +60,7 @@ from podium.agents._structured import (
 )
 from podium.errors import (
     BudgetExceededError,
+    ConfigurationError,
     InvalidModelOutputError,
     MaxStepsExceededError,
     ModelFailedError,
@@ -95,13 +112,47 @@ def _usage_of(exc: openai.LengthFinishReasonError) -> UsageMetadata | None:
 
 
 @dataclass
-class _Call:
-    """What the attempt loop asks its driver to run."""
+class _Prompt:
+    """What one model call is sent (after the middleware's and the context policy's say)."""
 
-    runnable: Any
-    prompt: list[Any]
+    messages: list[AnyMessage]
+    system: str
+    state: Mapping[str, Any]
+    """The state the ``before_model`` hooks left (what wrappers see)."""
+
+
+@dataclass
+class _Call:
+    """What the attempt loop asks its driver to run: one attempt with model ``index``."""
+
+    index: int
+    prompt: _Prompt
     config: RunnableConfig
     timeout: float | None
+
+
+@dataclass
+class _Before:
+    """The ``before_model`` hooks to run on ``state``."""
+
+    state: Mapping[str, Any]
+
+
+@dataclass
+class _After:
+    """The ``after_model`` hooks to run on ``state`` with the step's ``update``."""
+
+    state: Mapping[str, Any]
+    update: dict[str, Any]
+
+
+@dataclass
+class _Summarize:
+    """A summary call of the context policy."""
+
+    model: BaseChatModel
+    prompt: list[Any]
+    config: RunnableConfig
 
 
 @dataclass
@@ -118,8 +169,9 @@ class _Ask:
         return ask_budget(self.config, self.agent, self.exhausted, self.index, self.policy)
 
 
-Need = float | _Call | _Ask
-"""What the attempt loop asks its driver for: a pause, a model call, a human."""
+Need = float | _Call | _Ask | _Before | _After | _Summarize
+"""What the attempt loop asks its driver for: a pause, a model call, a human, the
+middleware's hooks, a summary."""
 
 
 @dataclass
@@ -170,6 +222,8 @@ class ModelStep:
         self.labels = [model_label(s) for s in self.specs]
         self._models: list[BaseChatModel | None] = [None] * len(self.specs)
         self._lock = threading.Lock()
+        self.hooks = Hooks(agent.name, agent.middleware) if agent.middleware else None
+        self._summarizer: BaseChatModel | None = None
 
     @property
     def escalates(self) -> bool:
@@ -213,26 +267,123 @@ class ModelStep:
         mode = self.agent.tool_calling
         return mode == "json" or (mode == "auto" and is_local_model(model))
 
-    def _bind(self, index: int, messages: list[AnyMessage]) -> tuple[Any, list[Any], bool]:
-        model = self.model(index)
-        tools = list(self.agent.granted_tools)
+    def _bind(
+        self,
+        index: int,
+        messages: list[AnyMessage],
+        system: str,
+        model: BaseChatModel | None = None,
+        tools: Sequence[Any] | None = None,
+    ) -> tuple[Any, list[Any], bool]:
+        model = model or self.model(index)
+        granted = list(self.agent.granted_tools)
+        if tools is not None:  # a middleware's choice: a subset of the grants
+            names = {t.name for t in tools if isinstance(t, BaseTool)}
+            granted = [t for t in granted if t.name in names]
         if self._json_mode(model):
             # a repeated identical call means the answer is already in the history:
             # only final_answer is offered (the grammar enforces it)
             output, parallel = self.agent.output, self.agent.parallel_tool_calls is True
-            offered = [] if repeated_call(messages) else tools
+            offered = [] if repeated_call(messages) else granted
             fmt = choice_response_format(offered, output, parallel=parallel)
-            prompt = render_for_json(
-                self.agent.instructions, messages, tools, output, parallel=parallel
-            )
+            prompt = render_for_json(system, messages, granted, output, parallel=parallel)
             return model.bind(response_format=fmt), prompt, True
-        system = [SystemMessage(self.agent.instructions)] if self.agent.instructions else []
+        head = [SystemMessage(system)] if system else []
         runnable: Any = model
-        if tools and self.agent.parallel_tool_calls is False:
-            runnable = model.bind_tools(tools, parallel_tool_calls=False)
-        elif tools:
-            runnable = model.bind_tools(tools)
-        return runnable, [*system, *messages], False
+        if granted and self.agent.parallel_tool_calls is False:
+            runnable = model.bind_tools(granted, parallel_tool_calls=False)
+        elif granted:
+            runnable = model.bind_tools(granted)
+        return runnable, [*head, *messages], False
+
+    def _instructions(self, state: Mapping[str, Any], config: RunnableConfig) -> str:
+        given = self.agent.instructions
+        if isinstance(given, str):
+            return given
+        text = given(state, config)
+        if not isinstance(text, str):
+            raise ConfigurationError(
+                f"Agent {self.agent.name!r}: its instructions function returned "
+                f"{type(text).__name__}, not a string.",
+                fix="Return the system prompt as a str from instructions(state, config).",
+            )
+        return text
+
+    def _prompt(
+        self, view: Mapping[str, Any], config: RunnableConfig, early: Update
+    ) -> Generator[Need, object, _Prompt]:
+        """Instructions and the context policy: what the model calls of this step see."""
+        messages: list[AnyMessage] = list(view.get("messages") or [])
+        system = self._instructions(view, config)
+        policy = self.agent.context
+        if policy is None:
+            return _Prompt(messages, system, view)
+        planned = plan(policy, messages, view.get("context"), system)
+        if planned.summarize:
+            asked = summary_prompt(planned.summary, planned.summarize)
+            outcome = yield _Summarize(self.summarizer(), asked, self._tagged(config))
+            text = "" if isinstance(outcome, _Failed) else summary_text(outcome)
+            if text and planned.cache is not None:
+                early["context"] = ContextCache(upto=planned.cache["upto"], text=text)
+                planned = ContextPlan(planned.window, text, [])
+            else:  # trim instead; the history is untouched either way
+                error = outcome.error if isinstance(outcome, _Failed) else "an empty summary"
+                emit(
+                    "fallback",
+                    {"agent": self.agent.name, "name": "summary", "error": str(error)},
+                    config,
+                )
+                planned = fallback(policy, planned, system)
+        return _Prompt(planned.window, system_with(system, planned.summary), view)
+
+    def summarizer(self) -> BaseChatModel:
+        """The context policy's summary model, resolved once."""
+        policy = self.agent.context
+        with self._lock:
+            if self._summarizer is None:
+                spec = policy.summarizer if policy and policy.summarizer else self.specs[0]
+                self._summarizer = resolve_model(spec)
+            return self._summarizer
+
+    def _invoke(self, call: _Call) -> Any:
+        """One attempt: through the middleware's ``wrap_model_call`` chain, if any."""
+        if self.hooks is None or not self.hooks.wrappers:
+            return self._once(call, None)
+        request = self._request(call)
+        return self.hooks.call(request, lambda req: _response(self._once(call, req)))
+
+    async def _ainvoke(self, call: _Call) -> Any:
+        if self.hooks is None or not self.hooks.wrappers:
+            return await self._aonce(call, None)
+        request = self._request(call)
+
+        async def innermost(req: Any) -> Any:
+            return _response(await self._aonce(call, req))
+
+        return await self.hooks.acall(request, innermost)
+
+    def _request(self, call: _Call) -> Any:
+        assert self.hooks is not None
+        prompt = call.prompt
+        model = self.model(call.index)
+        tools = self.agent.granted_tools
+        return self.hooks.request(model, prompt.messages, prompt.system, tools, prompt.state)
+
+    def _bound(self, call: _Call, request: Any) -> tuple[Any, list[Any], bool]:
+        if request is None:
+            return self._bind(call.index, call.prompt.messages, call.prompt.system)
+        system = request.system_message.text if request.system_message is not None else ""
+        return self._bind(call.index, request.messages, system, request.model, request.tools)
+
+    def _once(self, call: _Call, request: Any) -> Any:
+        runnable, prompt, json_mode = self._bound(call, request)
+        reply = runnable.invoke(prompt, call.config)
+        return parse_choice(reply) if json_mode and isinstance(reply, AIMessage) else reply
+
+    async def _aonce(self, call: _Call, request: Any) -> Any:
+        runnable, prompt, json_mode = self._bound(call, request)
+        reply = await runnable.ainvoke(prompt, call.config)
+        return parse_choice(reply) if json_mode and isinstance(reply, AIMessage) else reply
 
     def _tagged(self, config: RunnableConfig) -> RunnableConfig:
         return merge_configs(config, {"metadata": {"podium_agent": self.agent.name}})
@@ -241,13 +392,21 @@ class ModelStep:
     def _steps(
         self, state: Mapping[str, Any], config: RunnableConfig
     ) -> Generator[Need, object, Update]:
-        messages = self._check_turn(state)
+        self._check_turn(state)
         run = _Run(
             state,
             config,
             Meter(self.agent.name, self.agent.budget, config, state.get("usage")),
             Attempts(self.policy, self.labels, self.agent.name, config),
         )
+        view: Mapping[str, Any] = state
+        early: Update = {}
+        if self.hooks is not None and self.hooks.before:
+            before = yield _Before(state)
+            view, early, ended = cast(tuple[dict[str, Any], Update, bool], before)
+            if ended:  # a before_model hook ended the turn (a call limit)
+                return self._update(run, early)
+        prompt = yield from self._prompt(view, config, early)
         attempt: Attempt | None = run.plan.first()
         timeout = self.policy.model_timeout if self.policy else None
         while attempt is not None:
@@ -256,9 +415,8 @@ class ModelStep:
             stopped = yield from self._settle_budget(run)
             if stopped is not None:
                 return stopped
-            runnable, prompt, json_mode = self._bind(attempt.model, messages)
             started = time.time()
-            outcome = yield _Call(runnable, prompt, self._tagged(config), timeout)
+            outcome = yield _Call(attempt.model, prompt, self._tagged(config), timeout)
             label = self.labels[attempt.model]
             if isinstance(outcome, _Failed):
                 used = run.meter.record(None, started_at=started)
@@ -273,12 +431,17 @@ class ModelStep:
             reply = outcome
             if isinstance(reply, openai.LengthFinishReasonError):
                 reply = self._cut_off(reply)
-                json_mode = False
             message = reply if isinstance(reply, AIMessage) else None
-            used = run.meter.record(message, started_at=started, model=label)
+            free = is_local_model(self.model(attempt.model))
+            used = run.meter.record(message, started_at=started, model=label, free=free)
             report_usage(config, used)
             run.delta = add_usage(run.delta, used)
-            return self._finish(run, reply, json_mode)
+            run.meter.refuse_unpriced()  # a cost budget never counts a call as free
+            update = _with_early(self._finish(run, reply), early)
+            if self.hooks is not None and self.hooks.after:
+                after = yield _After(view, update)
+                update = cast(Update, after)
+            return update
         return self._give_up(run)
 
     def _settle_budget(self, run: _Run) -> Generator[Need, object, Update | None]:
@@ -322,15 +485,13 @@ class ModelStep:
             update["escalation"] = None
         return update
 
-    def _finish(self, run: _Run, reply: Any, json_mode: bool) -> Update:
+    def _finish(self, run: _Run, reply: Any) -> Update:
         if not isinstance(reply, AIMessage):
             reply = AIMessage(content=str(getattr(reply, "content", reply)))
         messages = run.state.get("messages") or []
         if reply.id is None or any(m.id == reply.id for m in messages):
             # a reply must never replace an earlier message (add_messages merges by id)
             reply = reply.model_copy(update={"id": f"{reply.id or 'ai'}-{uuid.uuid4().hex[:12]}"})
-        if json_mode:
-            reply = parse_choice(reply)
         calls = [
             {**c, "id": c.get("id") or f"call_{reply.id or 'x'}_{i}"}
             for i, c in enumerate(reply.tool_calls)
@@ -444,10 +605,19 @@ class ModelStep:
         )
 
     # -- drivers ---------------------------------------------------------------------
-    @staticmethod
-    def _attempt(call: _Call) -> object:
+    def _attempt(self, call: _Call) -> object:
         try:
-            return call_sync(lambda: call.runnable.invoke(call.prompt, call.config), call.timeout)
+            return call_sync(lambda: self._invoke(call), call.timeout)
+        except GraphBubbleUp:
+            raise
+        except openai.LengthFinishReasonError as exc:
+            return exc
+        except Exception as exc:
+            return _Failed(exc)
+
+    async def _aattempt(self, call: _Call) -> object:
+        try:
+            return await call_async(lambda: self._ainvoke(call), call.timeout)
         except GraphBubbleUp:
             raise
         except openai.LengthFinishReasonError as exc:
@@ -456,15 +626,20 @@ class ModelStep:
             return _Failed(exc)
 
     @staticmethod
-    async def _aattempt(call: _Call) -> object:
+    def _summarize(need: _Summarize) -> object:
         try:
-            return await call_async(
-                lambda: call.runnable.ainvoke(call.prompt, call.config), call.timeout
-            )
+            return need.model.invoke(need.prompt, need.config)
         except GraphBubbleUp:
             raise
-        except openai.LengthFinishReasonError as exc:
-            return exc
+        except Exception as exc:  # falls back to trimming: nothing is lost
+            return _Failed(exc)
+
+    @staticmethod
+    async def _asummarize(need: _Summarize) -> object:
+        try:
+            return await need.model.ainvoke(need.prompt, need.config)
+        except GraphBubbleUp:
+            raise
         except Exception as exc:
             return _Failed(exc)
 
@@ -482,6 +657,14 @@ class ModelStep:
                 value = self._attempt(need)
             elif isinstance(need, _Ask):
                 value = need()
+            elif isinstance(need, _Before):
+                assert self.hooks is not None
+                value = self.hooks.run_before(need.state)
+            elif isinstance(need, _After):
+                assert self.hooks is not None
+                value = self.hooks.run_after(need.state, need.update)
+            elif isinstance(need, _Summarize):
+                value = self._summarize(need)
             else:
                 time.sleep(need)
                 value = None
@@ -504,6 +687,30 @@ class ModelStep:
                 value = await self._aattempt(need)
             elif isinstance(need, _Ask):
                 value = await asyncio.to_thread(need)
+            elif isinstance(need, _Before):
+                assert self.hooks is not None
+                value = await self.hooks.arun_before(need.state)
+            elif isinstance(need, _After):
+                assert self.hooks is not None
+                value = await self.hooks.arun_after(need.state, need.update)
+            elif isinstance(need, _Summarize):
+                value = await self._asummarize(need)
             else:
                 await asyncio.sleep(need)
                 value = None
+
+
+def _with_early(update: Update, early: Update) -> Update:
+    """The step's update with what the ``before_model`` hooks and the context policy wrote."""
+    if not early:
+        return update
+    merged = {**early, **{k: v for k, v in update.items() if k != "messages"}}
+    merged["messages"] = [*(early.get("messages") or []), *(update.get("messages") or [])]
+    return merged
+
+
+def _response(reply: Any) -> Any:
+    """One attempt's reply as the ``ModelResponse`` a ``wrap_model_call`` handler returns."""
+    from langchain.agents.middleware import ModelResponse
+
+    return ModelResponse(result=[reply])

@@ -36,6 +36,10 @@ message acts anew.
 :class:`ToolLedger` is the interface; :class:`SQLiteLedger` and
 :class:`~podium.checkpoints.PostgresLedger` implement it with the same SQL (every
 statement is its own committed transaction, durable before the method returns).
+
+Text stored here (arguments, results, requests, decisions) has the values of the
+secrets this process read scrubbed out (:mod:`podium._scrub`); hashes are of the
+real arguments, so a call's identity does not change.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from podium._scrub import scrub
 from podium.checkpoints._leases import FENCE_SQL, Lease
 from podium.checkpoints._owners import (
     owner_alive,
@@ -316,7 +321,7 @@ class ToolLedger(ThreadRegistry, ABC):
                 _now(),
                 owner,
                 now := time.time(),
-                json.dumps(args, default=str) if args is not None else None,
+                json.dumps(scrub(args), default=str) if args is not None else None,
                 *fenced,
             ),
         )
@@ -370,6 +375,20 @@ class ToolLedger(ThreadRegistry, ABC):
             self._check_lease(lease, "new attempt of an in-doubt tool call")
         return count == 1
 
+    def release_call(self, thread_id: str, call_key: str, owner: str) -> bool:
+        """Forget a first attempt that never reached the tool's service.
+
+        For a call whose service could not be reached at all (nothing was sent): the
+        row goes, so the resumed run starts the call afresh instead of finding it in
+        doubt. Only the owner's own ``started`` first attempt is removed.
+        """
+        _, count = self._run(
+            "DELETE FROM podium_tool_calls "
+            "WHERE thread_id=? AND call_key=? AND status='started' AND owner=? AND attempts=1",
+            (thread_id, call_key, owner),
+        )
+        return count == 1
+
     def heartbeat(self, thread_id: str, call_key: str, owner: str) -> None:
         """Say that ``owner`` is still running the call."""
         self._run(
@@ -386,7 +405,7 @@ class ToolLedger(ThreadRegistry, ABC):
         _, count = self._run(
             "UPDATE podium_tool_calls SET status='done', result=?, finished_at=? "
             "WHERE thread_id=? AND call_key=? AND status='started'",
-            (json.dumps(result, default=str), _now(), thread_id, call_key),
+            (json.dumps(scrub(result), default=str), _now(), thread_id, call_key),
         )
         return count == 1
 
@@ -442,7 +461,7 @@ class ToolLedger(ThreadRegistry, ABC):
         _, inserted = self._run(
             "INSERT INTO podium_approvals (request_id, thread_id, call_key, request, status) "
             f"SELECT ?, ?, ?, ?, 'pending' WHERE {fence} ON CONFLICT DO NOTHING",
-            (request_id, thread_id, call_key, json.dumps(request), *fenced),
+            (request_id, thread_id, call_key, json.dumps(scrub(request)), *fenced),
         )
         if inserted != 1:
             self._check_lease(lease, "request for a human")
@@ -491,7 +510,7 @@ class ToolLedger(ThreadRegistry, ABC):
             "decided_by=?, decided_at=? WHERE thread_id=? AND call_key=? "
             "AND status='pending'",
             (
-                json.dumps(decision),
+                json.dumps(scrub(decision)),
                 bound_hash,
                 str(decision.get("by", "")),
                 _now(),
@@ -506,7 +525,7 @@ class ToolLedger(ThreadRegistry, ABC):
         self._run(
             "UPDATE podium_approvals SET shown=? WHERE thread_id=? AND call_key=? "
             "AND status='pending'",
-            (json.dumps(shown), thread_id, call_key),
+            (json.dumps(scrub(shown)), thread_id, call_key),
         )
 
     def approvals(self, thread_id: str) -> list[ApprovalRecord]:

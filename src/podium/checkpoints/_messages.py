@@ -31,7 +31,7 @@ from langchain_core.messages import (
 from langgraph.channels import DeltaChannel
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
-__all__ = ["EDIT_ARTIFACT", "Messages", "merge_messages"]
+__all__ = ["EDIT_ARTIFACT", "Messages", "edited_calls", "merge_messages"]
 
 EDIT_ARTIFACT = "podium_edit"
 """The ``ToolMessage.artifact`` key recording a human's edit of a tool call:
@@ -79,6 +79,24 @@ def _apply_edit(merged: list[Any], result: ToolMessage) -> None:
             if calls != asked.tool_calls:
                 merged[i] = asked.model_copy(update={"tool_calls": calls})
             return
+
+
+def edited_calls(messages: Sequence[AnyMessage]) -> list[AIMessage]:
+    """The ``AIMessage`` objects whose tool calls an edit's result rewrites (same ids).
+
+    For histories kept by another reducer (LangChain ``create_agent``'s
+    ``add_messages``): writing these back replaces each asking message by id with
+    the call that ran, as :func:`merge_messages` does when the result is written.
+    """
+    merged: list[Any] = list(messages)
+    for m in messages:
+        if isinstance(m, ToolMessage) and m.artifact:
+            _apply_edit(merged, m)
+    return [
+        m
+        for m, before in zip(merged, messages, strict=True)
+        if m is not before and isinstance(m, AIMessage)
+    ]
 
 
 def merge_messages(current: Sequence[AnyMessage], writes: Sequence[Any]) -> list[AnyMessage]:

@@ -8,6 +8,8 @@ prints takes ``--json``; any refusal exits with status 1.
 Read-only commands (``threads``, ``pending``, ``trace``, ``cost``) read the SQLite
 file with the standard library and never import LangGraph or the user's code;
 ``inspect`` rebuilds the history with LangGraph but without the user's code.
+``eval`` (:mod:`podium.cli._eval`) runs a dataset of cases through graphs and
+compares them; it imports pydantic-evals and the graphs only when it runs.
 Commands that continue a run (``approve``, ``reject``, ``respond``, ``resume``)
 rebuild the thread's graph in this new process -- from what was recorded when it
 started, or ``--graph`` -- and resume it from the file, exactly as a different
@@ -24,11 +26,12 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 
 import podium
+from podium.cli._eval import add_parser as add_eval_parser
 from podium.errors import PodiumError
 
 __all__ = ["build_parser", "main"]
 
-DEMO_NAMES = ("ops", "orders", "research", "support")
+DEMO_NAMES = ("data", "ops", "orders", "research", "support")
 """The demos (checked against :data:`podium.demos.DEMOS` by the tests)."""
 
 _READ_ONLY = frozenset({"threads", "pending", "trace", "cost"})
@@ -107,11 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     cost = sub.add_parser("cost", parents=[common], help="tokens and cost by agent")
     cost.add_argument("thread", nargs="?")
     cost.add_argument("--since", help="30m, 2h, 7d or an ISO date")
+    add_eval_parser(sub, common)
     return parser
 
 
 def _command(name: str) -> Callable[[argparse.Namespace, Console], int]:
     """The function running ``name``; read-only commands never import LangGraph."""
+    if name == "eval":
+        from podium.cli._eval import cmd_eval
+
+        return cmd_eval
     module = "podium.cli._read" if name in _READ_ONLY else "podium.cli._commands"
     if name in _READ_ONLY:
         return getattr(importlib.import_module(module), f"cmd_{name}")  # type: ignore[no-any-return]

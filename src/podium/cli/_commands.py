@@ -160,7 +160,7 @@ def _start(
     ws = opened(args)
     try:
         ws.home.mkdir(parents=True, exist_ok=True)
-        app = ws.build(graph, model).compile(checkpointer=ws.saver())  # validate first
+        app = ws.compiled(ws.build(graph, model))  # validate first
         ledger = ws.ledger()
         if ledger.thread(thread) is not None or any(s.thread_id == thread for s in ws.sizes()):
             raise ConfigurationError(

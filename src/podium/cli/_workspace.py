@@ -15,10 +15,7 @@ the file, exactly as another machine sharing the file would.
 
 from __future__ import annotations
 
-import importlib
-import os
 import sqlite3
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +28,7 @@ from podium.errors import ConfigurationError, UnknownThreadError
 
 if TYPE_CHECKING:
     from langgraph.graph import StateGraph
+    from langgraph.graph.state import CompiledStateGraph
     from langgraph.pregel import Pregel
 
     from podium.checkpoints import PodiumSqliteSaver
@@ -138,8 +136,13 @@ class Workspace:
             self._saver = sqlite_saver(self.db)
         return self._saver
 
-    def build(self, source: str, model: str | None, path: str | None = None) -> StateGraph[Any]:
-        """The uncompiled graph ``source`` names (``demo:NAME`` or ``module:attr``)."""
+    def build(
+        self, source: str, model: str | None, path: str | None = None
+    ) -> StateGraph[Any] | CompiledStateGraph[Any, Any, Any, Any]:
+        """The graph ``source`` names (``demo:NAME`` or ``module:attr``).
+
+        Uncompiled, or a compiled LangChain ``create_agent`` graph (see :meth:`app`).
+        """
         if source.startswith("demo:"):
             from podium.demos import DEMOS
 
@@ -150,6 +153,18 @@ class Workspace:
                 )
             return DEMOS[name].build(self.home, model or "default")
         return load_graph(source, path)
+
+    def compiled(
+        self, built: StateGraph[Any] | CompiledStateGraph[Any, Any, Any, Any]
+    ) -> Pregel[Any, Any, Any, Any]:
+        """``built`` compiled on the file (a ``create_agent`` graph governed on it)."""
+        from langgraph.graph.state import CompiledStateGraph
+
+        if isinstance(built, CompiledStateGraph):  # create_agent + podium.middleware.Governed
+            from podium.middleware import govern
+
+            return govern(built, checkpointer=self.saver())
+        return built.compile(checkpointer=self.saver())
 
     def app(self, record: ThreadRecord, graph: str | None = None) -> Pregel[Any, Any, Any, Any]:
         """The thread's graph compiled on the file (``graph`` overrides the record)."""
@@ -163,7 +178,7 @@ class Workspace:
                 "function returning it) that the thread ran; the CLI records it for next time.",
             )
         built = self.build(source, record.model, None if graph else record.source_path)
-        app = built.compile(checkpointer=self.saver())
+        app = self.compiled(built)
         if graph and graph != record.source:
             self.ledger().record_source(record.thread_id, graph, source_path=source_of(graph))
         return app
@@ -178,34 +193,37 @@ class Workspace:
             self._ledger = None
 
 
-def load_graph(spec: str, path: str | None = None) -> StateGraph[Any]:
+def load_graph(
+    spec: str, path: str | None = None
+) -> StateGraph[Any] | CompiledStateGraph[Any, Any, Any, Any]:
     """Import ``module:attr`` -- an uncompiled graph, or a function returning one.
+
+    A compiled graph is taken too: LangChain's ``create_agent`` returns one, and its
+    tool calls are governed by :class:`podium.middleware.Governed`; the CLI runs it on
+    its own saver of the same file (:func:`podium.middleware.govern`).
 
     The module is looked up where it was found when the thread started (``path``),
     then in the current directory, then on ``sys.path`` -- as ``python -m`` does, so
     no ``PYTHONPATH`` is needed for a module in the folder you run from.
     """
     from langgraph.graph import StateGraph
+    from langgraph.graph.state import CompiledStateGraph
 
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ConfigurationError(
-            f"--graph {spec!r} must look like 'package.module:attribute'.",
-            fix="Point at an uncompiled StateGraph, or a function that returns one.",
-        )
-    for entry in (os.getcwd(), path):
-        if entry and entry not in sys.path:
-            sys.path.insert(0, entry)
-    try:
-        target: Any = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(
-            f"Cannot load --graph {spec!r}: {exc}.",
-            fix="Run from the folder that holds the module (or set PYTHONPATH) and check "
-            "the attribute name.",
-        ) from exc
-    if callable(target) and not isinstance(target, StateGraph):
+    from podium._loading import import_object
+
+    target = import_object(spec, path)
+    if callable(target) and not isinstance(target, StateGraph | CompiledStateGraph):
         target = target()
+    if isinstance(target, CompiledStateGraph):
+        from podium.tools import GovernedGraph
+
+        if isinstance(target.builder, GovernedGraph):
+            raise ConfigurationError(
+                f"--graph {spec!r} is a compiled podium graph.",
+                fix="Expose the uncompiled graph (podium's create_*_graph result); the CLI "
+                "compiles it with its own SQLite checkpointer.",
+            )
+        return target
     if not isinstance(target, StateGraph):
         raise ConfigurationError(
             f"--graph {spec!r} is a {type(target).__name__}, not an uncompiled StateGraph.",

@@ -9,6 +9,7 @@ executor's ledger (in the checkpointer's file) keeps each side effect to one.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +18,29 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
-from podium.demos import _ops, _orders, _research, _support
+from podium.demos import _data, _ops, _orders, _research, _support
 from podium.graphs import create_agent_graph
 from podium.tools import GovernedGraph
 
-__all__ = ["DEMOS", "Demo"]
+__all__ = ["DEMOS", "Demo", "served_home"]
 
 Effects = dict[str, list[dict[str, Any]]]
+
+
+def served_home() -> Path:
+    """Where served demos keep their business databases: ``$PODIUM_HOME`` if set.
+
+    Otherwise ``$XDG_DATA_HOME/podium/served`` (``~/.local/share/podium/served``):
+    outside the project. ``langgraph dev`` watches the folder it starts in (uvicorn's
+    reloader, through watchfiles) and logs "N changes detected" for every write to a
+    file in it; it reloads only for ``.py`` files, but a database there fills its log
+    with lines that read like restarts.
+    """
+    configured = os.environ.get("PODIUM_HOME")
+    if configured:
+        return Path(configured)
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "podium" / "served"
 
 
 @dataclass(frozen=True)
@@ -33,11 +50,12 @@ class Demo:
     Example:
         >>> from podium.demos import DEMOS
         >>> sorted(DEMOS)
-        ['ops', 'orders', 'research', 'support']
+        ['data', 'ops', 'orders', 'research', 'support']
     """
 
     name: str
-    """Its name on the command line: ``orders``, ``support``, ``research``, ``ops``."""
+    """Its name on the command line: ``orders``, ``support``, ``research``, ``ops``,
+    ``data``."""
     title: str
     """One line saying what it shows."""
     default_request: str
@@ -101,6 +119,15 @@ DEMOS: Mapping[str, Demo] = MappingProxyType(
             build=_ops.build_ops_manager,
             effects=_ops.ops_effects,
             reset=_ops.reset_ops,
+        ),
+        "data": Demo(
+            name="data",
+            title="Data desk (one agent, sandboxed shell): a CSV in the thread's workspace, "
+            "totalled by a shell command a human approves",
+            default_request=_data.DEFAULT_REQUEST,
+            build=_data.build_data_desk,
+            effects=_data.data_effects,
+            reset=_data.reset_data,
         ),
     }
 )

@@ -5,7 +5,8 @@ human sees an :class:`~podium.ApprovalRequest` (``tool`` = the stage, ``args`` =
 it will act on), answers with a :class:`~podium.Decision` (approve, edit its input,
 reject, respond), validated against the approvers and deadline of every policy in
 force, bound in the ledger with compare-and-set, and written to the run ledger as
-``approval_requested`` / ``approval_decided`` events. A stage never runs unless the
+``approval_requested`` / ``approval_decided`` events (with ``stage`` in their data;
+``agent`` is the pipeline, with its path when nested). A stage never runs unless the
 ledger holds an approval bound to exactly the input it is about to act on; a
 function action's run is started exactly once (:func:`podium.tools._inflight.start_once`)
 and its result kept, so a resumed, replayed or forked step never acts twice, and a
@@ -154,7 +155,10 @@ class ActionGate:
             approvers=rules.approvers,
             timeout=rules.approval_timeout,
         )
-        decision = ask(config, Question(key, request, review=review, bind=bind_args(args)))
+        question = Question(
+            key, request, review=review, bind=bind_args(args), tags={"stage": self.stage}
+        )
+        decision = ask(config, question)
         if decision.action == "reject":
             return Verdict(decision, None, f"{decision.by} rejected it: {decision.reason or '-'}")
         if decision.action == "respond":

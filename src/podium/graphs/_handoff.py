@@ -30,6 +30,7 @@ from podium.graphs._members import (
     inventory_of,
     member_description,
     member_runnable,
+    member_scope,
     run_config,
 )
 from podium.graphs._routing import (
@@ -391,6 +392,7 @@ def create_handoff_graph(
 
     def make_node(n: str) -> RunnableLambda[HandoffState, Command[str]]:
         runnable, is_agent = runnables[n], isinstance(members[n], Agent)
+        scope = member_scope(members[n])
 
         def finish(state: HandoffState, shown: list[AnyMessage], out: Any) -> Command[str]:
             new = new_messages(shown, out, [m.id for m in state["messages"]])
@@ -420,13 +422,13 @@ def create_handoff_graph(
         def node(state: HandoffState, config: RunnableConfig) -> Command[str]:
             guard(state, n)
             shown = view(state["messages"])
-            config = run_config(config, state.get("usage"), policy)
+            config = run_config(config, state.get("usage"), policy, scope)
             return finish(state, shown, runnable.invoke({"messages": shown}, config))
 
         async def anode(state: HandoffState, config: RunnableConfig) -> Command[str]:
             guard(state, n)
             shown = view(state["messages"])
-            config = run_config(config, state.get("usage"), policy)
+            config = run_config(config, state.get("usage"), policy, scope)
             return finish(state, shown, await runnable.ainvoke({"messages": shown}, config))
 
         return RunnableLambda(node, afunc=anode, name=n)

@@ -29,6 +29,7 @@ __all__ = [
     "best_of",
     "concat",
     "final_answer",
+    "plain_answer",
     "resolve_join",
     "vote",
 ]
@@ -48,6 +49,22 @@ def final_answer(output: Any) -> str:
             return message.text
     last = messages[-1] if messages else None
     return last.text if isinstance(last, BaseMessage) else ""
+
+
+def plain_answer(output: Any) -> str:
+    """:func:`final_answer` without the notes a parallel graph adds about failed branches.
+
+    A parallel graph whose branches partly failed ends its answer with a note for the
+    user and keeps the answer itself in the message's ``podium_answer`` metadata; a
+    consumer that parses the answer (a pipeline stage with an ``output`` model) reads
+    that instead.
+    """
+    messages = output.get("messages", []) if isinstance(output, Mapping) else []
+    for message in reversed(messages):
+        if isinstance(message, AIMessage):
+            plain = message.response_metadata.get("podium_answer")
+            return plain if isinstance(plain, str) else message.text
+    return final_answer(output)
 
 
 def strip_fences(text: str) -> str:

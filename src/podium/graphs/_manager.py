@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, NotRequired
+from typing import Any, NotRequired, cast
 
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.runnables.config import merge_configs
 from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.errors import GraphBubbleUp
 from langgraph.pregel import Pregel
@@ -26,6 +27,7 @@ from podium.agents._budget import (
     grant_config,
     usage_of,
 )
+from podium.agents._context import ContextCache
 from podium.agents._escalate import Escalation
 from podium.agents._loop import (
     TOOLS_NODE,
@@ -43,9 +45,11 @@ from podium.graphs._members import (
     check_members,
     check_rule_names,
     describe,
+    enter,
     inventory_of,
     member_description,
     member_runnable,
+    member_scope,
     run_config,
 )
 from podium.graphs._routing import (
@@ -58,7 +62,7 @@ from podium.observe import emit
 from podium.tools import GovernedExecutor, GovernedGraph, Policy, ToolTraits
 from podium.tools._executor import ToolRequest
 
-__all__ = ["ManagerState", "create_manager_graph"]
+__all__ = ["SHARED_KEY", "ManagerState", "create_manager_graph", "shared_view"]
 
 
 class ManagerState(TypedDict):
@@ -70,6 +74,8 @@ class ManagerState(TypedDict):
     """What the run used: the manager's calls and every specialist's private run."""
     escalation: NotRequired[Escalation | None]
     """A failure of the manager's model waiting for a human."""
+    context: NotRequired[ContextCache | None]
+    """The manager's context policy's cached summary (:mod:`podium.agents._context`)."""
 
 
 class _DelegationRequest(ToolRequest):
@@ -79,6 +85,29 @@ class _DelegationRequest(ToolRequest):
     """The manager's usage when it delegated (passed down to the specialist)."""
     podium_at: NotRequired[float]
     """When it delegated (a delegation budget's ``seconds`` count from here)."""
+    podium_shared: NotRequired[list[AnyMessage]]
+    """The part of the manager's conversation the specialist sees before its task."""
+
+
+SHARED_KEY = "__podium_shared"
+"""``configurable`` key: the manager's messages a delegation shows its specialist."""
+
+
+def shared_view(messages: Sequence[AnyMessage], n: int) -> list[AnyMessage]:
+    """The last ``n`` messages of the user's conversation with the manager.
+
+    Only what the user said and what the manager answered: the manager's delegations
+    (tool calls) and the specialists' results stay out, so nothing shown is a call
+    without its result, or another specialist's private work.
+    """
+    if n <= 0:
+        return []
+    spoken: list[AnyMessage] = [
+        m
+        for m in messages
+        if isinstance(m, HumanMessage) or (isinstance(m, AIMessage) and not m.tool_calls)
+    ]
+    return spoken[-n:]
 
 
 class Delegation(BaseModel):
@@ -92,7 +121,12 @@ class Delegation(BaseModel):
     )
 
 
-def delegation_tool(name: str, description: str, runnable: Pregel[Any, Any, Any, Any]) -> BaseTool:
+def delegation_tool(
+    name: str,
+    description: str,
+    runnable: Pregel[Any, Any, Any, Any],
+    scope: str | None = None,
+) -> BaseTool:
     """The tool through which the manager hands ``task`` to one specialist.
 
     The specialist runs in a private history that starts with the task as its only
@@ -100,22 +134,27 @@ def delegation_tool(name: str, description: str, runnable: Pregel[Any, Any, Any,
     message's artifact, ``{"usage": ...}``). It is invoked with the calling node's
     config, so it is a LangGraph subgraph of that task: it checkpoints in its own
     namespace and an interrupt inside it pauses (and later resumes) the whole run.
+    A graph specialist (``scope``: its name) runs with its name added to its agents'
+    paths (:func:`~podium.graphs._members.enter`); the delegation itself is the
+    manager's.
     """
 
     def run(task: str, config: RunnableConfig) -> tuple[str, dict[str, Any]]:
         emit("delegation", {"name": name, "task": task[:500]}, config)
-        config, sink = collect_usage(config)
+        config, shown = _shared(config)
+        config, sink = collect_usage(enter(config, scope))
         try:
-            out = runnable.invoke({"messages": [HumanMessage(task)]}, config)
+            out = runnable.invoke({"messages": [*shown, HumanMessage(task)]}, config)
         except Exception as exc:
             raise _with_usage(exc, sink)  # noqa: B904 - the same exception, re-raised
         return final_text(out, name), {"usage": usage_of(out)}
 
     async def arun(task: str, config: RunnableConfig) -> tuple[str, dict[str, Any]]:
         emit("delegation", {"name": name, "task": task[:500]}, config)
-        config, sink = collect_usage(config)
+        config, shown = _shared(config)
+        config, sink = collect_usage(enter(config, scope))
         try:
-            out = await runnable.ainvoke({"messages": [HumanMessage(task)]}, config)
+            out = await runnable.ainvoke({"messages": [*shown, HumanMessage(task)]}, config)
         except Exception as exc:
             raise _with_usage(exc, sink)  # noqa: B904 - the same exception, re-raised
         return final_text(out, name), {"usage": usage_of(out)}
@@ -135,6 +174,13 @@ def delegation_tool(name: str, description: str, runnable: Pregel[Any, Any, Any,
     return built
 
 
+def _shared(config: RunnableConfig) -> tuple[RunnableConfig, list[AnyMessage]]:
+    """The manager's messages shown to this delegation, taken out of the config."""
+    conf = dict(config.get("configurable") or {})
+    shown = conf.pop(SHARED_KEY, None) or []
+    return cast(RunnableConfig, {**config, "configurable": conf}), list(shown)
+
+
 def _with_usage(exc: Exception, sink: UsageSink) -> Exception:
     """A failed specialist's error, carrying what its model calls used.
 
@@ -144,6 +190,31 @@ def _with_usage(exc: Exception, sink: UsageSink) -> Exception:
     if not isinstance(exc, GraphBubbleUp):
         exc.podium_usage = sink.usage  # type: ignore[attr-defined]
     return exc
+
+
+def _shares(share: object, names: Sequence[str]) -> dict[str, int]:
+    """``share=`` as ``{specialist: n}`` (raises ``ConfigurationError`` when invalid)."""
+
+    def count(value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigurationError(
+                f"create_manager_graph: share must be a whole number of messages (0 or "
+                f"more), or {{specialist: n}}; got {value!r}.",
+                fix="Pass share=4 to show every specialist the last 4 messages, or "
+                'share={"billing": 4}.',
+            )
+        return value
+
+    if isinstance(share, Mapping):
+        unknown = sorted(set(share) - set(names))
+        if unknown:
+            raise ConfigurationError(
+                f"create_manager_graph: share names unknown specialist(s) {unknown}. "
+                f"Specialists: {', '.join(names)}.",
+                fix="Name specialists of this manager.",
+            )
+        return {n: count(v) for n, v in share.items()}
+    return dict.fromkeys(names, count(share))
 
 
 def _grants(specialist_budget: object, names: Sequence[str]) -> dict[str, Budget]:
@@ -212,6 +283,7 @@ def create_manager_graph(
     description: str = "",
     budget: Budget | None = None,
     specialist_budget: Budget | Mapping[str, Budget] | None = None,
+    share: int | Mapping[str, int] = 0,
 ) -> GovernedGraph[ManagerState, None, ManagerState, ManagerState]:
     """Build a manager graph: one agent delegates tasks to specialists and answers.
 
@@ -259,6 +331,11 @@ def create_manager_graph(
             what one delegation may use, from its start, besides the run's and the
             agents' own budgets; when it runs out the specialist stops (or asks a
             human) as its ``on_exhausted`` says, and the manager gets its answer.
+        share: How much of the manager's conversation a specialist sees before its
+            task: the last *n* messages the user and the manager exchanged (user
+            messages and the manager's answers; never delegations or other
+            specialists' results), for every specialist or ``{specialist: n}``.
+            Default ``0``: the task alone (a private history).
 
     Returns:
         An uncompiled graph with nodes ``<manager>``, one per specialist, and
@@ -288,10 +365,13 @@ def create_manager_graph(
         "create_manager_graph", policy, name, description
     )
     binding = budget_binding("create_manager_graph", budget, graph_name or boss.name)
+    shares = _shares(share, names)
     grants = _grants(specialist_budget, names)
     known = all_tool_names([boss, *specialists]) | set(names)
     delegates = {
-        n: delegation_tool(n, member_description(s), member_runnable(s, known_tools=known))
+        n: delegation_tool(
+            n, member_description(s), member_runnable(s, known_tools=known), member_scope(s)
+        )
         for n, s in zip(names, specialists, strict=True)
     }
     brain = dataclasses.replace(
@@ -317,7 +397,12 @@ def create_manager_graph(
         return [
             Send(
                 s.arg["name"],
-                {**s.arg, "podium_usage": state.get("usage") or Usage(), "podium_at": at},
+                {
+                    **s.arg,
+                    "podium_usage": state.get("usage") or Usage(),
+                    "podium_at": at,
+                    "podium_shared": shared_view(state["messages"], shares.get(s.arg["name"], 0)),
+                },
             )
             if s.arg["name"] in delegates and "problem" not in s.arg
             else s
@@ -361,10 +446,13 @@ def _delegation_node(
         call = dict(req)
         call.pop("podium_usage", None)
         call.pop("podium_at", None)
+        shown = call.pop("podium_shared", None)
         config = run_config(config, req.get("podium_usage"), policy)
         if grant is not None:
             label = f"delegation:{node}:{req['id']}"
             config = grant_config(config, label, grant, req.get("podium_at") or time.time())
+        if shown:
+            config = merge_configs(config, {"configurable": {SHARED_KEY: shown}})
         return call, config
 
     def done(message: ToolMessage) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import merge_configs
 from langgraph.graph import StateGraph
 from langgraph.pregel import Pregel
 
@@ -21,6 +22,7 @@ from podium.agents._budget import Usage, member_config
 from podium.agents._loop import build_agent_loop
 from podium.agents._spec import validate_name
 from podium.errors import ConfigurationError
+from podium.observe._scope import SCOPE_KEY, scope_of, scoped
 from podium.tools import GovernedGraph, Policy
 from podium.tools._app import EFFECTS_KEY
 from podium.tools._decisions import with_policy
@@ -34,11 +36,13 @@ __all__ = [
     "check_members",
     "check_rule_names",
     "describe",
+    "enter",
     "inventory",
     "inventory_of",
     "member_description",
     "member_name",
     "member_runnable",
+    "member_scope",
     "member_tool_names",
     "run_config",
 ]
@@ -134,15 +138,39 @@ def member_runnable(
     raise ConfigurationError(f"{member!r} is not an Agent or a graph.")
 
 
+def member_scope(member: object) -> str | None:
+    """The segment a member adds to its agents' paths: a graph's name (Agents add none).
+
+    See :mod:`podium.observe._scope`: an agent ``cashier`` of a graph member named
+    ``support_desk`` shows as ``support_desk/cashier``.
+    """
+    return None if isinstance(member, Agent) else member_name(member)
+
+
+def enter(config: RunnableConfig, scope: str | None) -> RunnableConfig:
+    """The config to run a graph member named ``scope`` with (unchanged for ``None``).
+
+    The one place a path segment is added (:mod:`podium.observe._scope`).
+    """
+    if scope is None:
+        return config
+    return merge_configs(config, {"metadata": {SCOPE_KEY: scoped(scope_of(config), scope)}})
+
+
 def run_config(
-    config: RunnableConfig, usage: Usage | None, policy: Policy | None
+    config: RunnableConfig,
+    usage: Usage | None,
+    policy: Policy | None,
+    scope: str | None = None,
 ) -> RunnableConfig:
     """The config a pattern runs a member with.
 
     It carries the run's usage so far and the pattern's policy, passed down after
-    the enclosing graphs' (see :func:`~podium.tools._decisions.with_policy`).
+    the enclosing graphs' (see :func:`~podium.tools._decisions.with_policy`), and for
+    a graph member (``scope``: its :func:`member_scope`) the member's name in the
+    path its agents show under.
     """
-    return with_policy(member_config(config, usage), policy)
+    return enter(with_policy(member_config(config, usage), policy), scope)
 
 
 @dataclass(frozen=True)

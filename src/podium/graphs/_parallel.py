@@ -3,11 +3,20 @@
 Graph: ``START → fan_out ⇢ <branch>… → join → END``. ``fan_out`` clears the last
 turn's results and sends the conversation to every branch (or to the ones
 ``select`` picks) with one ``Send`` each, so each branch is its own task: branches
-run concurrently (asyncio tasks under ``ainvoke``; LangGraph's thread pool under
-``invoke``), and an interrupt in one branch never re-runs a sibling on resume --
-finished siblings' writes are already saved. A branch sees only the conversation,
-never another branch's work; its outcome (``ok``, ``error`` or ``timeout``) lands in
-``branch_results``. ``join`` checks the quorum and combines the answers.
+run concurrently (asyncio tasks under ``ainvoke``; under ``invoke``, LangGraph's
+thread pool, which podium sizes to the number of branches -- see
+:class:`~podium.tools.GovernedApp`), and an interrupt in one branch never re-runs a
+sibling on resume -- finished siblings' writes are already saved. A branch sees only
+the conversation, never another branch's work; its outcome (``ok``, ``error`` or
+``timeout``) lands in ``branch_results``. ``join`` checks the quorum and combines the answers.
+
+Run events: each branch's outcome is a ``branch`` span (its ``agent`` is the branch,
+as its agents' paths start), then ``quorum`` (who succeeded, who failed and why,
+how many were required, whether that was met) and ``join`` (the join kind, and how
+the answer was chosen: the vote tally, winner, tie, scores). When a branch failed
+and the quorum was still met, the answer ends with a note saying which failed and
+why (``join_result["failed"]`` and the message's ``podium_failed`` metadata hold the
+same; ``podium_answer`` keeps the answer without the note).
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import concurrent.futures
 import contextvars
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any, Literal, NoReturn, NotRequired
+from typing import Annotated, Any, Literal, NamedTuple, NoReturn, NotRequired
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
@@ -51,9 +60,12 @@ from podium.graphs._members import (
     inventory,
     inventory_of,
     member_runnable,
+    member_scope,
     run_config,
 )
+from podium.observe import emit
 from podium.tools import GovernedApp, GovernedGraph, Policy
+from podium.tools._app import WIDTH_KEY
 from podium.tools._decisions import Where, where
 
 __all__ = ["BranchResult", "ParallelState", "create_parallel_graph"]
@@ -107,12 +119,52 @@ class _Branch:
         timeout: float | None,
         policy: Policy | None,
         effects: bool = True,
+        *,
+        graph: str = "parallel",
+        scope: str | None = None,
     ):
         self.name = name
         self.runnable = runnable
         self.timeout = timeout
         self.policy = policy
         self.effects = effects
+        self.graph, self.scope = graph, scope
+
+    def _report(self, config: RunnableConfig, began: float, result: BranchResult | None) -> None:
+        """The ``branch`` run event (``None``: interrupted, waiting for a human)."""
+        outcome = result["status"] if result is not None else "interrupted"
+        data: dict[str, Any] = {
+            "agent": self.name,
+            "name": self.graph,
+            "started_at": began,
+            "outcome": outcome,
+            "status": outcome if outcome in ("ok", "interrupted") else "error",
+        }
+        if result is not None and result["error"]:
+            data["error"] = result["error"]
+        if result is not None and result.get("may_still_act"):
+            data["may_still_act"] = True
+        emit("branch", data, config)
+
+    def invoke(self, inp: ParallelState, config: RunnableConfig) -> dict[str, Any]:
+        began = time.time()
+        try:
+            update = self._invoke(inp, config)
+        except GraphBubbleUp:
+            self._report(config, began, None)
+            raise
+        self._report(config, began, update["branch_results"][self.name])
+        return update
+
+    async def ainvoke(self, inp: ParallelState, config: RunnableConfig) -> dict[str, Any]:
+        began = time.time()
+        try:
+            update = await self._ainvoke(inp, config)
+        except GraphBubbleUp:
+            self._report(config, began, None)
+            raise
+        self._report(config, began, update["branch_results"][self.name])
+        return update
 
     def _record(
         self, started: float, status: Literal["ok", "error", "timeout"], answer: str, error: str
@@ -138,9 +190,9 @@ class _Branch:
         update["branch_results"][self.name]["may_still_act"] = self.effects
         return {**update, "usage": sink.usage}
 
-    def invoke(self, inp: ParallelState, config: RunnableConfig) -> dict[str, Any]:
+    def _invoke(self, inp: ParallelState, config: RunnableConfig) -> dict[str, Any]:
         payload, started = {"messages": inp["messages"]}, time.monotonic()
-        config, sink = collect_usage(run_config(config, inp.get("usage"), self.policy))
+        config, sink = collect_usage(run_config(config, inp.get("usage"), self.policy, self.scope))
         try:
             if self.timeout is None:
                 output = self.runnable.invoke(payload, config)
@@ -163,9 +215,9 @@ class _Branch:
             return self._failed(started, exc, sink)
         return self._ok(started, output)
 
-    async def ainvoke(self, inp: ParallelState, config: RunnableConfig) -> dict[str, Any]:
+    async def _ainvoke(self, inp: ParallelState, config: RunnableConfig) -> dict[str, Any]:
         payload, started = {"messages": inp["messages"]}, time.monotonic()
-        config, sink = collect_usage(run_config(config, inp.get("usage"), self.policy))
+        config, sink = collect_usage(run_config(config, inp.get("usage"), self.policy, self.scope))
         task = asyncio.ensure_future(self.runnable.ainvoke(payload, config))
         try:
             done, _ = await asyncio.wait({task}, timeout=self.timeout)
@@ -183,6 +235,18 @@ class _Branch:
         except Exception as exc:
             return self._failed(started, exc, sink)
         return self._ok(started, output)
+
+
+class _Tally(NamedTuple):
+    """Who of the branches that ran succeeded, who failed (and why), how many must succeed."""
+
+    succeeded: list[str]
+    failed: dict[str, str]
+    required: int
+
+    @property
+    def met(self) -> bool:
+        return len(self.succeeded) >= self.required
 
 
 class _Join:
@@ -207,22 +271,49 @@ class _Join:
         self.join = join
         self.kind, self.order, self.quorum, self.graph = kind, list(order), quorum, graph
         self.policy, self.branches = policy, branches
+        self.label = graph or "parallel"
 
     # -- the quorum --------------------------------------------------------------------
     def _ran(self, state: ParallelState, retried: Mapping[str, BranchResult]) -> dict[str, Any]:
         results = {**(state.get("branch_results") or {}), **retried}
         return {n: results[n] for n in self.order if n in results}
 
-    def _shortfall(self, ran: Mapping[str, BranchResult]) -> str | None:
+    def _tally(self, ran: Mapping[str, BranchResult]) -> _Tally:
         ok = [n for n, r in ran.items() if r["status"] == "ok"]
+        failed = {n: r["error"] or r["status"] for n, r in ran.items() if r["status"] != "ok"}
         required = len(ran) if self.quorum is None else min(self.quorum, len(ran))
-        if len(ok) >= required:
+        return _Tally(ok, failed, required)
+
+    def _shortfall(self, ran: Mapping[str, BranchResult]) -> str | None:
+        tally = self._tally(ran)
+        if tally.met:
             return None
-        failed = ", ".join(f"{n} ({r['error']})" for n, r in ran.items() if n not in ok)
+        failed = ", ".join(f"{n} ({error})" for n, error in tally.failed.items())
         return (
-            f"Only {len(ok)} of {len(ran)} branches of {self.graph or 'the parallel graph'} "
-            f"succeeded; {required} must (quorum={self.quorum}). Failed: {failed}."
+            f"Only {len(tally.succeeded)} of {len(ran)} branches of "
+            f"{self.graph or 'the parallel graph'} succeeded; {tally.required} must "
+            f"(quorum={self.quorum}). Failed: {failed}."
         )
+
+    def _report(
+        self, config: RunnableConfig, ran: Mapping[str, BranchResult], retried: Sequence[str]
+    ) -> None:
+        """The ``quorum`` run event: who succeeded, who failed and why, whether it was met."""
+        tally = self._tally(ran)
+        data: dict[str, Any] = {
+            "agent": self.label,
+            "name": "quorum",
+            "status": "ok" if tally.met else "error",
+            "met": tally.met,
+            "required": tally.required,
+            "quorum": self.quorum,
+            "succeeded": tally.succeeded,
+            "failed": tally.failed,
+            "ran": len(ran),
+        }
+        if retried:
+            data["retried"] = list(retried)
+        emit("quorum", data, config)
 
     @staticmethod
     def _marker(state: ParallelState, config: RunnableConfig) -> tuple[Where, str] | None:
@@ -270,12 +361,14 @@ class _Join:
         ran = self._ran(state, {})
         problem = self._shortfall(ran)
         retried: dict[str, Any] = {}
+        again: list[str] = []
         if problem and self._failed_before(state, config):  # resumed: re-run the failed
             again = [n for n, r in ran.items() if r["status"] != "ok"]
             inp = self._retry_input(state)
             results, used = self._merged([self.branches[n].invoke(inp, config) for n in again])
             retried = {"branch_results": results, "usage": used}
             problem = self._shortfall(ran := self._ran(state, results))
+        self._report(config, ran, again)
         if problem:
             self._remember(state, config, problem)
             self._raise(problem)
@@ -285,6 +378,7 @@ class _Join:
         ran = self._ran(state, {})
         problem = self._shortfall(ran)
         retried: dict[str, Any] = {}
+        again: list[str] = []
         failed_before = problem is not None and await asyncio.to_thread(
             self._failed_before, state, config
         )
@@ -295,6 +389,7 @@ class _Join:
             results, used = self._merged(list(updates))
             retried = {"branch_results": results, "usage": used}
             problem = self._shortfall(ran := self._ran(state, results))
+        self._report(config, ran, again)
         if problem:
             await asyncio.to_thread(self._remember, state, config, problem)
             self._raise(problem)
@@ -313,58 +408,92 @@ class _Join:
         )
         return [*state["messages"], HumanMessage(note)]
 
+    @staticmethod
+    def _note(ran: Mapping[str, BranchResult], tally: _Tally) -> str:
+        """What the answer says about the branches that failed."""
+        parts = []
+        for n, error in tally.failed.items():
+            if ran[n].get("may_still_act"):
+                parts.append(
+                    f"{n} timed out and may still be acting in the background (its calls "
+                    "are in doubt until they finish)"
+                )
+            else:
+                parts.append(f"{n} ({error[:300]})")
+        return f"(Note: {len(tally.failed)} of {len(ran)} branches failed: {'; '.join(parts)}.)"
+
     def _finish(
-        self, answer: str, details: Mapping[str, Any], settled: dict[str, Any]
+        self,
+        config: RunnableConfig,
+        answer: str,
+        details: Mapping[str, Any],
+        settled: dict[str, Any],
     ) -> dict[str, Any]:
         ran: Mapping[str, BranchResult] = settled["ran"]
+        tally = self._tally(ran)
         acting = [n for n, r in ran.items() if r.get("may_still_act")]
         info: dict[str, Any] = {"join": self.kind, **details}
         meta: dict[str, Any] = {}
         if acting:  # the user must know: a timed-out branch may still take effect
             info["may_still_act"] = meta["podium_may_still_act"] = acting
-            answer += (
-                f"\n\n(Note: {', '.join(acting)} timed out and may still be acting in the "
-                "background; its calls are in doubt until they finish.)"
-            )
+        if tally.failed:  # ... and which branches failed, though the quorum was met
+            info["failed"] = meta["podium_failed"] = tally.failed
+            meta["podium_answer"] = answer
+            answer += "\n\n" + self._note(ran, tally)
+        emit(
+            "join",
+            {
+                "agent": self.label,
+                "name": self.kind,
+                "succeeded": tally.succeeded,
+                "failed": tally.failed,
+                "result": dict(details),
+            },
+            config,
+        )
         kwargs: dict[str, Any] = {"response_metadata": meta}
         if self.graph:
             kwargs["name"] = self.graph
         update = {"messages": [AIMessage(answer, **kwargs)], "join_result": info}
         return {**settled["update"], **update}
 
-    def _combine(self, function: JoinFunction, settled: dict[str, Any]) -> dict[str, Any]:
+    def _combine(
+        self, config: RunnableConfig, function: JoinFunction, settled: dict[str, Any]
+    ) -> dict[str, Any]:
         answers = {n: r["answer"] for n, r in settled["ran"].items() if r["status"] == "ok"}
         raw = function(answers)
         if isinstance(raw, str):
-            return self._finish(raw, {}, settled)
+            return self._finish(config, raw, {}, settled)
         if isinstance(raw, Mapping) and isinstance(raw.get("answer"), str):
             details = {k: v for k, v in raw.items() if k != "answer"}
-            return self._finish(raw["answer"], details, settled)
+            return self._finish(config, raw["answer"], details, settled)
         raise ConfigurationError(
             f"The join function {self.kind!r} returned {raw!r:.80}; a join returns the final "
             "answer as a str, or a mapping with an 'answer' str (and details).",
             fix="Return a str from the join function.",
         )
 
-    def _synthesised(self, settled: dict[str, Any], output: Any, agent: str) -> dict[str, Any]:
-        done = self._finish(final_answer(output), {"agent": agent}, settled)
+    def _synthesised(
+        self, config: RunnableConfig, settled: dict[str, Any], output: Any, agent: str
+    ) -> dict[str, Any]:
+        done = self._finish(config, final_answer(output), {"agent": agent}, settled)
         return {**done, "usage": add_usage(settled["update"].get("usage"), usage_of(output))}
 
     def invoke(self, state: ParallelState, config: RunnableConfig) -> dict[str, Any]:
         settled = self._settle(state, config)
         if not isinstance(self.join, Pregel):
-            return self._combine(self.join, settled)
-        config = run_config(config, state.get("usage"), self.policy)
-        output = self.join.invoke({"messages": self._prompt(state, settled["ran"])}, config)
-        return self._synthesised(settled, output, self.join.name)
+            return self._combine(config, self.join, settled)
+        inner = run_config(config, state.get("usage"), self.policy)
+        output = self.join.invoke({"messages": self._prompt(state, settled["ran"])}, inner)
+        return self._synthesised(config, settled, output, self.join.name)
 
     async def ainvoke(self, state: ParallelState, config: RunnableConfig) -> dict[str, Any]:
         settled = await self._asettle(state, config)
         if not isinstance(self.join, Pregel):
-            return self._combine(self.join, settled)
-        config = run_config(config, state.get("usage"), self.policy)
-        output = await self.join.ainvoke({"messages": self._prompt(state, settled["ran"])}, config)
-        return self._synthesised(settled, output, self.join.name)
+            return self._combine(config, self.join, settled)
+        inner = run_config(config, state.get("usage"), self.policy)
+        output = await self.join.ainvoke({"messages": self._prompt(state, settled["ran"])}, inner)
+        return self._synthesised(config, settled, output, self.join.name)
 
 
 class _ParallelGraph(GovernedGraph[ParallelState, None, ParallelState, ParallelState]):
@@ -497,7 +626,10 @@ def create_parallel_graph(
             (default: all).
         max_concurrency: At most this many branches run at once (LangGraph's
             ``max_concurrency`` config, bound at compile; a value passed in the
-            invoke config wins).
+            invoke config wins). Default: no limit -- every branch runs at once,
+            under ``ainvoke`` as asyncio tasks and under ``invoke`` in a thread pool
+            podium sizes to the number of branches (LangGraph's default pool has
+            ``min(32, CPUs + 4)`` threads).
         policy: Applied to every tool call of every Agent branch and the synthesiser.
         name: The graph's name as a member elsewhere (and its compiled name).
         description: What it does, for managers and handoff peers choosing it.
@@ -538,7 +670,10 @@ def create_parallel_graph(
 
     graph = _ParallelGraph(ParallelState)
     graph.podium_name, graph.podium_description = name, description
-    graph.podium_configurable = budget_binding("create_parallel_graph", budget, name or "parallel")
+    graph.podium_configurable = {
+        **(budget_binding("create_parallel_graph", budget, name or "parallel") or {}),
+        WIDTH_KEY: len(names),  # sync runs get a thread per branch (GovernedApp)
+    }
     graph.podium_max_concurrency = max_concurrency
 
     def fan_out(state: ParallelState) -> dict[str, Any]:
@@ -555,6 +690,8 @@ def create_parallel_graph(
             branch_timeout,
             policy,
             inventory(member).effects,
+            graph=name or "parallel",
+            scope=member_scope(member),
         )
         graph.add_node(
             branch_name,

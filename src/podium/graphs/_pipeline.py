@@ -7,18 +7,27 @@ values (pydantic outputs as ``model_dump(mode="json")``), re-validated into the
 stage's model whenever a later stage reads them. The last stage's output becomes the
 pipeline's answer message. An action stage is preceded by an approval gate
 (:mod:`podium.graphs._gate`).
+
+Run events (the ``agent`` column is the pipeline, ``name`` the stage): every
+execution of a stage emits ``stage_started`` and, however it ends, ``stage_finished``
+-- a span with ``status`` ok / error / interrupted (waiting for a human) and
+``outcome`` done / skipped / rework; a stage that sends work back also emits
+``rework`` (``from``, ``to``, ``feedback``, ``round``). A gate's questions are
+``approval_requested`` / ``approval_decided`` events with ``stage`` in their data.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START
 from langgraph.pregel import Pregel
 from langgraph.types import Command, Overwrite
@@ -32,7 +41,7 @@ from podium.errors import (
     ReworkLimitError,
 )
 from podium.graphs._gate import ActionGate, Verdict
-from podium.graphs._joins import final_answer
+from podium.graphs._joins import final_answer, plain_answer
 from podium.graphs._members import (
     Inventory,
     Member,
@@ -41,6 +50,7 @@ from podium.graphs._members import (
     describe,
     inventory_of,
     member_runnable,
+    member_scope,
     run_config,
 )
 from podium.graphs._stage import (
@@ -60,6 +70,7 @@ from podium.graphs._stage import (
     to_json_value,
     typed,
 )
+from podium.observe import emit
 from podium.tools import GovernedGraph, Policy
 
 __all__ = ["create_pipeline_graph"]
@@ -101,6 +112,8 @@ class _StageNode:
             None if self.stage.is_member or not callable(run) else run
         )
         self.graph, self.max_rework, self.policy = graph, max_rework, policy
+        self.label = graph or "pipeline"
+        self.scope = member_scope(self.stage.run) if self.stage.is_member else None
         self.models = {s.name: s.output for s in stages}
         self.earlier = [s.name for s in stages[:index]]
         self.prev = stages[index - 1].name if index else None
@@ -264,9 +277,90 @@ class _StageNode:
             HumanMessage(f"{problem}. Reply again with only the corrected JSON object."),
         ]
 
+    # -- run events --------------------------------------------------------------------
+    def _event(self, began: float, round_: int | None, **data: Any) -> dict[str, Any]:
+        event = {"agent": self.label, "name": self.stage.name, "started_at": began, **data}
+        if round_ is not None:
+            event["round"] = round_
+        return event
+
+    def _started(self, config: RunnableConfig, step: _Step, began: float) -> None:
+        data: dict[str, Any] = {"round": step.reworks, "action": self.stage.action}
+        if step.inp.feedback:
+            data["feedback"] = step.inp.feedback
+        emit("stage_started", {"agent": self.label, "name": self.stage.name, **data}, config)
+
+    def _ended(
+        self, config: RunnableConfig, began: float, round_: int, command: Command[Any]
+    ) -> Command[Any]:
+        """Emit ``stage_finished`` (and ``rework``) for the stage's outcome."""
+        update = command.update if isinstance(command.update, dict) else {}
+        log = update.get("stage_log")
+        records = log.value if isinstance(log, Overwrite) else log
+        record: StageRecord | None = records[-1] if records else None
+        if record is None:  # pragma: no cover - every route writes the stage's record
+            return command
+        detail = record["detail"]
+        data: dict[str, Any] = {"outcome": record["status"]}
+        for key in ("attempts", "replayed"):
+            if key in detail:
+                data[key] = detail[key]
+        decision = detail.get("decision")
+        if isinstance(decision, dict):  # skipped: what the human decided
+            data["action"], data["by"] = decision.get("action"), decision.get("by")
+            data["reason"] = decision.get("reason") or decision.get("message")
+        if record["status"] == "rework":
+            data["to"] = detail.get("to")
+        emit("stage_finished", self._event(began, round_, **data), config)
+        if record["status"] == "rework":
+            rework = {
+                "agent": self.label,
+                "name": f"{self.stage.name} -> {detail.get('to')}",
+                "from": self.stage.name,
+                "to": detail.get("to"),
+                "feedback": detail.get("feedback") or "",
+                "round": round_ + 1,
+            }
+            emit("rework", rework, config)
+        return command
+
+    def _failed(
+        self, config: RunnableConfig, began: float, round_: int | None, exc: Exception
+    ) -> None:
+        if isinstance(exc, GraphBubbleUp):  # an interrupt: a human is asked
+            data: dict[str, Any] = {"status": "interrupted", "outcome": "interrupted"}
+            data["interrupted"] = "waiting for a human"
+        else:
+            data = {"status": "error", "outcome": "error"}
+            data["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        emit("stage_finished", self._event(began, round_, **data), config)
+
     # -- entry points ----------------------------------------------------------------
     def invoke(self, state: PipelineState, config: RunnableConfig) -> Command[Any]:
-        step = self._begin(state)
+        began, round_ = time.time(), None
+        try:
+            step = self._begin(state)
+            round_ = step.reworks
+            self._started(config, step, began)
+            command = self._invoke(state, config, step)
+        except Exception as exc:
+            self._failed(config, began, round_, exc)
+            raise
+        return self._ended(config, began, round_, command)
+
+    async def ainvoke(self, state: PipelineState, config: RunnableConfig) -> Command[Any]:
+        began, round_ = time.time(), None
+        try:
+            step = self._begin(state)
+            round_ = step.reworks
+            self._started(config, step, began)
+            command = await self._ainvoke(state, config, step)
+        except Exception as exc:
+            self._failed(config, began, round_, exc)
+            raise
+        return self._ended(config, began, round_, command)
+
+    def _invoke(self, state: PipelineState, config: RunnableConfig, step: _Step) -> Command[Any]:
         gated = self._gates(step, config)
         if gated is not None:
             return gated
@@ -291,18 +385,20 @@ class _StageNode:
         text = problem = ""
         used = Usage()
         for attempt in range(1, self.stage.retries + 2):
-            inner = run_config(config, add_usage(state.get("usage"), used), self.policy)
+            inner = run_config(config, add_usage(state.get("usage"), used), self.policy, self.scope)
             output = self.runnable.invoke({"messages": messages}, inner)
             used = add_usage(used, usage_of(output))
-            text = final_answer(output)
+            # a typed stage parses the answer itself, without notes a graph added for users
+            text = final_answer(output) if self.stage.output is None else plain_answer(output)
             value, trouble = self._accept(text)
             if trouble is None:
                 return _with_usage(self._done(step, config, value, {"attempts": attempt}), used)
             problem, messages = trouble, self._retry(output, trouble)
         raise invalid_output(self.stage, text, problem)
 
-    async def ainvoke(self, state: PipelineState, config: RunnableConfig) -> Command[Any]:
-        step = self._begin(state)
+    async def _ainvoke(
+        self, state: PipelineState, config: RunnableConfig, step: _Step
+    ) -> Command[Any]:
         # the gates use the synchronous ledger: a worker thread, never the event loop
         gated = await asyncio.to_thread(self._gates, step, config) if self.gate else None
         if gated is not None:
@@ -322,10 +418,11 @@ class _StageNode:
         text = problem = ""
         used = Usage()
         for attempt in range(1, self.stage.retries + 2):
-            inner = run_config(config, add_usage(state.get("usage"), used), self.policy)
+            inner = run_config(config, add_usage(state.get("usage"), used), self.policy, self.scope)
             output = await self.runnable.ainvoke({"messages": messages}, inner)
             used = add_usage(used, usage_of(output))
-            text = final_answer(output)
+            # a typed stage parses the answer itself, without notes a graph added for users
+            text = final_answer(output) if self.stage.output is None else plain_answer(output)
             value, trouble = self._accept(text)
             if trouble is None:
                 return _with_usage(self._done(step, config, value, {"attempts": attempt}), used)

@@ -7,7 +7,7 @@ from podium._lazy import attach as _attach
 if TYPE_CHECKING:
     from podium.observe._events import RunEvent, RunLedgerHandler, Sink, emit
     from podium.observe._otel import otel_sink
-    from podium.observe._prices import DEFAULT_PRICES, Price, cost_of
+    from podium.observe._prices import DEFAULT_PRICES, FREE_MODELS, Price, cost_of, price_of
     from podium.observe._redact import REDACTED, Redactor, default_redactor, redact, set_redactor
     from podium.observe._report import (
         CostLine,
@@ -24,6 +24,7 @@ __getattr__, __dir__ = _attach(__name__)
 
 __all__ = [
     "DEFAULT_PRICES",
+    "FREE_MODELS",
     "REDACTED",
     "CostLine",
     "Price",
@@ -39,6 +40,7 @@ __all__ = [
     "emit",
     "otel_sink",
     "plot_timeline",
+    "price_of",
     "redact",
     "render_cost",
     "render_trace",

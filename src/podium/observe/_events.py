@@ -2,8 +2,11 @@
 
 Model and tool calls are observed through LangChain's callback system (the same
 events LangSmith sees); podium's own decisions -- policy, approvals, handoffs,
-delegations, retries, escalations, budget use -- are dispatched as custom events
-named ``podium.<kind>`` with :func:`emit`. :class:`RunLedgerHandler` turns both into
+delegations, retries, escalations, budget use -- and what the patterns do --
+pipeline stages and reworks, parallel branches, quorum and joins -- are dispatched
+as custom events named ``podium.<kind>`` with :func:`emit` (every kind is listed
+in :attr:`RunEvent.kind`). The ``agent`` column carries the agent's path in nested
+graphs (:mod:`podium.observe._scope`). :class:`RunLedgerHandler` turns both into
 :class:`RunEvent` rows and hands them in batches to a sink on a background thread:
 a run never waits for, and never fails because of, the run ledger. Events the sink
 could not take are counted in :attr:`RunLedgerHandler.dropped`.
@@ -28,8 +31,10 @@ from langchain_core.outputs import LLMResult
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphBubbleUp
 
-from podium.observe._prices import Price, cost_of
+from podium._scrub import has_secrets, scrub
+from podium.observe._prices import Price, price_of
 from podium.observe._redact import redact
+from podium.observe._scope import scope_of, scoped
 
 __all__ = ["RunEvent", "RunLedgerHandler", "Sink", "emit"]
 
@@ -42,13 +47,27 @@ class RunEvent:
     """One thing that happened in a run."""
 
     kind: str
-    """``model``, ``tool``, or a podium kind (``policy``, ``approval_requested``,
-    ``approval_decided``, ``handoff``, ``delegation``, ``retry``, ``fallback``,
-    ``escalation``, ``budget``)."""
+    """What happened. Calls (spans): ``model``, ``tool``. Governance: ``policy`` (a
+    rule's verdict on a call), ``refusal`` (a call that did not run, and why),
+    ``approval_requested``, ``approval_refused`` (a decision that was not accepted),
+    ``approval_decided`` (for a pipeline action gate these carry ``stage``).
+    Control flow: ``handoff``, ``delegation``, ``retry``, ``fallback``,
+    ``escalation``, ``budget``. Pipelines: ``stage_started`` and ``stage_finished``
+    (a span: ``outcome`` done / skipped / rework, ``round``, ``attempts``),
+    ``rework`` (``from`` → ``to`` stage, ``feedback``, ``round``). Parallel graphs:
+    ``branch`` (a span per branch: ``outcome`` ok / error / timeout and ``error``),
+    ``quorum`` (``succeeded``, ``failed`` with reasons, ``required``, ``met``) and
+    ``join`` (the join kind, who succeeded and failed, and in ``result`` how the
+    answer was chosen: the vote tally, winner, tie, scores). Environments: ``command``
+    (a span per shell command: ``exit_code``, ``duration``, ``bytes_out``,
+    ``truncated``, ``timed_out``, ``sandbox``, ``network``, ``connections``,
+    ``refused``) and ``network_refused`` (``host``, ``port``, ``network``)."""
     thread_id: str
     """The thread (run) it belongs to."""
     agent: str | None = None
-    """The agent it happened in."""
+    """The agent it happened in, with its path in nested graphs
+    (``support_desk/cashier``; see :mod:`podium.observe._scope`); for pipeline,
+    parallel-join and gate events, the graph itself."""
     node: str | None = None
     """The LangGraph node."""
     name: str | None = None
@@ -81,8 +100,11 @@ def emit(kind: str, data: Mapping[str, Any], config: RunnableConfig | None = Non
     """Record a podium event in the current run (no-op outside a run).
 
     Args:
-        kind: The event kind (``policy``, ``handoff``, ...).
-        data: JSON-serialisable details; ``agent`` and ``name`` keys fill those columns.
+        kind: The event kind (``policy``, ``handoff``, ...; see :attr:`RunEvent.kind`).
+        data: JSON-serialisable details. These keys fill columns instead: ``agent``
+            (a name as the emitting graph knows it; the run ledger adds the path of
+            the enclosing member graphs), ``name``, ``status``, and for a span
+            ``started_at`` (epoch seconds; it ends now unless ``ended_at`` is given).
         config: The node's config, when called outside the runnable context.
     """
     try:
@@ -94,6 +116,22 @@ def emit(kind: str, data: Mapping[str, Any], config: RunnableConfig | None = Non
 def _meta_str(meta: Mapping[str, Any] | None, key: str) -> str | None:
     value = (meta or {}).get(key)
     return str(value) if value is not None else None
+
+
+def _agent(meta: Mapping[str, Any] | None, named: object) -> str | None:
+    """The ``agent`` column: the named (or tagged) agent, with its path.
+
+    A LangChain ``create_agent`` graph tags its runs with ``lc_agent_name`` (its
+    ``name=``), which names the agent when podium's own tag is absent.
+    """
+    tagged = _meta_str(meta, "podium_agent") or _meta_str(meta, "lc_agent_name")
+    name = str(named or tagged or "")
+    scope = scope_of(meta)
+    return scoped(scope, name) if name else scope or None
+
+
+def _seconds(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 class RunLedgerHandler(BaseCallbackHandler):
@@ -136,6 +174,7 @@ class RunLedgerHandler(BaseCallbackHandler):
         self._writing = threading.Lock()
         self._closed = False
         self._open: dict[UUID, RunEvent] = {}
+        self._free: set[UUID] = set()  # open calls to the local model (free by definition)
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._drain, name="podium-run-ledger", daemon=True)
         self._thread.start()
@@ -157,6 +196,8 @@ class RunLedgerHandler(BaseCallbackHandler):
         if len(self._buffer) >= self._max_queue:
             self.dropped += 1
             return
+        if has_secrets():  # error texts and tool details too, not only emit()'s data
+            event.data = scrub(event.data)
         self._buffer.append(event)
         if len(self._buffer) >= self.batch_size:
             self._wake.set()
@@ -211,7 +252,7 @@ class RunLedgerHandler(BaseCallbackHandler):
         event = RunEvent(
             kind=kind,
             thread_id=_meta_str(meta, "thread_id") or "",
-            agent=_meta_str(meta, "podium_agent"),
+            agent=_agent(meta, None),
             node=_meta_str(meta, "langgraph_node"),
             name=name,
             run_id=str(run_id),
@@ -244,29 +285,52 @@ class RunLedgerHandler(BaseCallbackHandler):
             params.get("model") or params.get("model_name") or (metadata or {}).get("ls_model_name")
         )
         self._start("model", run_id, parent_run_id, metadata, str(name) if name else None)
+        if (metadata or {}).get("podium_model") == "local":
+            with self._lock:
+                self._free.add(run_id)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        """Close a model event with tokens, cost and finish reason."""
+        """Close a model event with tokens, cost, whether it is priced, finish reason.
+
+        ``data["priced"]`` is ``False`` when the model has no known price (see
+        :mod:`podium.observe._prices`): its ``cost`` is 0 but not because it was free.
+        """
         event = self._end(run_id)
+        with self._lock:
+            free = run_id in self._free
+            self._free.discard(run_id)
         if event is None:
             return
         generation: Any = response.generations[0][0] if response.generations else None
         message = getattr(generation, "message", None)
         usage = getattr(message, "usage_metadata", None) or {}
         meta = getattr(message, "response_metadata", None) or {}
+        details = usage.get("input_token_details") or {}
         event.input_tokens = int(usage.get("input_tokens", 0))
         event.output_tokens = int(usage.get("output_tokens", 0))
         event.name = str(meta.get("model_name") or event.name or "")
-        event.cost = cost_of(event.name, event.input_tokens, event.output_tokens, self.prices)
+        cost = price_of(
+            event.name,
+            event.input_tokens,
+            event.output_tokens,
+            self.prices,
+            cache_read_tokens=int(details.get("cache_read") or 0),
+            cache_write_tokens=int(details.get("cache_creation") or 0),
+            free=free,
+        )
+        event.cost = cost or 0.0
         event.data = {
             "finish_reason": meta.get("finish_reason"),
             "tool_calls": len(getattr(message, "tool_calls", None) or []),
+            "priced": cost is not None,
         }
         self._put(event)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         """Close a model event as failed."""
         event = self._end(run_id)
+        with self._lock:
+            self._free.discard(run_id)
         if event is not None:
             event.status = "error"
             event.data = {"error": f"{type(error).__name__}: {error}"[:500]}
@@ -321,14 +385,18 @@ class RunLedgerHandler(BaseCallbackHandler):
         if not name.startswith("podium."):
             return
         details = dict(data) if isinstance(data, Mapping) else {"value": data}
+        now = time.time()
+        started = _seconds(details.pop("started_at", None))
+        ended = _seconds(details.pop("ended_at", None))
         self._put(
             RunEvent(
                 kind=name.removeprefix("podium."),
                 thread_id=_meta_str(metadata, "thread_id") or "",
-                agent=str(details.pop("agent", None) or _meta_str(metadata, "podium_agent") or "")
-                or None,
+                agent=_agent(metadata, details.pop("agent", None)),
                 node=_meta_str(metadata, "langgraph_node"),
                 name=str(details.pop("name")) if "name" in details else None,
+                started_at=started if started is not None else now,
+                ended_at=(ended or now) if started is not None else None,
                 status=str(details.pop("status", "ok")),
                 run_id=str(run_id),
                 data=details,

@@ -1,4 +1,10 @@
-"""Redaction: arguments and outputs pass a hook before the run ledger stores them."""
+"""Redaction: arguments and outputs pass a hook before the run ledger stores them.
+
+Two kinds: by key (:func:`default_redactor`: values under secret-looking keys, the
+hook :func:`set_redactor` can replace) and by value (the values of the secrets this
+process read, see :mod:`podium._scrub`), which :func:`redact` always applies after
+the hook, whatever hook is installed.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["REDACTED", "Redactor", "default_redactor", "redact", "set_redactor"]
+from podium._scrub import REDACTED, scrub
 
-REDACTED = "[redacted]"
-"""What a redacted value is replaced with."""
+__all__ = ["REDACTED", "Redactor", "default_redactor", "redact", "set_redactor"]
 
 Redactor = Callable[[Any], Any]
 """Takes a JSON-like value and returns what may be stored."""
@@ -50,5 +55,5 @@ def set_redactor(redactor: Redactor | None) -> None:
 
 
 def redact(value: Any) -> Any:
-    """Apply the installed redaction hook."""
-    return _current(value)
+    """Apply the installed redaction hook, then scrub secret values (by value)."""
+    return scrub(_current(value))

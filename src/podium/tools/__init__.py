@@ -1,4 +1,4 @@
-"""Governed tools: the decorator, policies, approvals, and the exactly-once ledger."""
+"""Governed tools: the decorator, MCP servers, policies, approvals, the exactly-once ledger."""
 
 from typing import TYPE_CHECKING
 
@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from podium.tools._decorator import Risk, ToolTraits, tool, traits_of
     from podium.tools._executor import GovernedExecutor, idempotency_key
     from podium.tools._graph import GovernedGraph, ledger_for
+    from podium.tools._mcp import MCPServer, mcp_tools
     from podium.tools._memory import memory_tools
     from podium.tools._policy import Policy, PolicyDecision, Rule
 
@@ -21,6 +22,7 @@ __all__ = [
     "GovernedApp",
     "GovernedExecutor",
     "GovernedGraph",
+    "MCPServer",
     "Policy",
     "PolicyDecision",
     "Risk",
@@ -28,6 +30,7 @@ __all__ = [
     "ToolTraits",
     "idempotency_key",
     "ledger_for",
+    "mcp_tools",
     "memory_tools",
     "tool",
     "traits_of",

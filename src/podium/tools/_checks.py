@@ -5,6 +5,12 @@ validate against the tool's schema: extra arguments, non-finite numbers (NaN,
 infinity) and booleans where another type is expected (pydantic would turn ``true``
 into ``1.0``) are refused, and the validated arguments -- defaults filled in, values
 coerced as the tool will receive them -- are what the policy sees and the tool gets.
+
+Tools described by a pydantic model are validated by it. Tools described by a plain
+JSON schema (MCP servers' tools) are validated by ``jsonschema`` against that
+schema's own dialect (2020-12 unless it says otherwise), with the schema's top-level
+defaults filled in; extra arguments are refused unless the schema explicitly allows
+them (``additionalProperties`` true or a schema).
 """
 
 from __future__ import annotations
@@ -14,10 +20,13 @@ import math
 from collections.abc import Collection, Sequence
 from typing import Any
 
+import jsonschema
+from jsonschema.protocols import Validator
 from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, ValidationError
 
+from podium.errors import ConfigurationError
 from podium.tools._requests import ToolRequest
 
 __all__ = ["Grants", "refusal"]
@@ -42,11 +51,36 @@ def _format_validation(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _schema_of(t: BaseTool) -> tuple[type[BaseModel] | None, dict[str, Any]]:
+_Schema = tuple[type[BaseModel] | None, dict[str, Any], Validator | None]
+
+
+def _schema_of(t: BaseTool) -> _Schema:
+    """The tool's pydantic model, JSON schema, and a validator for a plain JSON schema."""
     schema = t.tool_call_schema
     if isinstance(schema, type) and issubclass(schema, BaseModel):
-        return schema, schema.model_json_schema()
-    return None, dict(schema) if isinstance(schema, dict) else {}
+        return schema, schema.model_json_schema(), None
+    plain = dict(schema) if isinstance(schema, dict) else {}
+    if not plain:
+        return None, plain, None
+    kind = jsonschema.validators.validator_for(plain, default=jsonschema.Draft202012Validator)
+    try:
+        kind.check_schema(plain)
+    except jsonschema.SchemaError as exc:
+        raise ConfigurationError(
+            f"Tool {t.name!r} has an invalid JSON schema for its arguments: {exc.message} "
+            f"(at {'/'.join(map(str, exc.path)) or 'the top'}).",
+            fix="Fix the tool's schema (for an MCP tool: its server's inputSchema), or leave "
+            "the tool out.",
+        ) from None
+    return None, plain, kind(plain)
+
+
+def _json_problems(validator: Validator, args: dict[str, Any]) -> str:
+    parts = []
+    for err in sorted(validator.iter_errors(args), key=lambda e: list(map(str, e.path))):
+        loc = ".".join(str(p) for p in err.path) or "(arguments)"
+        parts.append(f"{loc}: {err.message}")
+    return "; ".join(parts)
 
 
 def _non_finite(value: Any, at: str = "") -> str | None:
@@ -142,9 +176,11 @@ class Grants:
 
     def validate(self, name: str, args: dict[str, Any]) -> tuple[str, str] | dict[str, Any]:
         """``(code, message)`` for invalid arguments, else the validated arguments."""
-        model, json_schema = self._schemas[name]
+        model, json_schema, validator = self._schemas[name]
         allowed = set(json_schema.get("properties", {}))
         extra = sorted(set(args) - allowed)
+        if json_schema.get("additionalProperties", False) not in (False, None) and model is None:
+            extra = []  # the schema takes arguments beyond its properties
         if extra:
             return (
                 "unexpected_arguments",
@@ -153,6 +189,17 @@ class Grants:
             )
         if model is None:
             values: dict[str, Any] = dict(args)
+            if validator is not None:
+                for key, spec in json_schema.get("properties", {}).items():
+                    if key not in values and isinstance(spec, dict) and "default" in spec:
+                        values[key] = spec["default"]
+                problems = _json_problems(validator, values)
+                if problems:
+                    return (
+                        "malformed_arguments",
+                        f"invalid arguments for {name!r}: {problems}; nothing was run. Expected "
+                        f"schema: {json.dumps(json_schema.get('properties', {}))}.",
+                    )
         else:
             try:
                 validated = model.model_validate(args)

@@ -35,7 +35,7 @@ ends the task's work, so it needs no position and does not interrupt again.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -48,6 +48,7 @@ from podium.checkpoints._leases import Lease, lease_of
 from podium.checkpoints._ledger import SQLiteLedger, ToolLedger, args_hash
 from podium.errors import ApprovalError, InvalidDecisionError
 from podium.observe import emit
+from podium.observe._scope import scope_of, scoped
 from podium.tools._approvals import ApprovalRequest, Decision, DecisionAction, RequestKind
 from podium.tools._policy import Governance, Policy
 
@@ -131,6 +132,9 @@ class Where:
     """The running task's checkpoint namespace (task ids included)."""
     ledger: ToolLedger
     """The ledger of the running graph."""
+    scope: str = ""
+    """The path of the member graphs the task runs in (``""`` at top level; see
+    :mod:`podium.observe._scope`). Only shown (``ApprovalRequest.agent``), never keyed on."""
     lease: Lease | None = None
     """The run's thread lease (fences what it writes to the ledger), if it holds one."""
 
@@ -148,6 +152,7 @@ def where(config: RunnableConfig | None) -> Where:
         str(conf.get("thread_id", "")),
         str(conf.get("checkpoint_ns", "")),
         ledger,
+        scope_of(config),
         lease_of(config, ledger.location),
     )
 
@@ -172,11 +177,16 @@ def make_request(
     approvers: Sequence[str] | None = None,
     timeout: timedelta | None = None,
 ) -> ApprovalRequest:
-    """A fresh request for the question under ``key`` (the ledger may hold an older one)."""
+    """A fresh request for the question under ``key`` (the ledger may hold an older one).
+
+    ``agent`` is the name the asking graph knows; the request shows it with its path
+    in nested graphs (``support_desk/cashier``). The id depends only on the thread and
+    ``key``, never on the path.
+    """
     now = datetime.now(UTC)
     return ApprovalRequest(
         id=request_id(at.thread, key),
-        agent=agent,
+        agent=scoped(at.scope, agent),
         tool=tool,
         args=args,
         reason=reason,
@@ -212,6 +222,8 @@ class Question:
     """The hash of the arguments a decision lets run (``None``: nothing runs)."""
     meaning: str = ""
     """What each accepted decision does, shown when a decision is not accepted."""
+    tags: Mapping[str, Any] = field(default_factory=dict)
+    """Extra details for this question's run events (a pipeline gate adds ``stage``)."""
 
 
 def _refuse(decision: object, exc: ApprovalError) -> dict[str, Any]:
@@ -238,8 +250,9 @@ def _review(question: Question, stored: ApprovalRequest, value: object) -> Decis
     return question.review(decision, stored) if question.review is not None else decision
 
 
-def _event(stored: ApprovalRequest) -> dict[str, Any]:
+def _event(stored: ApprovalRequest, question: Question) -> dict[str, Any]:
     return {
+        **question.tags,
         "agent": stored.agent,
         "name": stored.tool,
         "request_id": stored.id,
@@ -263,7 +276,7 @@ def ask(config: RunnableConfig, question: Question) -> Decision:
         emit(
             "approval_requested",
             {
-                **_event(stored),
+                **_event(stored, question),
                 "reason": stored.reason,
                 "args": stored.args,
                 "approvers": list(stored.approvers) if stored.approvers is not None else None,
@@ -292,7 +305,7 @@ def ask(config: RunnableConfig, question: Question) -> Decision:
             )
             if recorded is None:
                 ledger.show_request(at.thread, question.key, shown.to_json())
-                emit("approval_refused", {**_event(stored), **refused}, config)
+                emit("approval_refused", {**_event(stored, question), **refused}, config)
             continue
         break
     if recorded is not None:
@@ -303,7 +316,7 @@ def ask(config: RunnableConfig, question: Question) -> Decision:
         if again is not None and again.decision is not None:
             return Decision.parse(again.decision)  # a concurrent decider won
     details: dict[str, Any] = {
-        **_event(stored),
+        **_event(stored, question),
         "action": decision.action,
         "by": decision.by,
         "waited_seconds": (datetime.now(UTC) - stored.created_at).total_seconds(),

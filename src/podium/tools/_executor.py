@@ -20,6 +20,19 @@ process whose ledger insert created the call's row runs it. Because the executor
 itself asks and checks the ledger, graph routing tricks (``update_state(as_node=...)``,
 ``Command(goto=...)``, crafted sends, stale or garbage resumes) reach the same checks
 and cannot run a gated tool.
+
+Two errors a tool raises are not tool failures: :class:`~podium.errors.ToolTimeoutError`
+(its service did not answer in time) is handled as the executor's own timeout (the
+model is told; a side-effecting call stays in doubt), and
+:class:`~podium.errors.ToolUnavailableError` (its service is down) stops the run
+instead of answering the model -- the call's ledger claim is released when the call
+never reached the service, so ``invoke(None, config)`` runs it afresh once the
+service is back, and stays in doubt when it may have.
+
+A tool's result (and a failure's message) has the values of the secrets this process
+read scrubbed out before it becomes the model's ``ToolMessage`` (:mod:`podium._scrub`),
+so a command that prints a secret never puts it in the model's context, the
+checkpoints or the ledger.
 """
 
 from __future__ import annotations
@@ -28,7 +41,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import json
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +52,11 @@ from langchain_core.runnables.config import merge_configs
 from langchain_core.tools import BaseTool
 from langgraph.errors import GraphBubbleUp
 
+from podium._scrub import has_secrets, scrub
 from podium.checkpoints._ledger import CallRecord, args_hash
 from podium.checkpoints._messages import EDIT_ARTIFACT
+from podium.checkpoints._owners import process_owner
+from podium.errors import ToolTimeoutError, ToolUnavailableError
 from podium.observe import emit
 from podium.tools import _inflight
 from podium.tools._approvals import RequestKind
@@ -86,6 +102,16 @@ def idempotency_key() -> str | None:
 
 class _ToolTimeout(Exception):
     """A tool call outlived the executor's timeout."""
+
+
+Invoke = Callable[[dict[str, Any], RunnableConfig], Any]
+"""How a cleared call is run: ``(tool_call, config) -> output``.
+
+The default invokes the granted tool (``tool.invoke(call, config)``); LangChain's
+``create_agent`` passes its tool node's handler instead (:mod:`podium.middleware`),
+so injected arguments and inner middleware work as they do there."""
+AsyncInvoke = Callable[[dict[str, Any], RunnableConfig], Awaitable[Any]]
+"""The asynchronous form of :data:`Invoke`."""
 
 
 def call_key(at: Where, req: ToolRequest, args: dict[str, Any]) -> str:
@@ -296,6 +322,8 @@ class GovernedExecutor(Asking):
                 name=req["name"] or "",
             )
         )
+        if has_secrets():  # a secret's value never reaches the model, the checkpoint or the ledger
+            message = message.model_copy(update={"content": scrub(message.content)})
         run = plan.run
         if run.edited_from is not None:
             artifact = message.artifact if isinstance(message.artifact, dict) else {}
@@ -308,7 +336,7 @@ class GovernedExecutor(Asking):
         # used before it failed, so the run's usage counts them
         used = getattr(exc, "podium_usage", None)
         return ToolMessage(
-            content=f"Error: tool {req['name']!r} failed: {type(exc).__name__}: {exc}",
+            content=scrub(f"Error: tool {req['name']!r} failed: {type(exc).__name__}: {exc}"),
             tool_call_id=req["id"],
             name=req["name"] or "unknown",
             status="error",
@@ -319,7 +347,17 @@ class GovernedExecutor(Asking):
             },
         )
 
-    def _timed_out(self, req: ToolRequest, plan: _Plan) -> ToolMessage:
+    def _timed_out(
+        self, req: ToolRequest, plan: _Plan, seconds: float | None = None
+    ) -> ToolMessage:
+        """The model's answer to a call that outlived a timeout.
+
+        ``seconds`` is the service's own timeout, for a
+        :class:`~podium.errors.ToolTimeoutError`: that call's result is never
+        recorded, so a human settles it if the tool is called again.
+        """
+        abandoned = seconds is not None
+        seconds = self.timeout if seconds is None else seconds
         tracked = plan.idempotency_key is not None
         if tracked:  # in doubt until it ends; the tool does not run again meanwhile
             plan.at.ledger.mark_late(plan.at.thread, plan.key, True)
@@ -330,12 +368,15 @@ class GovernedExecutor(Asking):
             else "It may still finish, and take effect, in the background; calling it again "
             "with the same arguments is safe (it carries the same idempotency key)."
             if idempotent
+            else "It is in doubt: it may still take effect on its server. The tool does not "
+            "run again in this conversation until a human settles this call."
+            if abandoned
             else "It is in doubt: it may still finish, and take effect, in the background. Its "
             "result is recorded when it ends, and the tool does not run again in this "
             "conversation until then."
         )
         return ToolMessage(
-            content=f"Error: tool {req['name']!r} did not finish within {self.timeout:g}s. "
+            content=f"Error: tool {req['name']!r} did not finish within {seconds or 0:g}s. "
             + after,
             tool_call_id=req["id"],
             name=req["name"] or "unknown",
@@ -357,8 +398,10 @@ class GovernedExecutor(Asking):
                 result[EDIT_ARTIFACT] = edit
             plan.at.ledger.finish_call(plan.at.thread, plan.key, result)
 
-    def _end(self, plan: _Plan) -> None:
+    def _end(self, plan: _Plan, down: ToolUnavailableError | None = None) -> None:
         if plan.idempotency_key is not None:
+            if down is not None and not down.reached:  # nothing was sent: not in doubt
+                plan.at.ledger.release_call(plan.at.thread, plan.key, process_owner())
             _inflight.end(plan.at.ledger, plan.at.thread, plan.key)
 
     def _settled(
@@ -378,22 +421,36 @@ class GovernedExecutor(Asking):
         finally:
             self._end(plan)
 
-    def run(self, req: ToolRequest, config: RunnableConfig | None = None) -> ToolMessage:
-        """Check, gate and run one tool call synchronously; tool failures become messages."""
+    def run(
+        self,
+        req: ToolRequest,
+        config: RunnableConfig | None = None,
+        *,
+        invoke: Invoke | None = None,
+    ) -> ToolMessage:
+        """Check, gate and run one tool call synchronously; tool failures become messages.
+
+        Args:
+            req: The call.
+            config: The running task's config (thread, namespace, ledger, policies).
+            invoke: How to run the cleared call (default: the granted tool's ``invoke``).
+        """
         plan = self.plan(req, config)
         if isinstance(plan, ToolMessage):
             return plan
         background = False
         message: ToolMessage | None = None
+        down: ToolUnavailableError | None = None
         try:
             with self._keyed(plan):
-                tool, call = self.granted[plan.name], self._call(req, plan)
+                call = self._call(req, plan)
+                act = invoke or self.granted[plan.name].invoke
                 if self.timeout is None:
-                    output = tool.invoke(call, self._tagged(config))
+                    output = act(call, self._tagged(config))
                 else:
                     pool = concurrent.futures.ThreadPoolExecutor(1, "podium-tool-call")
                     future = pool.submit(
-                        contextvars.copy_context().run, tool.invoke, call, self._tagged(config)
+                        contextvars.copy_context().run, act, call, self._tagged(config)
                     )
                     pool.shutdown(wait=False)
                     done, _ = concurrent.futures.wait([future], timeout=self.timeout)
@@ -407,6 +464,11 @@ class GovernedExecutor(Asking):
             raise
         except _ToolTimeout:
             return self._timed_out(req, plan)  # the row stays started: in doubt
+        except ToolTimeoutError as exc:
+            return self._timed_out(req, plan, exc.seconds)
+        except ToolUnavailableError as exc:
+            down = exc
+            raise  # the run stops; it resumes once the service is back
         except Exception as exc:
             message = self._failure(req, exc)
         finally:
@@ -414,10 +476,16 @@ class GovernedExecutor(Asking):
             if message is not None:
                 self._record(plan, message)
             if not background:
-                self._end(plan)
+                self._end(plan, down)
         return message
 
-    async def arun(self, req: ToolRequest, config: RunnableConfig | None = None) -> ToolMessage:
+    async def arun(
+        self,
+        req: ToolRequest,
+        config: RunnableConfig | None = None,
+        *,
+        ainvoke: AsyncInvoke | None = None,
+    ) -> ToolMessage:
         """Check, gate and run one tool call asynchronously; tool failures become messages.
 
         The ledger is synchronous (SQLite or a Postgres pool), so its work runs in a
@@ -429,15 +497,20 @@ class GovernedExecutor(Asking):
         if isinstance(plan, ToolMessage):
             return plan
         message: ToolMessage | None = None
+        down: ToolUnavailableError | None = None
         try:
             with self._keyed(plan):
-                pending = self.granted[plan.name].ainvoke(
-                    self._call(req, plan), self._tagged(config)
-                )
+                act = ainvoke or self.granted[plan.name].ainvoke
+                pending = act(self._call(req, plan), self._tagged(config))
                 output = await asyncio.wait_for(pending, self.timeout)
                 message = self._finish(req, plan, output)
         except GraphBubbleUp:
             raise
+        except ToolTimeoutError as exc:
+            return await asyncio.to_thread(self._timed_out, req, plan, exc.seconds)
+        except ToolUnavailableError as exc:
+            down = exc
+            raise  # the run stops; it resumes once the service is back
         except TimeoutError as exc:
             if self.timeout is None or not isinstance(exc.__cause__, asyncio.CancelledError):
                 message = self._failure(req, exc)
@@ -449,5 +522,8 @@ class GovernedExecutor(Asking):
             # recorded before it stops counting as running here: never seen as in doubt
             if message is not None:
                 await asyncio.to_thread(self._record, plan, message)
-            self._end(plan)
+            if down is not None and not down.reached:
+                await asyncio.to_thread(self._end, plan, down)
+            else:
+                self._end(plan)
         return message

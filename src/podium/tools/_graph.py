@@ -30,6 +30,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import StateGraph
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.typing import ContextT, InputT, OutputT, StateT
 
 from podium.checkpoints._events import EventStore
@@ -44,6 +45,7 @@ __all__ = [
     "NAMES_KEY",
     "GovernedGraph",
     "event_store_for",
+    "governed_app",
     "ledger_for",
     "run_ledger_for",
 ]
@@ -67,7 +69,9 @@ def _sqlite_file(saver: SqliteSaver) -> str | None:
 
 def _ledger_at(location: str) -> ToolLedger:
     is_url = location.startswith(("postgres://", "postgresql://"))
-    key = location if is_url else os.path.realpath(location)
+    key = location if is_url else os.path.realpath(os.path.expanduser(location))
+    if not is_url:
+        os.makedirs(os.path.dirname(key), exist_ok=True)  # PODIUM_LEDGER=~/data/l.sqlite
     with _LOCK:
         if key not in _BY_LOCATION:
             _BY_LOCATION[key] = PostgresLedger(key) if is_url else SQLiteLedger(key)
@@ -131,12 +135,7 @@ class GovernedGraph(StateGraph[StateT, ContextT, InputT, OutputT]):
         if kwargs.get("name") is None and self.podium_name:
             kwargs["name"] = self.podium_name
         compiled = super().compile(checkpointer, **kwargs)
-        app = GovernedApp(**{k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"})
-        # Podium's entries ride in ``configurable`` under ``__`` keys: LangGraph copies
-        # ``metadata`` and plain ``configurable`` entries into every checkpoint's
-        # metadata, but not ``__`` ones.
-        config: dict[str, Any] = {"configurable": dict(self.podium_configurable or {})}
-        conf = config["configurable"]
+        conf: dict[str, Any] = dict(self.podium_configurable or {})
         if self.podium_description:
             conf[DESCRIPTION_KEY] = self.podium_description
         conf[EFFECTS_KEY] = self.podium_effects
@@ -145,15 +144,42 @@ class GovernedGraph(StateGraph[StateT, ContextT, InputT, OutputT]):
                 "tools": sorted(self.podium_tools),
                 "agents": sorted(self.podium_agents),
             }
-        # a subgraph uses its parent's ledger: the parent's run-time config wins
-        if checkpointer is None and not os.environ.get("PODIUM_LEDGER"):
-            conf[LEDGER_KEY] = MemoryLedger()  # private, created on first use
-        elif checkpointer is not True:
-            conf[LEDGER_KEY] = ledger_for(checkpointer)
-        handler = run_ledger_for(checkpointer)
-        if handler is not None:
-            config["callbacks"] = [handler]
-        return app.with_config(config)  # type: ignore[arg-type]
+        return governed_app(compiled, checkpointer, conf)
+
+
+def governed_app(
+    compiled: CompiledStateGraph[Any, Any, Any, Any],
+    checkpointer: Any,
+    configurable: dict[str, Any],
+) -> GovernedApp:
+    """``compiled`` as a :class:`GovernedApp` bound to ``checkpointer``'s ledgers.
+
+    The one place a compiled graph gets podium's run-time bindings: the tool ledger
+    (module docs), the run ledger's callback handler, and ``configurable`` (podium's
+    ``__`` entries). A run-ledger handler ``compiled`` already carries (it was bound
+    before, to another checkpointer) is replaced, so events are recorded once.
+    """
+    fields = {k: v for k, v in compiled.__dict__.items() if k != "__orig_class__"}
+    given = dict(fields.get("config") or {})
+    callbacks = given.get("callbacks")
+    if isinstance(callbacks, list):
+        given["callbacks"] = [c for c in callbacks if not isinstance(c, RunLedgerHandler)]
+    fields["config"] = given
+    app = GovernedApp(**fields)
+    # Podium's entries ride in ``configurable`` under ``__`` keys: LangGraph copies
+    # ``metadata`` and plain ``configurable`` entries into every checkpoint's
+    # metadata, but not ``__`` ones.
+    config: dict[str, Any] = {"configurable": dict(configurable)}
+    conf = config["configurable"]
+    # a subgraph uses its parent's ledger: the parent's run-time config wins
+    if checkpointer is None and not os.environ.get("PODIUM_LEDGER"):
+        conf[LEDGER_KEY] = MemoryLedger()  # private, created on first use
+    elif checkpointer is not True:
+        conf[LEDGER_KEY] = ledger_for(checkpointer)
+    handler = run_ledger_for(checkpointer)
+    if handler is not None:
+        config["callbacks"] = [handler]
+    return app.with_config(config)  # type: ignore[arg-type]
 
 
 _STORES: dict[str, EventStore] = {}
