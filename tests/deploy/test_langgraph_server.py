@@ -85,7 +85,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """``langgraph dev`` serving the support demo (and the graphs a test adds: indirect
+    parametrization with ``{name: "tests/deploy/module.py"}``)."""
+    extra: dict[str, str] = getattr(request, "param", {})
     config = tmp_path / "langgraph.json"
     config.write_text(
         json.dumps(
@@ -93,7 +96,7 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
                 "dependencies": [str(ROOT)],
                 "graphs": {
                     "support": str(ROOT / "tests/deploy/served_support.py") + ":graph",
-                    "slow": str(ROOT / "tests/deploy/served_slow.py") + ":graph",
+                    **{name: str(ROOT / path) + ":graph" for name, path in extra.items()},
                 },
                 "env": {},
             }
@@ -398,6 +401,7 @@ def _texts(client: Any, thread: str) -> list[str]:
     return [m["content"] for m in client.threads.get_state(thread)["values"].get("messages", [])]
 
 
+@pytest.mark.parametrize("server", [{"slow": "tests/deploy/served_slow.py"}], indirect=True)
 def test_served_runs_and_podiums_lease_compose(server: dict[str, Any]) -> None:
     from podium.checkpoints import SQLiteLedger
     from podium.tools._lease import Claimant, Multitask, release
