@@ -13,7 +13,7 @@ hierarchy follows the four questions a user asks when something stops:
   (unknown thread or request, malformed decision).
 * :class:`PersistenceError` -- *stored state is unusable* (corrupt database).
 * :class:`ConcurrencyError` -- *someone else is acting on the same thread* (a
-  call another worker is running).
+  call another worker is running, a run that holds the thread, a run that lost it).
 * :class:`ToolUnavailableError` -- *the service behind a tool is down* (an MCP
   server that cannot be reached); the run stops and resumes once it is back.
 
@@ -37,6 +37,7 @@ __all__ = [
     "InvalidDecisionError",
     "InvalidInputError",
     "InvalidModelOutputError",
+    "LeaseLostError",
     "LimitError",
     "LocalModelError",
     "MaxHandoffsExceededError",
@@ -52,6 +53,7 @@ __all__ = [
     "QuorumNotMetError",
     "ReworkLimitError",
     "SandboxUnavailableError",
+    "ThreadBusyError",
     "ToolTimeoutError",
     "ToolUnavailableError",
     "UnknownRequestError",
@@ -230,6 +232,44 @@ class CallInProgressError(ConcurrencyError):
     """A tool call is being run by another worker and has not finished yet.
 
     Nothing ran twice; resuming later returns its recorded result.
+    """
+
+
+class ThreadBusyError(ConcurrencyError):
+    """Another run holds the thread (podium runs one run per thread at a time).
+
+    Raised before the refused run did anything: nothing changed. :attr:`holder` is
+    the process that holds the thread (``host|pid|start time|nonce``), :attr:`since`
+    when it took it (epoch seconds), :attr:`waited` how long this run waited for it
+    (``configurable["podium_multitask"] = "enqueue"``; 0 under the default
+    ``"reject"``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        fix: str | None = None,
+        thread: str = "",
+        holder: str | None = None,
+        since: float | None = None,
+        waited: float = 0.0,
+    ) -> None:
+        super().__init__(message, fix=fix)
+        self.thread = thread
+        self.holder = holder
+        self.since = since
+        self.waited = waited
+
+
+class LeaseLostError(ConcurrencyError):
+    """This run lost its thread: its lease expired and another run took the thread over.
+
+    The process stopped renewing its lease (it was paused, or too busy to heartbeat)
+    past the lease's expiry, and another run took the thread. The write that raised
+    this -- a checkpoint, a task's writes, a tool call's start, a request for a
+    human -- was refused, in the same transaction that checked the lease, so this
+    run wrote nothing over the run that owns the thread now (fencing).
     """
 
 

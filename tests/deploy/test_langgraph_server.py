@@ -5,6 +5,9 @@
   exactly once and the approval recorded in the ledger named by ``PODIUM_LEDGER``;
   new input on a waiting thread is refused with its error shown to the client, or,
   opted in, supersedes the pending call.
+* one run per thread: the server's own ``multitask_strategy="interrupt"`` starts the
+  new run once the interrupted one let go of podium's lease, and a served run waits
+  while a process outside the server (sharing ``PODIUM_LEDGER``) holds the thread.
 * a2a-sdk (the server's ``/a2a/{assistant_id}`` JSON-RPC endpoint): a task that waits
   for a human is ``input-required`` with the request in an artifact; a data part
   ``{"resume": <Decision JSON>}`` decides it; a text reply or a new message never
@@ -82,13 +85,19 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
+def server(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """``langgraph dev`` serving the support demo (and the graphs a test adds: indirect
+    parametrization with ``{name: "tests/deploy/module.py"}``)."""
+    extra: dict[str, str] = getattr(request, "param", {})
     config = tmp_path / "langgraph.json"
     config.write_text(
         json.dumps(
             {
                 "dependencies": [str(ROOT)],
-                "graphs": {"support": str(ROOT / "tests/deploy/served_support.py") + ":graph"},
+                "graphs": {
+                    "support": str(ROOT / "tests/deploy/served_support.py") + ":graph",
+                    **{name: str(ROOT / path) + ":graph" for name, path in extra.items()},
+                },
                 "env": {},
             }
         )
@@ -382,6 +391,58 @@ async def test_decisions_over_a2a(server: dict[str, Any]) -> None:
         )
         assert _refunds(server) == [("A-1002", 250), ("A-1003", 120)]
         await client.close()
+
+
+def _status(client: Any, thread: str, run: dict[str, Any]) -> str:
+    return str(client.runs.get(thread, run["run_id"])["status"])
+
+
+def _texts(client: Any, thread: str) -> list[str]:
+    return [m["content"] for m in client.threads.get_state(thread)["values"].get("messages", [])]
+
+
+@pytest.mark.parametrize("server", [{"slow": "tests/deploy/served_slow.py"}], indirect=True)
+def test_served_runs_and_podiums_lease_compose(server: dict[str, Any]) -> None:
+    from podium.checkpoints import SQLiteLedger
+    from podium.tools._lease import Claimant, Multitask, release
+
+    with (
+        get_sync_client(url=server["url"]) as client,
+        closing(SQLiteLedger(server["ledger"])) as ledger,
+    ):
+        thread = client.threads.create()["thread_id"]
+        first = client.runs.create(thread, "slow", input=_says("one"))
+        deadline = time.monotonic() + 60
+        while (ledger.thread(thread) is None or ledger.thread(thread).holder is None) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        assert ledger.thread(thread).holder is not None  # the served run holds the thread
+        # the server interrupts the first run for the second; podium lets it wait for the
+        # interrupted run's lease instead of refusing it
+        second = client.runs.create(
+            thread, "slow", input=_says("two"), multitask_strategy="interrupt"
+        )
+        client.runs.join(thread, second["run_id"])
+        assert (_status(client, thread, first), _status(client, thread, second)) == (
+            "interrupted",
+            "success",
+        )
+        assert _texts(client, thread)[-2:] == ["two", "answer to two"]
+
+        # a process outside the server holds the thread: the served run waits for it
+        taken = Claimant(ledger, thread, Multitask("reject", 0)).take()
+        try:
+            third = client.runs.create(thread, "slow", input=_says("three"))
+            time.sleep(3.0)
+            assert _status(client, thread, third) in ("pending", "running")
+            assert "three" not in _texts(client, thread)  # it has not started
+        finally:
+            release(ledger, taken, "done")
+        client.runs.join(thread, third["run_id"])
+        assert _status(client, thread, third) == "success"
+        assert _texts(client, thread)[-2:] == ["three", "answer to three"]
+        assert ledger.thread(thread).holder is None
 
 
 def _children(pid: int) -> set[int]:

@@ -10,6 +10,11 @@ acts on one thread (``decide`` through ``runs.decide``, ``raw`` through
 ``app.invoke(Command(resume={interrupt_id: decision}))``, ``resume`` through
 ``runs.resume``) and prints one JSON line with what this process saw.
 
+Thread leases (one run per thread at a time, the default) would refuse all but one
+of the racing processes before any of them reaches the ledger, so the race tests
+turn them off (``Campaign(leases=False)``, i.e. ``PODIUM_THREAD_LEASE=off``): what
+they prove is the layer below, which holds without leases too.
+
 Races are provoked, not hoped for: the worker's ledger (installed as
 ``saver.podium_ledger``, as ``crash_app.py`` installs its ``KillingLedger``) stops
 every process at a cross-process barrier (marker files) right before the
@@ -378,6 +383,8 @@ class Campaign:
     """A key of :data:`POLICIES`."""
     kind: str = "podium"
     """How the agent is built (tests/agent_kinds.py)."""
+    leases: bool = True
+    """Whether the worker processes take thread leases (``PODIUM_THREAD_LEASE``)."""
     effects: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -421,6 +428,7 @@ class Campaign:
                 "effects": str(self.effects),
                 "policy": self.policy,
                 "kind": self.kind,
+                "leases": self.leases,
                 **spec,
             }
             path.write_text(json.dumps(full))
@@ -453,6 +461,8 @@ class Campaign:
 
 def main() -> None:
     spec = json.loads(Path(sys.argv[1]).read_text())
+    if not spec.get("leases", True):
+        os.environ["PODIUM_THREAD_LEASE"] = "off"
     db, me = spec["db"], spec["me"]
     gates, hooks = Gates(), Hooks()
     saver = open_saver(db)

@@ -7,6 +7,11 @@ read of the call's row, so all of them are inside each compare-and-set together
 (see ``charge_app.py``). Every assertion counts real side effects: a row per charge
 in a separate SQLite file. Every race runs for both agent kinds (podium's agent graph,
 and LangChain's ``create_agent`` with ``podium.middleware.Governed``; tests/agent_kinds.py).
+
+Thread leases are off here (``PODIUM_THREAD_LEASE=off``): with them, the second
+decider of a podium graph is refused before it reaches the ledger
+(``tests/tools/test_leases.py``); these tests prove that the ledger alone keeps one
+decision and one effect.
 """
 
 from __future__ import annotations
@@ -171,7 +176,7 @@ def check_scenario(campaign: Campaign, answers: Answers, name: str) -> None:
 @pytest.fixture(scope="module", params=AGENT_KINDS)
 def sqlite_race(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Any:
     tmp = tmp_path_factory.mktemp("sqlite-race")
-    campaign = Campaign(str(tmp / "runs.sqlite"), tmp, kind=request.param)
+    campaign = Campaign(str(tmp / "runs.sqlite"), tmp, kind=request.param, leases=False)
     answers = run_campaign(campaign, rounds=5)
     yield campaign, answers
     campaign.close()
@@ -182,7 +187,7 @@ def pg_race(
     tmp_path_factory: pytest.TempPathFactory, postgres_server: Any, request: pytest.FixtureRequest
 ) -> Any:
     url = postgres_server.create_database()
-    campaign = Campaign(url, tmp_path_factory.mktemp("pg-race"), kind=request.param)
+    campaign = Campaign(url, tmp_path_factory.mktemp("pg-race"), kind=request.param, leases=False)
     answers = run_campaign(campaign, rounds=3)
     yield campaign, answers
     campaign.close()
@@ -216,7 +221,7 @@ class ThreadRace:
     """Two threads of the test process deciding one request through ``runs.decide``."""
 
     def __init__(self, tmp: Path, kind: str) -> None:
-        self.campaign = Campaign(str(tmp / "runs.sqlite"), tmp, kind=kind)
+        self.campaign = Campaign(str(tmp / "runs.sqlite"), tmp, kind=kind, leases=False)
         self.gates = Gates()
         self.campaign.saver.podium_ledger = RacingLedger(self.campaign.db, self.gates)
 
@@ -259,13 +264,17 @@ class ThreadRace:
     ids=["same", "approve-reject", "approve-edit"],
 )
 def test_threads_decide_at_once(
-    tmp_path: Path, agent_kind: str, decisions: list[dict[str, Any]]
+    tmp_path: Path,
+    agent_kind: str,
+    decisions: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Both threads are inside ``record_decision``'s compare-and-set together.
 
     The thread that lost the decision starts the call only once the winner is done
     (the claim race between threads of one process is the next test's subject).
     """
+    monkeypatch.setenv("PODIUM_THREAD_LEASE", "off")
     race = ThreadRace(tmp_path, agent_kind)
     try:
         for r in range(3):
@@ -294,9 +303,12 @@ def test_threads_decide_at_once(
         race.close()
 
 
-def test_thread_that_loses_the_claim_waits_for_the_winner(tmp_path: Path, agent_kind: str) -> None:
+def test_thread_that_loses_the_claim_waits_for_the_winner(
+    tmp_path: Path, agent_kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Both threads read "not started" and claim together; the winner is held right
     after its claim (before it runs the tool) until the loser took its next step."""
+    monkeypatch.setenv("PODIUM_THREAD_LEASE", "off")
     race = ThreadRace(tmp_path, agent_kind)
     try:
         loser_moved = threading.Event()
@@ -325,7 +337,7 @@ def test_second_process_waits_for_a_slow_call(tmp_path: Path, agent_kind: str) -
     approved call (``runs.resume``, then a raw resume). B must wait for A's result:
     not run the call, and not take it for in doubt (no ghost ``in_doubt`` request).
     A's tool returns only once B has seen the call running."""
-    campaign = Campaign(str(tmp_path / "runs.sqlite"), tmp_path, kind=agent_kind)
+    campaign = Campaign(str(tmp_path / "runs.sqlite"), tmp_path, kind=agent_kind, leases=False)
     try:
         check_slow_call(campaign, tmp_path)
     finally:
@@ -386,7 +398,7 @@ def test_loser_of_the_claim_does_not_doubt_a_call_that_just_finished(
 ) -> None:
     """Two processes approve at once and both claim; the loser is held right after its
     lost claim until the winner ran the call, finished its run and exited."""
-    campaign = Campaign(str(tmp_path / "runs.sqlite"), tmp_path, kind=agent_kind)
+    campaign = Campaign(str(tmp_path / "runs.sqlite"), tmp_path, kind=agent_kind, leases=False)
     try:
         campaign.pause("stale", "A-stale", AMOUNT)
         specs = [

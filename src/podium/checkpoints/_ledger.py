@@ -17,6 +17,16 @@ database, as the graph's checkpointer):
   lets run. Deciding is compare-and-set too (:meth:`ToolLedger.record_decision`):
   the first decision recorded binds, later ones get the recorded one back.
 
+**Fencing.** Starting a call (:meth:`~ToolLedger.claim_call`,
+:meth:`~ToolLedger.reclaim_call`) and storing a request for a human
+(:meth:`~ToolLedger.open_request`) take the run's thread lease (``lease=``, see
+:mod:`podium.checkpoints._leases`) and write only if the thread's row still has
+that lease -- checked inside the same statement (Postgres: ``FOR SHARE``, so a
+take-over waits for it), so a run that lost its thread neither acts nor asks; it
+gets :class:`~podium.errors.LeaseLostError`. Recording a result
+(:meth:`~ToolLedger.finish_call`) is not fenced: an effect that happened is always
+recorded, so it is never repeated.
+
 ``call_key`` identifies the call, not the graph task that runs it: the node path,
 the id of the ``AIMessage`` that asked for it, the tool-call id and the hash of the
 arguments the model gave (see :func:`podium.tools._executor.call_key`). Replays,
@@ -48,11 +58,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from podium._scrub import scrub
+from podium.checkpoints._leases import FENCE_SQL, Lease
 from podium.checkpoints._owners import (
     owner_alive,
     process_owner,
 )
-from podium.checkpoints._threads import THREADS_SCHEMA, ThreadRegistry, migrate_threads
+from podium.checkpoints._threads import (
+    LEASE_COLUMNS,
+    THREADS_SCHEMA,
+    ThreadRegistry,
+    migrate_threads,
+)
 
 __all__ = [
     "ApprovalRecord",
@@ -79,6 +95,7 @@ _ADDED_COLUMNS = (
     ("podium_tool_calls", "args", "TEXT"),
     ("podium_tool_calls", "late", "INTEGER"),
     ("podium_approvals", "shown", "TEXT"),
+    *LEASE_COLUMNS,
 )
 """Columns newer than the first release: added to existing databases on open."""
 
@@ -220,6 +237,8 @@ class ToolLedger(ThreadRegistry, ABC):
 
     _placeholder = "?"
     _order = "rowid"
+    _share = ""
+    """What a fence's read of the lease row adds (Postgres: ``FOR SHARE``)."""
 
     @abstractmethod
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[Row], int]:
@@ -239,6 +258,19 @@ class ToolLedger(ThreadRegistry, ABC):
             sql = sql.replace("?", self._placeholder)
         return self._execute(sql, params)
 
+    def _fence(self, lease: Lease | None) -> tuple[str, tuple[Any, ...]]:
+        """The condition a fenced statement adds, and its parameters.
+
+        Without a lease the condition is always true (and costs nothing).
+        """
+        if lease is None:
+            return "1 = 1", ()
+        return f"EXISTS ({FENCE_SQL}{self._share})", lease.params
+
+    def _check_lease(self, lease: Lease | None, what: str) -> None:
+        if lease is not None and not self.holds(lease):
+            raise self.lost_lease_error(lease, what)
+
     # -- tool calls --------------------------------------------------------------
     def get_call(self, thread_id: str, call_key: str) -> CallRecord | None:
         """The call's record, if it was ever started."""
@@ -257,21 +289,28 @@ class ToolLedger(ThreadRegistry, ABC):
         owner: str,
         args: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        *,
+        lease: Lease | None = None,
     ) -> Claim:
         """Start the call unless it was started before: compare-and-set.
 
         Only the caller whose insert created the row may run the tool (``won``);
         any other caller gets the existing row -- running elsewhere, done, or in
         doubt -- and must not act. Durable before it returns.
+
+        Raises:
+            LeaseLostError: If ``lease`` (the run's) is no longer the thread's:
+                nothing was written.
         """
         key = (
             idempotency_key
             or hashlib.sha256(f"{thread_id}\0{call_key}\0{hashed}".encode()).hexdigest()[:32]
         )
+        fence, fenced = self._fence(lease)
         _, inserted = self._run(
             "INSERT INTO podium_tool_calls (thread_id, call_key, tool, args_hash, "
             "idempotency_key, status, started_at, owner, heartbeat_at, args, late) "
-            "VALUES (?, ?, ?, ?, ?, 'started', ?, ?, ?, ?, 0) "
+            f"SELECT ?, ?, ?, ?, ?, 'started', ?, ?, ?, ?, 0 WHERE {fence} "
             "ON CONFLICT (thread_id, call_key) DO NOTHING",
             (
                 thread_id,
@@ -283,6 +322,7 @@ class ToolLedger(ThreadRegistry, ABC):
                 owner,
                 now := time.time(),
                 json.dumps(scrub(args), default=str) if args is not None else None,
+                *fenced,
             ),
         )
         if inserted == 1:  # this row, as just written: no read-back
@@ -290,25 +330,49 @@ class ToolLedger(ThreadRegistry, ABC):
                 tool, hashed, key, "started", 1, None, owner, now, args, False, call_key
             )
             return Claim(True, mine)
+        self._check_lease(lease, f"start of tool call {tool!r}")
         record = self.get_call(thread_id, call_key)
         if record is None:  # pragma: no cover - a conflicting row was there
             raise RuntimeError("ledger row vanished")
         return Claim(False, record)
 
     def reclaim_call(
-        self, thread_id: str, call_key: str, previous_owner: str | None, owner: str, hashed: str
+        self,
+        thread_id: str,
+        call_key: str,
+        previous_owner: str | None,
+        owner: str,
+        hashed: str,
+        *,
+        lease: Lease | None = None,
     ) -> bool:
         """Take over an in-doubt call to run it again: compare-and-set on its owner.
 
         Succeeds for exactly one caller, and only while the row is still ``started``
         by ``previous_owner``; counts the attempt.
+
+        Raises:
+            LeaseLostError: If ``lease`` (the run's) is no longer the thread's.
         """
+        fence, fenced = self._fence(lease)
         _, count = self._run(
             "UPDATE podium_tool_calls SET owner=?, heartbeat_at=?, "
             "attempts = attempts + 1, args_hash=?, started_at=? "
-            "WHERE thread_id=? AND call_key=? AND status='started' AND COALESCE(owner, '')=?",
-            (owner, time.time(), hashed, _now(), thread_id, call_key, previous_owner or ""),
+            "WHERE thread_id=? AND call_key=? AND status='started' AND COALESCE(owner, '')=? "
+            f"AND {fence}",
+            (
+                owner,
+                time.time(),
+                hashed,
+                _now(),
+                thread_id,
+                call_key,
+                previous_owner or "",
+                *fenced,
+            ),
         )
+        if count != 1:
+            self._check_lease(lease, "new attempt of an in-doubt tool call")
         return count == 1
 
     def release_call(self, thread_id: str, call_key: str, owner: str) -> bool:
@@ -377,18 +441,30 @@ class ToolLedger(ThreadRegistry, ABC):
 
     # -- human decisions -----------------------------------------------------------
     def open_request(
-        self, thread_id: str, call_key: str, request_id: str, request: dict[str, Any]
+        self,
+        thread_id: str,
+        call_key: str,
+        request_id: str,
+        request: dict[str, Any],
+        *,
+        lease: Lease | None = None,
     ) -> tuple[ApprovalRecord, bool]:
         """Store ``request`` unless the question has one; return the stored record.
 
         Returns:
             The record, and whether this call created it.
+
+        Raises:
+            LeaseLostError: If ``lease`` (the run's) is no longer the thread's.
         """
+        fence, fenced = self._fence(lease)
         _, inserted = self._run(
             "INSERT INTO podium_approvals (request_id, thread_id, call_key, request, status) "
-            "VALUES (?, ?, ?, ?, 'pending') ON CONFLICT DO NOTHING",
-            (request_id, thread_id, call_key, json.dumps(scrub(request))),
+            f"SELECT ?, ?, ?, ?, 'pending' WHERE {fence} ON CONFLICT DO NOTHING",
+            (request_id, thread_id, call_key, json.dumps(scrub(request)), *fenced),
         )
+        if inserted != 1:
+            self._check_lease(lease, "request for a human")
         record = self.get_approval(thread_id, call_key)
         if record is None:  # pragma: no cover - the row was just written
             raise RuntimeError("ledger row vanished")
@@ -556,13 +632,17 @@ class SQLiteLedger(ToolLedger):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(ledger_schema(""))
-        add_missing_columns(self._db)
         migrate_threads(self._db)
+        add_missing_columns(self._db)
 
     @property
     def location(self) -> str:
         """The database file (a private one for an in-memory ledger)."""
-        return f"sqlite:{os.path.realpath(self.path)}" if self.path else super().location
+        found: str | None = getattr(self, "_location", None)
+        if found is None:  # once: every fenced write of a run asks
+            found = f"sqlite:{os.path.realpath(self.path)}" if self.path else super().location
+            self._location = found
+        return found
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[Row], int]:
         with self._lock:

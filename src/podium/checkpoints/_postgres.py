@@ -15,6 +15,16 @@ delete the threads' ledger rows; ``prune(..., strategy="keep_latest")`` is
 graph's thread. Schema set-up (LangGraph's migrations and the ledger's tables)
 runs under a PostgreSQL advisory lock, so many workers may start at once on a
 fresh database.
+
+**Fenced writes.** A checkpoint or a task's writes made by a run that holds its
+thread's lease (a top-level run of a podium graph: see
+:mod:`podium.checkpoints._leases`) runs in one transaction that first reads the
+thread's row in ``podium_threads`` ``FOR SHARE`` and checks the run's lease
+generation: a run taking the thread over waits for that transaction, and a run
+that lost the thread writes nothing (:class:`~podium.errors.LeaseLostError`; the
+transaction is rolled back). The check, the writes and the commit are pipelined,
+as LangGraph pipelines its writes, so the fence adds no round trip. Writes
+without a lease are LangGraph's own.
 """
 
 from __future__ import annotations
@@ -22,19 +32,23 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from psycopg import Connection
+from psycopg import AsyncCursor, Connection, Cursor
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from podium.checkpoints._common import AsyncOpener, ClosesPool, podium_serde, prune_arguments
+from podium.checkpoints._leases import FENCE_SQL, Lease, lease_of
 from podium.checkpoints._ledger import Row, ToolLedger, ledger_schema
 from podium.errors import ConfigurationError, PersistenceError
 
@@ -48,6 +62,9 @@ __all__ = [
 
 _SETUP_LOCK = 7_301_116_105_117_109  # advisory lock key: podium's schema set-up
 _CONN_KWARGS: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0}
+_FENCE_SHARE = FENCE_SQL.replace("?", "%s") + " FOR SHARE"
+_FENCE: ContextVar[tuple[Lease, str] | None] = ContextVar("podium_fence", default=None)
+"""The lease the saver call running in this context is fenced by, and what it writes."""
 
 
 def redact(url: str) -> str:
@@ -108,6 +125,7 @@ class PostgresLedger(ToolLedger):
 
     _placeholder = "%s"
     _order = "seq"
+    _share = " FOR SHARE"
 
     def __init__(
         self, conn: str | ConnectionPool[Any] | Connection[Any], *, setup: bool = True
@@ -141,6 +159,13 @@ class PostgresLedger(ToolLedger):
     @property
     def location(self) -> str:
         """The database (host, port, name): two ledgers on it share their calls."""
+        found: str | None = getattr(self, "_location", None)
+        if found is None:  # once: every fenced write of a run asks
+            found = self._locate()
+            self._location = found
+        return found
+
+    def _locate(self) -> str:
         conn = self._conn
         conninfo = conn.conninfo if isinstance(conn, ConnectionPool) else conn.info.dsn
         try:
@@ -176,6 +201,15 @@ class PostgresLedger(ToolLedger):
         """Close the ledger's own pool (a shared pool or connection is left open)."""
         if self._owned and isinstance(self._conn, ConnectionPool):
             self._conn.close()
+
+
+class _Lost(Exception):
+    """A fenced write found the run's lease gone (rolls its transaction back)."""
+
+
+def _fence(ledger: ToolLedger, config: RunnableConfig, what: str) -> tuple[Lease, str] | None:
+    lease = lease_of(config, ledger.location)
+    return None if lease is None else (lease, what)
 
 
 def _check_pool_size(pool_size: int) -> None:
@@ -225,6 +259,63 @@ class PodiumPostgresSaver(ClosesPool, PostgresSaver):
         with pool.connection() as conn, _setup_lock(conn):
             self.setup()
         self.podium_ledger = PostgresLedger(pool)
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Save a checkpoint (fenced by the run's lease: see the module docs).
+
+        Raises:
+            LeaseLostError: If the run no longer holds its thread; nothing was written.
+        """
+        token = _FENCE.set(_fence(self.podium_ledger, config, "checkpoint"))
+        try:
+            return super().put(config, checkpoint, metadata, new_versions)
+        finally:
+            _FENCE.reset(token)
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's writes (fenced by the run's lease: see the module docs).
+
+        Raises:
+            LeaseLostError: If the run no longer holds its thread; nothing was written.
+        """
+        token = _FENCE.set(_fence(self.podium_ledger, config, "task's writes"))
+        try:
+            super().put_writes(config, writes, task_id, task_path)
+        finally:
+            _FENCE.reset(token)
+
+    @contextmanager
+    def _cursor(self, *, pipeline: bool = False) -> Iterator[Cursor[DictRow]]:
+        fence = _FENCE.get()
+        if fence is None:
+            with super()._cursor(pipeline=pipeline) as cur:
+                yield cur
+            return
+        lease, what = fence
+        try:  # pipelined: the check, the writes and the commit in one round trip
+            with (
+                super()._cursor(pipeline=True) as cur,
+                cur.connection.transaction(),
+                cur.connection.cursor() as check,
+            ):
+                check.execute(_FENCE_SHARE, lease.params)
+                yield cur
+                if check.fetchone() is None:
+                    raise _Lost  # the writes are rolled back with the transaction
+        except _Lost:
+            raise self.podium_ledger.lost_lease_error(lease, what) from None
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints, writes, blobs, and its ledger rows."""
@@ -305,6 +396,64 @@ class PodiumAsyncPostgresSaver(AsyncPostgresSaver):
     """The exactly-once ledger, in the same database."""
     url: str
     """The connection string."""
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Save a checkpoint (fenced by the run's lease: see the module docs).
+
+        Raises:
+            LeaseLostError: If the run no longer holds its thread; nothing was written.
+        """
+        token = _FENCE.set(_fence(self.podium_ledger, config, "checkpoint"))
+        try:
+            return await super().aput(config, checkpoint, metadata, new_versions)
+        finally:
+            _FENCE.reset(token)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's writes (fenced by the run's lease: see the module docs).
+
+        Raises:
+            LeaseLostError: If the run no longer holds its thread; nothing was written.
+        """
+        token = _FENCE.set(_fence(self.podium_ledger, config, "task's writes"))
+        try:
+            await super().aput_writes(config, writes, task_id, task_path)
+        finally:
+            _FENCE.reset(token)
+
+    @asynccontextmanager
+    async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
+        fence = _FENCE.get()
+        if fence is None:
+            async with super()._cursor(pipeline=pipeline) as cur:
+                yield cur
+            return
+        lease, what = fence
+        try:  # pipelined: the check, the writes and the commit in one round trip
+            async with (
+                super()._cursor(pipeline=True) as cur,
+                cur.connection.transaction(),
+                cur.connection.cursor() as check,
+            ):
+                await check.execute(_FENCE_SHARE, lease.params)
+                yield cur
+                if await check.fetchone() is None:
+                    raise _Lost  # the writes are rolled back with the transaction
+        except _Lost:
+            ledger = self.podium_ledger
+            raise await asyncio.to_thread(ledger.lost_lease_error, lease, what) from None
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints, writes, blobs, and its ledger rows."""

@@ -23,6 +23,14 @@ The exactly-once tool ledger lives in the same file (tables ``podium_*``), on a
 second, autocommit connection. The savers deserialise strictly (see
 :func:`~podium.checkpoints.podium_serde`).
 
+**Fenced writes.** A checkpoint or a task's writes made by a run that holds its
+thread's lease (a top-level run of a podium graph: see
+:mod:`podium.checkpoints._leases`) is one ``INSERT ... SELECT ... WHERE EXISTS``
+statement that writes only if the thread's row in ``podium_threads`` still has
+the run's lease generation: the check and the write are one transaction, so a run
+that lost its thread writes nothing (:class:`~podium.errors.LeaseLostError`).
+Writes without a lease (LangGraph's API used directly) are LangGraph's own.
+
 **Deleting and pruning.** ``delete_thread`` removes a thread's checkpoints and
 writes, its ledger rows and its run events (table ``podium_events`` in the same
 file). LangGraph's stock SQLite savers do not implement ``prune`` / ``aprune``;
@@ -36,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sqlite3
 import tempfile
@@ -45,13 +54,20 @@ from typing import Any, Literal
 
 import aiosqlite
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import WRITES_IDX_MAP
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    get_checkpoint_metadata,
+)
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from podium.checkpoints._common import AsyncOpener, podium_serde, prune_arguments
 from podium.checkpoints._integrity import check_database_file
+from podium.checkpoints._leases import FENCE_SQL, Lease, lease_of
 from podium.checkpoints._ledger import SQLiteLedger, ledger_schema
 from podium.checkpoints._retention import prune as retain
 from podium.checkpoints._retention_sql import SqliteStorage
@@ -68,6 +84,93 @@ __all__ = [
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _ROWS_PER_INSERT = 3000  # 9 parameters a row, below SQLite's 32766-parameter limit
+_CHECKPOINT_COLUMNS = (
+    "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata"
+)
+_WRITE_COLUMNS = (
+    "thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value"
+)
+Statement = tuple[str, list[Any]]
+
+
+def _inserts(
+    verb: str, table: str, columns: str, rows: Sequence[Sequence[Any]], lease: Lease | None
+) -> list[Statement]:
+    """``INSERT OR <verb>`` statements for ``rows`` (fenced by ``lease`` if given)."""
+    width = columns.count(",") + 1
+    statements: list[Statement] = []
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        part = rows[start : start + _ROWS_PER_INSERT]
+        values = ",".join([f"({', '.join('?' * width)})"] * len(part))
+        params = [v for row in part for v in row]
+        if lease is None:
+            sql = f"INSERT OR {verb} INTO {table} ({columns}) VALUES {values}"
+        else:
+            sql = (
+                f"INSERT OR {verb} INTO {table} ({columns}) SELECT * FROM (VALUES {values}) "
+                f"WHERE EXISTS ({FENCE_SQL})"
+            )
+            params += lease.params
+        statements.append((sql, params))
+    return statements
+
+
+class _Rows:
+    """The rows LangGraph's SQLite savers write, built once for the sync and async saver."""
+
+    serde: Any
+
+    def _checkpoint_row(
+        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata
+    ) -> tuple[Any, ...]:
+        conf = config["configurable"]
+        type_, serialized = self.serde.dumps_typed(checkpoint)
+        meta = json.dumps(get_checkpoint_metadata(config, metadata), ensure_ascii=False)
+        return (
+            str(conf["thread_id"]),
+            conf["checkpoint_ns"],
+            checkpoint["id"],
+            conf.get("checkpoint_id"),
+            type_,
+            serialized,
+            meta.encode("utf-8", "ignore"),
+        )
+
+    def _write_statements(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str,
+        lease: Lease | None,
+    ) -> list[Statement]:
+        conf = config["configurable"]
+        rows = [
+            (
+                str(conf["thread_id"]),
+                str(conf["checkpoint_ns"]),
+                str(conf["checkpoint_id"]),
+                task_id,
+                task_path,
+                WRITES_IDX_MAP.get(channel, idx),
+                channel,
+                *self.serde.dumps_typed(value),
+            )
+            for idx, (channel, value) in enumerate(writes)
+        ]
+        verb = "REPLACE" if all(w[0] in WRITES_IDX_MAP for w in writes) else "IGNORE"
+        return _inserts(verb, "writes", _WRITE_COLUMNS, rows, lease)
+
+
+def _next_config(config: RunnableConfig, checkpoint: Checkpoint) -> RunnableConfig:
+    conf = config["configurable"]
+    return {
+        "configurable": {
+            "thread_id": conf["thread_id"],
+            "checkpoint_ns": conf["checkpoint_ns"],
+            "checkpoint_id": checkpoint["id"],
+        }
+    }
 
 
 def _pragmas(synchronous: str, busy_timeout: float) -> list[str]:
@@ -160,7 +263,7 @@ _DIGITS = 9
 _LIMIT = 10**_DIGITS
 
 
-class PodiumSqliteSaver(_CompactVersions, SqliteSaver):
+class PodiumSqliteSaver(_CompactVersions, _Rows, SqliteSaver):
     """A ``SqliteSaver`` with podium's settings and its tool ledger in the same file.
 
     Use it as a plain object (``saver.close()`` when done) or as a context manager.
@@ -189,6 +292,51 @@ class PodiumSqliteSaver(_CompactVersions, SqliteSaver):
         self.path = path
         self.setup()
         self.podium_ledger = SQLiteLedger(path, synchronous=synchronous, busy_timeout=busy_timeout)
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Save a checkpoint (fenced by the run's lease: see the module docs).
+
+        Raises:
+            LeaseLostError: If the run no longer holds its thread; nothing was written.
+        """
+        lease = lease_of(config, self.podium_ledger.location)
+        if lease is None:
+            return super().put(config, checkpoint, metadata, new_versions)
+        row = self._checkpoint_row(config, checkpoint, metadata)
+        [(sql, params)] = _inserts("REPLACE", "checkpoints", _CHECKPOINT_COLUMNS, [row], lease)
+        with self.cursor() as cur:
+            written = cur.execute(sql, params).rowcount
+        if written != 1:
+            raise self.podium_ledger.lost_lease_error(lease, "checkpoint")
+        return _next_config(config, checkpoint)
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """Store a task's writes (fenced by the run's lease: see the module docs).
+
+        Raises:
+            LeaseLostError: If the run no longer holds its thread; nothing was written.
+        """
+        lease = lease_of(config, self.podium_ledger.location)
+        if lease is None:
+            return super().put_writes(config, writes, task_id, task_path)
+        statements = self._write_statements(config, writes, task_id, task_path, lease)
+        with self.cursor() as cur:  # one transaction: every part, or none
+            written = sum(cur.execute(sql, params).rowcount for sql, params in statements)
+        if writes and not written and not self.podium_ledger.holds(lease):
+            raise self.podium_ledger.lost_lease_error(lease, "task's writes")
+        return None
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints and writes, its ledger rows and its run events."""
@@ -273,7 +421,7 @@ def sqlite_saver(
     )
 
 
-class PodiumAsyncSqliteSaver(_CompactVersions, AsyncSqliteSaver):
+class PodiumAsyncSqliteSaver(_CompactVersions, _Rows, AsyncSqliteSaver):
     """An ``AsyncSqliteSaver`` with podium's settings and its ledger in the same file.
 
     The ledger keeps a synchronous connection of its own (its writes are single
@@ -290,6 +438,30 @@ class PodiumAsyncSqliteSaver(_CompactVersions, AsyncSqliteSaver):
     path: Path
     """The database file."""
 
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        """Save a checkpoint (fenced by the run's lease: see the module docs).
+
+        Raises:
+            LeaseLostError: If the run no longer holds its thread; nothing was written.
+        """
+        lease = lease_of(config, self.podium_ledger.location)
+        if lease is None:
+            return await super().aput(config, checkpoint, metadata, new_versions)
+        await self.setup()
+        row = self._checkpoint_row(config, checkpoint, metadata)
+        [(sql, params)] = _inserts("REPLACE", "checkpoints", _CHECKPOINT_COLUMNS, [row], lease)
+        async with self.lock, self.conn.execute(sql, params) as cur:
+            written = cur.rowcount
+        if written != 1:
+            raise await asyncio.to_thread(self.podium_ledger.lost_lease_error, lease, "checkpoint")
+        return _next_config(config, checkpoint)
+
     async def aput_writes(
         self,
         config: RunnableConfig,
@@ -297,34 +469,25 @@ class PodiumAsyncSqliteSaver(_CompactVersions, AsyncSqliteSaver):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        """Store a task's writes in one statement (atomic in autocommit mode)."""
-        conf = config["configurable"]
-        rows = [
-            (
-                str(conf["thread_id"]),
-                str(conf["checkpoint_ns"]),
-                str(conf["checkpoint_id"]),
-                task_id,
-                task_path,
-                WRITES_IDX_MAP.get(channel, idx),
-                channel,
-                *self.serde.dumps_typed(value),
-            )
-            for idx, (channel, value) in enumerate(writes)
-        ]
-        if not rows:
+        """Store a task's writes, one statement per 3,000 (atomic in autocommit mode).
+
+        Fenced by the run's lease (see the module docs).
+
+        Raises:
+            LeaseLostError: If the run no longer holds its thread; nothing was written.
+        """
+        if not writes:
             return
-        verb = "REPLACE" if all(w[0] in WRITES_IDX_MAP for w in writes) else "IGNORE"
+        lease = lease_of(config, self.podium_ledger.location)
         await self.setup()
-        for start in range(0, len(rows), _ROWS_PER_INSERT):
-            part = rows[start : start + _ROWS_PER_INSERT]
-            sql = (
-                f"INSERT OR {verb} INTO writes (thread_id, checkpoint_ns, checkpoint_id, "
-                "task_id, task_path, idx, channel, type, value) VALUES "
-                + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(part))
-            )
-            async with self.lock, self.conn.execute(sql, [v for row in part for v in row]):
-                pass
+        written = 0
+        for sql, params in self._write_statements(config, writes, task_id, task_path, lease):
+            async with self.lock, self.conn.execute(sql, params) as cur:
+                written += cur.rowcount
+        if lease is not None and not written:
+            ledger = self.podium_ledger
+            if not await asyncio.to_thread(ledger.holds, lease):
+                raise await asyncio.to_thread(ledger.lost_lease_error, lease, "task's writes")
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints and writes, its ledger rows and its run events."""

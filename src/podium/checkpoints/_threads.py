@@ -19,6 +19,10 @@ user's code:
 
 The SQL here is the only copy: the ledger's methods (:class:`ThreadRegistry`, a base
 of :class:`~podium.checkpoints.ToolLedger`) write and read it on SQLite and Postgres.
+The row is also the thread's **lease** (``owner``, ``leased_at``, ``lease_until``,
+``lease_gen``): a run takes it when it starts and releases it when it ends, so one
+run at a time acts on a thread (see :mod:`podium.checkpoints._leases`).
+
 This module imports only the standard library, so the CLI's read-only commands stay
 fast.
 """
@@ -31,11 +35,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from podium.checkpoints._leases import Lease, lease_lost
 from podium.checkpoints._owners import owner_alive
 
+if TYPE_CHECKING:
+    from podium.errors import LeaseLostError
+
 __all__ = [
+    "LEASE_COLUMNS",
     "THREADS_SCHEMA",
     "ThreadRecord",
     "ThreadRegistry",
@@ -59,15 +68,26 @@ CREATE TABLE IF NOT EXISTS podium_threads (
     owner TEXT,
     runs INTEGER NOT NULL DEFAULT 0,
     created_at DOUBLE PRECISION NOT NULL,
-    updated_at DOUBLE PRECISION NOT NULL
+    updated_at DOUBLE PRECISION NOT NULL,
+    lease_gen INTEGER NOT NULL DEFAULT 0,
+    leased_at DOUBLE PRECISION,
+    lease_until DOUBLE PRECISION
 );
 """
 """The registry's DDL (SQLite and Postgres)."""
+
+LEASE_COLUMNS = (
+    ("podium_threads", "lease_gen", "INTEGER NOT NULL DEFAULT 0"),
+    ("podium_threads", "leased_at", "DOUBLE PRECISION"),
+    ("podium_threads", "lease_until", "DOUBLE PRECISION"),
+)
+"""The lease's columns, added to registries made before leases existed."""
 
 _COLUMNS = (
     "thread_id, graph, description, source, source_path, model, request, status, error, "
     "owner, runs, created_at, updated_at"
 )
+_READ = f"{_COLUMNS}, lease_gen, leased_at, lease_until"
 REQUEST_CHARS = 500
 """How much of the first request the registry keeps."""
 
@@ -97,25 +117,43 @@ class ThreadRecord:
     error: str | None
     """Why the last run failed (``status == "error"``)."""
     owner: str | None
-    """The process running it (``status == "running"``)."""
+    """The process running it, which holds its lease (``status == "running"``)."""
     runs: int
     """Top-level runs so far (new input, resumes, decisions)."""
     created_at: float
     """Epoch seconds."""
     updated_at: float
     """Epoch seconds."""
+    lease_gen: int = 0
+    """How many times a run took the thread (the lease's generation)."""
+    leased_at: float | None = None
+    """When the last run took the thread (epoch seconds)."""
+    lease_until: float | None = None
+    """Until when the holder's lease lasts unless renewed (``None``: not held)."""
+
+    @property
+    def expired(self) -> bool:
+        """Whether a holder is named but its lease ran out (no heartbeat in time)."""
+        return bool(self.owner) and (self.lease_until is None or self.lease_until < time.time())
 
     @property
     def state(self) -> str:
         """The status, with ``crashed`` for a run whose process is gone.
 
-        Told on the host that ran it (the kernel knows its processes); a run on
-        another host shows as ``running``.
+        Gone means: this host's kernel says the process is dead (for a run on this
+        host), or its lease expired -- its heartbeat stopped (a run on any host).
         """
-        # no heartbeat for runs: pass "now" so only this host's kernel can say "dead"
-        if self.status == "running" and not owner_alive(self.owner, time.time(), True):
+        # pass "now" as the heartbeat so that only this host's kernel can say "dead"
+        if self.status == "running" and (
+            not owner_alive(self.owner, time.time(), True) or (self.lease_gen > 0 and self.expired)
+        ):
             return "crashed"
         return self.status
+
+    @property
+    def holder(self) -> str | None:
+        """The process holding the thread now (``None``: free, or its holder is gone)."""
+        return self.owner if self.state == "running" else None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (``state`` included)."""
@@ -131,6 +169,10 @@ class ThreadRecord:
             "runs": self.runs,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "holder": self.holder,
+            "leased_since": self.leased_at if self.holder else None,
+            "lease_until": self.lease_until if self.holder else None,
+            "lease_generation": self.lease_gen,
         }
 
 
@@ -149,6 +191,9 @@ def _record(row: Sequence[Any]) -> ThreadRecord:
         int(row[10]),
         float(row[11]),
         float(row[12]),
+        int(row[13] or 0) if len(row) > 13 else 0,
+        float(row[14]) if len(row) > 14 and row[14] is not None else None,
+        float(row[15]) if len(row) > 15 and row[15] is not None else None,
     )
 
 
@@ -158,44 +203,143 @@ class ThreadRegistry:
     def _run(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[Sequence[Any]], int]:
         raise NotImplementedError  # pragma: no cover - ToolLedger provides it
 
-    def thread_started(
+    # -- the lease (see podium.checkpoints._leases) --------------------------------------
+    def take_lease(
         self,
         thread_id: str,
         *,
         owner: str,
+        seconds: float,
+        seen: ThreadRecord | None,
+        location: str,
         graph: str | None = None,
         description: str | None = None,
         request: str | None = None,
-    ) -> None:
-        """A top-level run of the thread starts in process ``owner``."""
+        force: bool = False,
+    ) -> Lease | None:
+        """Take the thread for a run of process ``owner``: compare-and-set.
+
+        ``seen`` is the row as the caller read it (``None``: there was none) and
+        found free: released, expired, or held by a process known to be dead. The
+        take succeeds only if the row still has ``seen``'s generation and is still
+        free (an expired holder that renewed in between keeps it); it marks the
+        thread ``running``, counts the run, and increments the generation.
+        ``force`` takes it whoever holds it (leases turned off: the row only
+        registers the run).
+
+        Returns:
+            The :class:`~podium.checkpoints._leases.Lease`, or ``None`` if another
+            run changed the row first (read it again).
+        """
         now = time.time()
-        self._run(
-            f"INSERT INTO podium_threads ({_COLUMNS}) "
-            "VALUES (?, ?, ?, NULL, NULL, NULL, ?, 'running', NULL, ?, 1, ?, ?) "
-            "ON CONFLICT (thread_id) DO UPDATE SET status='running', error=NULL, "
-            "owner=excluded.owner, runs=podium_threads.runs + 1, "
-            "updated_at=excluded.updated_at, "
-            "graph=COALESCE(podium_threads.graph, excluded.graph), "
-            "description=COALESCE(podium_threads.description, excluded.description), "
-            "request=COALESCE(podium_threads.request, excluded.request)",
+        text = request[:REQUEST_CHARS] if request else None
+        if force:
+            rows, _ = self._run(
+                f"INSERT INTO podium_threads ({_COLUMNS}, lease_gen, leased_at, lease_until) "
+                "VALUES (?, ?, ?, NULL, NULL, NULL, ?, 'running', NULL, ?, 1, ?, ?, 1, ?, ?) "
+                "ON CONFLICT (thread_id) DO UPDATE SET status='running', error=NULL, "
+                "owner=excluded.owner, runs=podium_threads.runs + 1, "
+                "updated_at=excluded.updated_at, "
+                "graph=COALESCE(podium_threads.graph, excluded.graph), "
+                "description=COALESCE(podium_threads.description, excluded.description), "
+                "request=COALESCE(podium_threads.request, excluded.request), "
+                "lease_gen=podium_threads.lease_gen + 1, leased_at=excluded.leased_at, "
+                "lease_until=excluded.lease_until RETURNING lease_gen",
+                (thread_id, graph, description, text, owner, now, now, now, now + seconds),
+            )
+            generation = int(rows[0][0])
+        elif seen is None:
+            _, inserted = self._run(
+                f"INSERT INTO podium_threads ({_COLUMNS}, lease_gen, leased_at, lease_until) "
+                "VALUES (?, ?, ?, NULL, NULL, NULL, ?, 'running', NULL, ?, 1, ?, ?, 1, ?, ?) "
+                "ON CONFLICT (thread_id) DO NOTHING",
+                (thread_id, graph, description, text, owner, now, now, now, now + seconds),
+            )
+            generation = 1 if inserted == 1 else 0
+        else:
+            _, updated = self._run(
+                "UPDATE podium_threads SET status='running', error=NULL, owner=?, "
+                "runs=runs + 1, updated_at=?, graph=COALESCE(graph, ?), "
+                "description=COALESCE(description, ?), request=COALESCE(request, ?), "
+                "lease_gen=lease_gen + 1, leased_at=?, lease_until=? "
+                "WHERE thread_id=? AND lease_gen=? AND (owner IS NULL OR lease_until IS NULL "
+                "OR lease_until < ? OR owner=?)",
+                (
+                    owner,
+                    now,
+                    graph,
+                    description,
+                    text,
+                    now,
+                    now + seconds,
+                    thread_id,
+                    seen.lease_gen,
+                    now,
+                    seen.owner or "",
+                ),
+            )
+            generation = seen.lease_gen + 1 if updated == 1 else 0
+        if not generation:
+            return None
+        return Lease(thread_id, generation, owner, location, seconds, now)
+
+    def renew_lease(self, lease: Lease) -> bool:
+        """The heartbeat: push the lease's expiry forward; ``False`` if it was lost."""
+        _, count = self._run(
+            "UPDATE podium_threads SET lease_until=? WHERE thread_id=? AND lease_gen=? AND owner=?",
+            (time.time() + lease.seconds, *lease.params),
+        )
+        return count == 1
+
+    def release_lease(
+        self,
+        lease: Lease,
+        status: ThreadStatus,
+        error: str | None = None,
+        *,
+        counted: bool = True,
+        force: bool = False,
+    ) -> bool:
+        """The run ended (``waiting``, ``done``, ``error``, ``stopped``): free the thread.
+
+        Args:
+            lease: The run's lease; a lease that was lost changes nothing.
+            status: How the run ended.
+            error: Why it failed (``status == "error"``).
+            counted: ``False`` for a run refused before it ran (not counted in
+                ``runs``).
+            force: Write the status whoever holds the thread (leases turned off).
+
+        Returns:
+            Whether the run still held the thread.
+        """
+        which = "thread_id=?" if force else "thread_id=? AND lease_gen=? AND owner=?"
+        _, count = self._run(
+            "UPDATE podium_threads SET status=?, error=?, owner=NULL, lease_until=NULL, "
+            f"updated_at=?, runs=runs - ? WHERE {which}",
             (
-                thread_id,
-                graph,
-                description,
-                request[:REQUEST_CHARS] if request else None,
-                owner,
-                now,
-                now,
+                status,
+                error[:2000] if error else None,
+                time.time(),
+                0 if counted else 1,
+                *(lease.params[:1] if force else lease.params),
             ),
         )
+        return count == 1
 
-    def thread_ended(self, thread_id: str, status: ThreadStatus, error: str | None = None) -> None:
-        """The run ended: ``waiting``, ``done``, ``error`` or ``stopped``."""
-        self._run(
-            "UPDATE podium_threads SET status=?, error=?, owner=NULL, updated_at=? "
-            "WHERE thread_id=?",
-            (status, error[:2000] if error else None, time.time(), thread_id),
+    def holds(self, lease: Lease) -> bool:
+        """Whether ``lease`` is still the thread's (generation and owner unchanged)."""
+        rows, _ = self._run(
+            "SELECT 1 FROM podium_threads WHERE thread_id=? AND lease_gen=? AND owner=?",
+            lease.params,
         )
+        return bool(rows)
+
+    def lost_lease_error(self, lease: Lease, what: str) -> LeaseLostError:
+        """The error for a write refused because ``lease`` was lost (names the new holder)."""
+        now = self.thread(lease.thread)
+        holder = now.holder if now is not None else None
+        return lease_lost(lease, what, holder, now.leased_at if now and holder else None)
 
     def record_source(
         self,
@@ -228,14 +372,12 @@ class ThreadRegistry:
 
     def threads(self) -> list[ThreadRecord]:
         """Every registered thread, oldest first."""
-        rows, _ = self._run(f"SELECT {_COLUMNS} FROM podium_threads ORDER BY created_at")
+        rows, _ = self._run(f"SELECT {_READ} FROM podium_threads ORDER BY created_at")
         return [_record(r) for r in rows]
 
     def thread(self, thread_id: str) -> ThreadRecord | None:
         """One thread's record."""
-        rows, _ = self._run(
-            f"SELECT {_COLUMNS} FROM podium_threads WHERE thread_id=?", (thread_id,)
-        )
+        rows, _ = self._run(f"SELECT {_READ} FROM podium_threads WHERE thread_id=?", (thread_id,))
         return _record(rows[0]) if rows else None
 
     def forget_thread(self, thread_id: str) -> None:

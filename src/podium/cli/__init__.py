@@ -99,7 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(verb, parents=[common], help=helptext).add_argument("thread")
     pending = sub.add_parser("pending", parents=[common], help="list pending requests")
     pending.add_argument("thread", nargs="?")
-    sub.add_parser("threads", parents=[common], help="threads with size and pending requests")
+    sub.add_parser(
+        "threads",
+        parents=[common],
+        help="threads: status, who holds a running one, size, pending requests",
+    )
     prune = sub.add_parser("prune", parents=[common], help="drop old checkpoints of a thread")
     prune.add_argument("thread")
     prune.add_argument("--keep-last", type=int, default=10, help="checkpoints to keep")

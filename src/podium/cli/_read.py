@@ -86,6 +86,12 @@ def _when(epoch: float | None) -> str:
 
 
 def cmd_threads(args: argparse.Namespace, console: Console) -> int:
+    """List threads: status, runs, pending requests, size, and who holds a running one.
+
+    A running thread's holder is the process whose run holds its lease
+    (``host|pid|start time|nonce``) and since when; ``--json`` adds
+    ``holder``, ``leased_since``, ``lease_until`` and ``lease_generation``.
+    """
     ws = opened(args)
     try:
         records = {t.thread_id: t for t in ws.threads()}
@@ -112,10 +118,15 @@ def cmd_threads(args: argparse.Namespace, console: Console) -> int:
     if not rows:
         console.print("no threads")
     for r in rows:
+        held = (
+            f"  held by {r['holder']} since {_when(r.get('leased_since'))}"
+            if r.get("holder")
+            else ""
+        )
         console.print(
             f"{r['thread']:<24} {r.get('graph') or '?':<16} {r['status']:<9} "
             f"runs {r.get('runs', 0):>3}  pending {r['pending_approvals']}  "
-            f"{r['checkpoints']:>4} ckpts {r['bytes']:>9} B  {_when(r.get('updated_at'))}",
+            f"{r['checkpoints']:>4} ckpts {r['bytes']:>9} B  {_when(r.get('updated_at'))}{held}",
             highlight=False,
             markup=False,
         )

@@ -233,6 +233,7 @@ class ActionGate:
             args_hash(run_args),
             idempotent=False,
             in_doubt=in_doubt,
+            lease=at.lease,
         )
         if isinstance(started, Verdict):
             return Passage(skip=started)

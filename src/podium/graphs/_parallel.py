@@ -334,7 +334,7 @@ class _Join:
         marker = self._marker(state, config)
         if marker is not None:
             at, key = marker
-            at.ledger.claim_call(at.thread, key, "join", "-", process_owner())
+            at.ledger.claim_call(at.thread, key, "join", "-", process_owner(), lease=at.lease)
             at.ledger.finish_call(at.thread, key, {"content": problem, "status": "error"})
 
     def _retry_input(self, state: ParallelState) -> ParallelState:

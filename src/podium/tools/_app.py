@@ -1,7 +1,7 @@
 """``GovernedApp``: what ``GovernedGraph.compile()`` returns.
 
 A compiled graph whose guarantees hold on the plain calls users make. It is
-LangGraph's ``CompiledStateGraph`` with four defaults set for every top-level
+LangGraph's ``CompiledStateGraph`` with these defaults for every top-level
 ``invoke`` / ``stream`` / ``ainvoke`` / ``astream`` (nested runs inherit from their
 parent):
 
@@ -25,6 +25,23 @@ parent):
 * **Decided requests answer themselves.** A resume (``invoke(None)`` or
   ``Command(resume=...)``) answers every interrupt whose request the ledger already
   holds a decision for (asked again after a crash) with that decision.
+* **One run per thread at a time.** A top-level run on a checkpointer takes its
+  thread's lease before it reads the thread, keeps it alive with a heartbeat and
+  releases it when it ends; every checkpoint, task write, tool-call start and
+  request for a human it makes is fenced by the lease, so a run that lost the
+  thread (paused past its lease, then woken) writes nothing
+  (:class:`~podium.errors.LeaseLostError`). A run on a busy thread follows
+  ``configurable["podium_multitask"]``: ``"reject"`` (the default:
+  :class:`~podium.errors.ThreadBusyError` naming the holder and since when,
+  nothing changed) or ``"enqueue"`` (wait up to
+  ``configurable["podium_multitask_timeout"]`` seconds, default 60). Runs that
+  LangGraph Server starts default to ``"enqueue"``: the server already chose, with
+  its own multitask strategy, to start them. New input on a thread taken from a
+  run whose process is gone (killed, or its lease expired) first finishes that run
+  (a resume), then runs, so the crashed turn is neither lost nor interleaved.
+  ``PODIUM_LEASE_SECONDS`` (default 30) sets how long a lease outlives its last
+  heartbeat; ``PODIUM_THREAD_LEASE=off`` turns leases off. See
+  :mod:`podium.tools._lease` and :mod:`podium.checkpoints._leases`.
 * **Every thread is registered.** A top-level run on a checkpointer writes its
   thread's row in the ledger's ``podium_threads`` table when it starts (``running``,
   with this process as owner) and when it ends (``waiting``, ``done``, ``error``,
@@ -60,13 +77,14 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 
+from podium.checkpoints._leases import LEASE_KEY
 from podium.checkpoints._ledger import MemoryLedger, ToolLedger
-from podium.checkpoints._owners import process_owner
 from podium.checkpoints._threads import ThreadStatus
 from podium.errors import InvalidInputError, PendingRequestsError
 from podium.observe._events import RunLedgerHandler
 from podium.tools._approvals import ApprovalRequest, Decision
 from podium.tools._decisions import current_ledger
+from podium.tools._lease import Claimant, Multitask, Taken, multitask, release
 
 __all__ = ["DESCRIPTION_KEY", "PENDING_KEY", "WIDTH_KEY", "GovernedApp", "open_requests"]
 
@@ -180,12 +198,12 @@ def _check_keys(keys: set[str], where: str) -> None:
 class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
     """A compiled podium graph (see the module docs for what it adds)."""
 
-    def _podium_defaults(
+    def _podium_prepare(
         self, value: Any, config: RunnableConfig | None, kwargs: dict[str, Any]
-    ) -> bool:
-        """Check the input and set the durability; whether the thread's state is needed."""
+    ) -> None:
+        """Check the input and set the durability (nothing here reads the thread)."""
         if _nested(config):
-            return False
+            return
         _check_input(value)
         during = kwargs.pop("checkpoint_during", None)
         conf = (config or {}).get("configurable") or {}
@@ -204,7 +222,11 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
                 kwargs["durability"] = "sync"
             elif during is True:
                 kwargs["durability"] = "async"
-        if self.checkpointer is None or not conf.get("thread_id"):
+
+    def _podium_needs_state(self, value: Any, config: RunnableConfig | None) -> bool:
+        """Whether the run's input must be checked against the thread's state."""
+        conf = (config or {}).get("configurable") or {}
+        if _nested(config) or self.checkpointer is None or not conf.get("thread_id"):
             return False
         if value is None or (isinstance(value, Command) and value.resume is not None):
             return True
@@ -212,6 +234,13 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
             return False
         # new input: one indexed query in the common case where nothing waits
         return bool(current_ledger(self.config).pending_approvals_of(str(conf["thread_id"])))
+
+    def _podium_defaults(
+        self, value: Any, config: RunnableConfig | None, kwargs: dict[str, Any]
+    ) -> bool:
+        """Check the input and set the durability; whether the thread's state is needed."""
+        self._podium_prepare(value, config, kwargs)
+        return self._podium_needs_state(value, config)
 
     def _podium_inputs(
         self, value: Any, config: RunnableConfig, snapshot: StateSnapshot
@@ -247,7 +276,7 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
         return bool(conf.get(EFFECTS_KEY, True))
 
     def _podium_registry(self, config: RunnableConfig | None) -> _Registration | None:
-        """Where this top-level run registers its thread (``None``: it does not)."""
+        """Where this top-level run registers its thread and takes its lease (``None``: not)."""
         conf = (config or {}).get("configurable") or {}
         thread = conf.get("thread_id")
         if _nested(config) or not thread or self.checkpointer in (None, False, True):
@@ -260,25 +289,53 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
         ledgers = (
             [h for h in given if isinstance(h, RunLedgerHandler)] if isinstance(given, list) else []
         )
+        how = multitask(conf, served=bool(conf.get(SERVED_KEY)))
         return _Registration(
-            ledger, str(thread), self.get_name(), own.get(DESCRIPTION_KEY), ledgers
+            ledger, str(thread), self.get_name(), own.get(DESCRIPTION_KEY), ledgers, how
         )
+
+    def _podium_recovery(
+        self, config: RunnableConfig, snapshot: StateSnapshot
+    ) -> list[tuple[Any, RunnableConfig]]:
+        """The resume that finishes a crashed run before new input (module docs).
+
+        A run cut off mid-step leaves its step's tasks in the latest checkpoint: some
+        still to run (``snapshot.next``), some done with their writes saved but not
+        yet applied (only in ``snapshot.tasks``). LangGraph would start new input from
+        that checkpoint and drop those writes (a saved question, a model's answer);
+        resuming first applies them and finishes the run.
+        """
+        if not snapshot.tasks or snapshot.interrupts:
+            return []
+        found = self._podium_inputs(None, config, snapshot)
+        return [(value, _without_run_id(conf)) for value, conf in found]
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Iterator[Any]:
         """LangGraph's ``stream``, with podium's defaults (module docs)."""
         config = _sized(self, config)
-        runs: list[tuple[Any, RunnableConfig | None]] = [(input, config)]
-        if self._podium_defaults(input, config, kwargs) and config is not None:
-            runs = [*self._podium_inputs(input, config, self.get_state(config))]
         registration = self._podium_registry(config)
-        if registration is None:
+        if registration is None or config is None:
+            runs: list[tuple[Any, RunnableConfig | None]] = [(input, config)]
+            if self._podium_defaults(input, config, kwargs) and config is not None:
+                runs = [*self._podium_inputs(input, config, self.get_state(config))]
             for value, conf in runs:
                 yield from super().stream(value, conf, **kwargs)
             return
-        registration.started(input)
+        self._podium_prepare(input, config, kwargs)
+        config = registration.take(input, config)  # busy: ThreadBusyError, nothing changed
         try:
+            runs = []
+            if registration.recovers and isinstance(input, Mapping):
+                runs = [*self._podium_recovery(config, self.get_state(config))]
+            for value, conf in runs:  # the crashed run first; then may the input run?
+                for chunk in super().stream(value, conf, **kwargs):
+                    registration.saw(chunk)
+                    yield chunk
+            runs = [(input, config)]
+            if self._podium_needs_state(input, config):
+                runs = [*self._podium_inputs(input, config, self.get_state(config))]
             for value, conf in runs:
                 for chunk in super().stream(value, conf, **kwargs):
                     registration.saw(chunk)
@@ -292,30 +349,44 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
     ) -> AsyncIterator[Any]:
         """LangGraph's ``astream``, with podium's defaults (module docs)."""
-        runs: list[tuple[Any, RunnableConfig | None]] = [(input, config)]
         # the ledger is synchronous: its queries run in a worker thread, never on the loop
-        if await asyncio.to_thread(self._podium_defaults, input, config, kwargs) and config:
-            snapshot = await self.aget_state(config)
-            runs = [*await asyncio.to_thread(self._podium_inputs, input, config, snapshot)]
         registration = self._podium_registry(config)
-        if registration is not None:
-            await asyncio.to_thread(registration.started, input)
-        try:
+        if registration is None or config is None:
+            runs: list[tuple[Any, RunnableConfig | None]] = [(input, config)]
+            if await asyncio.to_thread(self._podium_defaults, input, config, kwargs) and config:
+                snapshot = await self.aget_state(config)
+                runs = [*await asyncio.to_thread(self._podium_inputs, input, config, snapshot)]
             for value, conf in runs:
                 async for chunk in super().astream(value, conf, **kwargs):
-                    if registration is not None:
-                        registration.saw(chunk)
+                    yield chunk
+            return
+        self._podium_prepare(input, config, kwargs)
+        config = await registration.atake(input, config)
+        try:
+            runs = []
+            if registration.recovers and isinstance(input, Mapping):
+                snapshot = await self.aget_state(config)
+                runs = [*await asyncio.to_thread(self._podium_recovery, config, snapshot)]
+            for value, conf in runs:
+                async for chunk in super().astream(value, conf, **kwargs):
+                    registration.saw(chunk)
+                    yield chunk
+            runs = [(input, config)]
+            if await asyncio.to_thread(self._podium_needs_state, input, config):
+                snapshot = await self.aget_state(config)
+                runs = [*await asyncio.to_thread(self._podium_inputs, input, config, snapshot)]
+            for value, conf in runs:
+                async for chunk in super().astream(value, conf, **kwargs):
+                    registration.saw(chunk)
                     yield chunk
         except BaseException as exc:
-            if registration is not None:
-                await asyncio.shield(asyncio.to_thread(registration.ended, exc))
+            await asyncio.shield(asyncio.to_thread(registration.ended, exc))
             raise
-        if registration is not None:
-            await asyncio.to_thread(registration.ended, None)
+        await asyncio.to_thread(registration.ended, None)
 
 
 class _Registration:
-    """One top-level run's row in the thread registry (module docs)."""
+    """One top-level run's row in the thread registry, which is its thread's lease."""
 
     def __init__(
         self,
@@ -324,34 +395,61 @@ class _Registration:
         graph: str,
         description: str | None,
         run_ledgers: list[RunLedgerHandler],
+        how: Multitask,
     ) -> None:
         self.ledger = ledger
         self.thread = thread
         self.graph = graph
         self.description = description
         self.run_ledgers = run_ledgers
+        self.how = how
         self.interrupted = False
+        self.running = False
+        """Whether a LangGraph run streamed (a run refused before it ran does not count)."""
+        self.taken: Taken | None = None
 
-    def started(self, value: Any) -> None:
-        self.ledger.thread_started(
+    @property
+    def recovers(self) -> bool:
+        """The thread was taken from a run whose process is gone (it never ended)."""
+        return self.taken is not None and self.taken.recovers
+
+    def _claimant(self, value: Any) -> Claimant:
+        return Claimant(
+            self.ledger,
             self.thread,
-            owner=process_owner(),
+            self.how,
             graph=self.graph,
             description=self.description or None,
             request=_request_text(value),
         )
 
+    def take(self, value: Any, config: RunnableConfig) -> RunnableConfig:
+        """Take the thread's lease (or wait, or refuse); the run's config carrying it."""
+        self.taken = self._claimant(value).take()
+        return _with_lease(config, self.taken)
+
+    async def atake(self, value: Any, config: RunnableConfig) -> RunnableConfig:
+        """:meth:`take` without blocking the event loop."""
+        self.taken = await self._claimant(value).atake()
+        return _with_lease(config, self.taken)
+
     def saw(self, chunk: Any) -> None:
         """Note an interrupt in a streamed chunk (any stream mode, with subgraphs or not)."""
+        self.running = True
         if not self.interrupted:
             last = chunk[-1] if isinstance(chunk, tuple) and chunk else chunk
             self.interrupted = isinstance(last, Mapping) and "__interrupt__" in last
 
     def ended(self, error: BaseException | None) -> None:
+        """Release the lease, with how the run ended as the thread's status."""
+        if self.taken is None:
+            return
         status: ThreadStatus
         if error is None:
             waiting = self.interrupted or self.ledger.pending_approvals_of(self.thread) > 0
             status = "waiting" if waiting else "done"
+        elif isinstance(error, PendingRequestsError):  # refused: the thread still waits
+            status = "waiting"
         elif isinstance(error, (GeneratorExit, KeyboardInterrupt, asyncio.CancelledError)):
             status = "stopped"
         else:
@@ -359,7 +457,16 @@ class _Registration:
         message = f"{type(error).__name__}: {error}" if status == "error" else None
         for handler in self.run_ledgers:  # the run's events are stored when it returns
             handler.flush()
-        self.ledger.thread_ended(self.thread, status, message)
+        counted = self.running or not isinstance(error, PendingRequestsError)
+        release(self.ledger, self.taken, status, message, counted=counted)
+
+
+def _with_lease(config: RunnableConfig, taken: Taken) -> RunnableConfig:
+    """The run's config, carrying its lease (by which its writes are fenced)."""
+    if not taken.leased:
+        return config
+    conf = {**(config.get("configurable") or {}), LEASE_KEY: taken.lease}
+    return cast(RunnableConfig, {**config, "configurable": conf})
 
 
 def _request_text(value: Any) -> str | None:

@@ -44,6 +44,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
 from langgraph.types import interrupt
 
+from podium.checkpoints._leases import Lease, lease_of
 from podium.checkpoints._ledger import SQLiteLedger, ToolLedger, args_hash
 from podium.errors import ApprovalError, InvalidDecisionError
 from podium.observe import emit
@@ -134,6 +135,8 @@ class Where:
     scope: str = ""
     """The path of the member graphs the task runs in (``""`` at top level; see
     :mod:`podium.observe._scope`). Only shown (``ApprovalRequest.agent``), never keyed on."""
+    lease: Lease | None = None
+    """The run's thread lease (fences what it writes to the ledger), if it holds one."""
 
     @property
     def path(self) -> str:
@@ -144,11 +147,13 @@ class Where:
 def where(config: RunnableConfig | None) -> Where:
     """The thread, namespace and ledger of the running task."""
     conf = (config or {}).get("configurable") or {}
+    ledger = current_ledger(config)
     return Where(
         str(conf.get("thread_id", "")),
         str(conf.get("checkpoint_ns", "")),
-        current_ledger(config),
+        ledger,
         scope_of(config),
+        lease_of(config, ledger.location),
     )
 
 
@@ -264,7 +269,7 @@ def ask(config: RunnableConfig, question: Question) -> Decision:
     at = where(config)
     ledger = at.ledger
     record, created = ledger.open_request(
-        at.thread, question.key, question.request.id, question.request.to_json()
+        at.thread, question.key, question.request.id, question.request.to_json(), lease=at.lease
     )
     stored = ApprovalRequest.from_json(record.request)
     if created:

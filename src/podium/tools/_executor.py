@@ -289,6 +289,7 @@ class GovernedExecutor(Asking):
             args=cleared.args,
             idempotency_key=reuse,
             absent=absent,
+            lease=at.lease,
         )
         if isinstance(started, _inflight.Started):
             return _Plan(name, chosen[0], at, key, started.idempotency_key)
