@@ -105,13 +105,13 @@ def _skipped(backend: str, workers: int, why: str) -> Row:
 
 
 def _loads(backend: str, db: Callable[[str], str], quick: bool, home: Path) -> list[Row]:
-    threads, turns = (6, 2) if quick else (60, 6)
+    threads, turns = (6, 2) if quick else (80, 8)
     rows = []
     for workers in WORKERS:
         if quick and workers != 2:
             rows.append(_skipped(backend, workers, "quick mode runs 2 workers only"))
             continue
-        kill = (0.5, 1.0) if quick else (2.0, 4.0)
+        kill = (0.5, 1.0) if quick else (1.5, 3.0)
         folder = home / f"{backend}-{workers}"
         podium = run_load(
             Load("podium", db("podium"), workers, threads, turns, folder / "podium", kill)

@@ -5,7 +5,7 @@ serve 50 two-turn conversations with gated and ungated side-effecting tools, a
 decider process approves, and a worker is SIGKILLed every few tenths of a second and
 replaced
 -- on one SQLite file and on one PostgreSQL database. Nothing may be lost,
-duplicated or left stuck. The long version (2, 4 and 8 workers, 60 six-turn
+duplicated or left stuck. The long version (2, 4 and 8 workers, 80 eight-turn
 threads, and the same load on stock LangGraph) runs only in the benchmarks.
 """
 
