@@ -362,12 +362,22 @@ class ModelStep:
 
         return await self.hooks.acall(request, innermost)
 
+    def _middleware(self) -> Hooks:
+        """The agent's middleware hooks (only asked for when it has middleware)."""
+        if self.hooks is None:
+            raise ConfigurationError(
+                f"Agent {self.agent.name!r} has no middleware, yet a middleware step ran.",
+                fix="Report this as a podium bug, with the agent's definition.",
+            )
+        return self.hooks
+
     def _request(self, call: _Call) -> Any:
-        assert self.hooks is not None
         prompt = call.prompt
         model = self.model(call.index)
         tools = self.agent.granted_tools
-        return self.hooks.request(model, prompt.messages, prompt.system, tools, prompt.state)
+        return self._middleware().request(
+            model, prompt.messages, prompt.system, tools, prompt.state
+        )
 
     def _bound(self, call: _Call, request: Any) -> tuple[Any, list[Any], bool]:
         if request is None:
@@ -658,11 +668,9 @@ class ModelStep:
             elif isinstance(need, _Ask):
                 value = need()
             elif isinstance(need, _Before):
-                assert self.hooks is not None
-                value = self.hooks.run_before(need.state)
+                value = self._middleware().run_before(need.state)
             elif isinstance(need, _After):
-                assert self.hooks is not None
-                value = self.hooks.run_after(need.state, need.update)
+                value = self._middleware().run_after(need.state, need.update)
             elif isinstance(need, _Summarize):
                 value = self._summarize(need)
             else:
@@ -688,11 +696,9 @@ class ModelStep:
             elif isinstance(need, _Ask):
                 value = await asyncio.to_thread(need)
             elif isinstance(need, _Before):
-                assert self.hooks is not None
-                value = await self.hooks.arun_before(need.state)
+                value = await self._middleware().arun_before(need.state)
             elif isinstance(need, _After):
-                assert self.hooks is not None
-                value = await self.hooks.arun_after(need.state, need.update)
+                value = await self._middleware().arun_after(need.state, need.update)
             elif isinstance(need, _Summarize):
                 value = await self._asummarize(need)
             else:
