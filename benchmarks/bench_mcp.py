@@ -14,6 +14,10 @@ process-wide session from :func:`podium.tools.mcp_tools`; the baseline a plain
 * 12c: 12a against what a LangGraph user runs without podium: langchain-mcp-adapters'
   tool loaded on the bare session (``load_mcp_tools(session)``), ``ainvoke``-d in the
   session's loop -- the share of 12a's overhead that is langchain's tool layer.
+* 12e: that langchain-mcp-adapters tool against the bare session it runs on: what the
+  langchain tool layer alone costs, with no podium, no governance and no thread hop. It is
+  the floor under 12a for any MCP tool that is a langchain tool (as the issue asks: built
+  on langchain-mcp-adapters): when 12e is above 12a's target, so is 12a.
 
 A sample is ``calls`` calls in a row; reported per call.
 """
@@ -141,6 +145,16 @@ def run(quick: bool) -> list[Row]:
             "tool on a bare session (`load_mcp_tools(session)`, `ainvoke`)",
             stats["podium"],
             stats["adapters"],
+            target=None,
+            note=note,
+        ),
+        ratio_row(
+            "12e",
+            "Read-only MCP tool call without podium: a langchain-mcp-adapters tool on a bare "
+            "session (`ainvoke`, 12c's baseline) vs `call_tool` on that session (12a's "
+            "baseline) -- langchain's tool layer alone",
+            stats["adapters"],
+            stats["bare"],
             target=None,
             note=note,
         ),

@@ -70,7 +70,7 @@ from podium.tools._decisions import (
     where,
 )
 from podium.tools._decorator import ToolTraits, traits_of
-from podium.tools._policy import Governance, Policy
+from podium.tools._policy import Governance, Policy, PolicyDecision
 from podium.tools._requests import ToolRequest
 
 __all__ = [
@@ -140,6 +140,23 @@ class _Plan:
         return self.run.args
 
 
+@dataclass(frozen=True)
+class _Decided:
+    """A call the checks let through, with the policy's verdict (no ledger work yet)."""
+
+    name: str
+    args: dict[str, Any]
+    traits: ToolTraits
+    rules: Governance
+    verdict: PolicyDecision
+    at: Where
+    key: str
+    gated: bool
+    """The verdict asks a human (approve or escalate)."""
+    tracked: bool
+    """The call gets a ledger record (it has effects and the run has a thread)."""
+
+
 class GovernedExecutor(Asking):
     """Runs one agent's tool calls under its grants and the policies in force.
 
@@ -178,7 +195,30 @@ class GovernedExecutor(Asking):
     # -- planning -----------------------------------------------------------------
     def plan(self, req: ToolRequest, config: RunnableConfig | None) -> _Plan | ToolMessage:
         """Run every check and gate; return a cleared plan or the model's answer."""
-        outcome = self._plan(req, config)
+        decided = self._decide(req, config)
+        outcome = decided if isinstance(decided, ToolMessage) else self._gate(req, decided, config)
+        return self._refused(req, outcome, config)
+
+    async def aplan(self, req: ToolRequest, config: RunnableConfig | None) -> _Plan | ToolMessage:
+        """:meth:`plan` from an event loop: the ledger's work runs in a worker thread.
+
+        The checks and the policy's verdict need no ledger; a call that is neither gated
+        nor tracked (a read-only tool the policy allows, a denied call) is planned on the
+        loop.
+        """
+        decided = self._decide(req, config)
+        if isinstance(decided, ToolMessage):
+            outcome: _Plan | ToolMessage = decided
+        elif decided.gated or decided.tracked:
+            outcome = await asyncio.to_thread(self._gate, req, decided, config)
+        else:
+            outcome = self._gate(req, decided, config)
+        return self._refused(req, outcome, config)
+
+    def _refused(
+        self, req: ToolRequest, outcome: _Plan | ToolMessage, config: RunnableConfig | None
+    ) -> _Plan | ToolMessage:
+        """``outcome``; a refusal (by a check, the policy or a human) is also an event."""
         if isinstance(outcome, ToolMessage) and isinstance(outcome.artifact, dict):
             code = outcome.artifact.get("error")
             if code is not None:
@@ -195,7 +235,8 @@ class GovernedExecutor(Asking):
                 )
         return outcome
 
-    def _plan(self, req: ToolRequest, config: RunnableConfig | None) -> _Plan | ToolMessage:
+    def _decide(self, req: ToolRequest, config: RunnableConfig | None) -> _Decided | ToolMessage:
+        """The grant and argument checks and the policy's verdict: no ledger, no events."""
         checked = self.grants.checked(req)
         if isinstance(checked, ToolMessage):
             return checked
@@ -204,8 +245,31 @@ class GovernedExecutor(Asking):
         rules = governance(config, self.policy)
         verdict = rules.decide(agent=self.agent, tool=name, traits=traits, args=args)
         at = where(config)
-        key = call_key(at, req, args)
-        gated = verdict.action in ("approve", "escalate")
+        # without a thread (no checkpointer) nothing can resume: there is no call to track
+        return _Decided(
+            name,
+            args,
+            traits,
+            rules,
+            verdict,
+            at,
+            call_key(at, req, args),
+            gated=verdict.action in ("approve", "escalate"),
+            tracked=not traits.read_only and bool(at.thread) and verdict.action != "deny",
+        )
+
+    def _gate(
+        self, req: ToolRequest, decided: _Decided, config: RunnableConfig | None
+    ) -> _Plan | ToolMessage:
+        """The ledger's part: a replay, an earlier unsettled call, a human, the claim."""
+        name, args, traits, rules, verdict = (
+            decided.name,
+            decided.args,
+            decided.traits,
+            decided.rules,
+            decided.verdict,
+        )
+        at, key, gated = decided.at, decided.key, decided.gated
         kind: RequestKind = "approval" if verdict.action == "approve" else "escalation"
         details: dict[str, Any] = {
             "agent": self.agent,
@@ -227,11 +291,9 @@ class GovernedExecutor(Asking):
                 f"policy refused this call of {name!r}: {verdict.reason}. "
                 "Nothing was run; do not retry it.",
             )
-        # without a thread (no checkpointer) nothing can resume: there is no call to track
-        tracked = not traits.read_only and bool(at.thread)
         reuse: str | None = None
         record = None
-        if tracked:
+        if decided.tracked:
             record = at.ledger.get_call(at.thread, key)
             if record is not None and record.status == "done":
                 return replayed(req, record)
@@ -248,7 +310,7 @@ class GovernedExecutor(Asking):
             if isinstance(asked, ToolMessage):
                 return asked
             cleared = asked
-        if not tracked:
+        if not decided.tracked:
             return _Plan(name, cleared, at, key, None)
         return self._claim(req, at, key, cleared, traits, rules, config, reuse, record is None)
 
@@ -490,10 +552,12 @@ class GovernedExecutor(Asking):
 
         The ledger is synchronous (SQLite or a Postgres pool), so its work runs in a
         worker thread (with this task's context, so interrupts and events still work)
-        and never blocks the event loop. A timed-out async call is cancelled; whether
-        it took effect is unknown, so it stays in doubt.
+        and never blocks the event loop; a call that needs none (a read-only tool the
+        policy allows) is checked on the loop, policy predicates included -- keep
+        ``Rule(when=...)`` functions quick and free of I/O. A timed-out async call is
+        cancelled; whether it took effect is unknown, so it stays in doubt.
         """
-        plan = await asyncio.to_thread(self.plan, req, config)
+        plan = await self.aplan(req, config)
         if isinstance(plan, ToolMessage):
             return plan
         message: ToolMessage | None = None
@@ -520,7 +584,7 @@ class GovernedExecutor(Asking):
             message = self._failure(req, exc)
         finally:
             # recorded before it stops counting as running here: never seen as in doubt
-            if message is not None:
+            if message is not None and plan.idempotency_key is not None:
                 await asyncio.to_thread(self._record, plan, message)
             if down is not None and not down.reached:
                 await asyncio.to_thread(self._end, plan, down)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import os
 import sys
 import threading
@@ -126,6 +127,11 @@ def _session(connection: Connection) -> AbstractAsyncContextManager[ClientSessio
     return stdio()
 
 
+@functools.lru_cache(maxsize=64)
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=value)
+
+
 def _leaves(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
@@ -196,6 +202,9 @@ class Link:
             ToolUnavailableError: The server could not be started or reached.
             ConfigurationError: The stdio command does not exist or cannot run.
         """
+        session, owner = self.session, self.owner
+        if session is not None and owner is not None and not owner.done():
+            return session, owner  # the live session: no lock on the path every call takes
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
@@ -302,6 +311,7 @@ class Link:
             McpError: The server answered the request with an error.
         """
         seconds = self.endpoint.call_timeout if timeout is None else timeout
+        wait = _seconds(seconds)
         me = asyncio.current_task()
         for attempt in (1, 2):
             session, owner = await self.open()
@@ -312,9 +322,7 @@ class Link:
 
             owner.add_done_callback(interrupt)
             try:
-                return await session.call_tool(
-                    tool, args, read_timeout_seconds=timedelta(seconds=seconds)
-                )
+                return await session.call_tool(tool, args, read_timeout_seconds=wait)
             except asyncio.CancelledError:
                 if me is None or not owner.done() or me.cancelling() > 1:
                     raise  # cancelled by our caller, not by the transport
