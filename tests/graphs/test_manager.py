@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import doctest
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -164,15 +163,19 @@ def test_each_delegation_starts_a_fresh_private_history() -> None:
 
 
 def test_parallel_delegations_run_concurrently(effects: Effects) -> None:
-    spans: dict[str, tuple[float, float]] = {}
+    """Both specialists are inside their tool at once: each waits for the other there.
+
+    Run one after the other, the first would wait at the barrier alone and time out.
+    """
+    both_inside = threading.Barrier(2, timeout=30)
+    met: dict[str, bool] = {}
 
     def timed(label: str) -> Any:
         @tool(name=f"work_{label}")
         def work() -> str:
             """Do slow work."""
-            start = time.monotonic()
-            time.sleep(0.3)
-            spans[label] = (start, time.monotonic())
+            both_inside.wait()
+            met[label] = True
             return "ok"
 
         return work
@@ -196,8 +199,7 @@ def test_parallel_delegations_run_concurrently(effects: Effects) -> None:
     found = results(out["messages"])
     assert found["d1"].content == "left done"
     assert found["d2"].content == "right done"
-    (s1, e1), (s2, e2) = spans["left"], spans["right"]
-    assert max(s1, s2) < min(e1, e2), "the two specialists did not overlap"
+    assert met == {"left": True, "right": True}, "the two specialists did not overlap"
     # the manager's next call saw both results
     assert {m.text for m in boss_model.calls[1].messages if isinstance(m, ToolMessage)} == {
         "left done",

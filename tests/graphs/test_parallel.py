@@ -233,22 +233,33 @@ def test_below_quorum_is_a_clear_error_with_results_saved(quorum: int | None) ->
     assert {n: r["status"] for n, r in saved.items()} == {"a": "ok", "flaky": "error", "c": "ok"}
 
 
+_RELEASE = threading.Event()
+"""Holds the slow branches until the test that started them has checked its answer."""
+
+
 def _slow_sync(state: _S) -> dict[str, Any]:
-    time.sleep(0.6)
+    _RELEASE.wait(10)
     return {"messages": [AIMessage("late")]}
 
 
 async def _slow_async(state: _S) -> dict[str, Any]:
-    await asyncio.sleep(0.6)
+    await asyncio.to_thread(_RELEASE.wait, 10)
     return {"messages": [AIMessage("late")]}
 
 
-def test_branch_timeout_sync() -> None:
+@pytest.fixture
+def release_slow() -> Any:
+    _RELEASE.clear()
+    yield
+    _RELEASE.set()
+
+
+def test_branch_timeout_sync(release_slow: None) -> None:
     branches = [agent("fast", "F"), graph_member("slow", _slow_sync)]
     app = create_parallel_graph(branches, branch_timeout=0.15, quorum=1).compile()
     started = time.monotonic()
     out = ask(app, "go")
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 5  # the slow branch is held for 10 s: not waited for
     slow = out["branch_results"]["slow"]
     assert slow["status"] == "timeout"
     # a plain LangGraph graph may do anything: podium cannot rule out a side effect
@@ -264,12 +275,12 @@ def test_branch_timeout_sync() -> None:
     assert out["join_result"]["may_still_act"] == ["slow"]
 
 
-async def test_branch_timeout_async() -> None:
+async def test_branch_timeout_async(release_slow: None) -> None:
     branches = [agent("fast", "F"), graph_member("slow", _slow_async)]
     app = create_parallel_graph(branches, branch_timeout=0.15, quorum=1).compile()
     started = time.monotonic()
     out = await app.ainvoke({"messages": [("user", "go")]})
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 5  # the slow branch is held for 10 s: not waited for
     assert out["branch_results"]["slow"]["status"] == "timeout"
     with pytest.raises(QuorumNotMetError, match=r"slow \(timed out after 0.15s; it may still"):
         await (
@@ -281,41 +292,63 @@ async def test_branch_timeout_async() -> None:
 
 # -- concurrency -----------------------------------------------------------------------
 async def test_async_branches_run_concurrently() -> None:
-    branches = [agent(f"b{i}", f"answer {i}", delay=0.1) for i in range(10)]
+    """All ten branches are inside their tool at once (run in turn, the first would wait
+    at the barrier alone and time out)."""
+    everyone = asyncio.Barrier(10)
+
+    @tool(read_only=True)
+    async def gather() -> str:
+        """Wait for the other branches."""
+        await asyncio.wait_for(everyone.wait(), 30)
+        return "met"
+
+    branches = [
+        agent(f"b{i}", call("gather", {}, f"g{i}"), f"answer {i}", tools=[gather])
+        for i in range(10)
+    ]
     app = create_parallel_graph(branches).compile()
-    started = time.monotonic()
     out = await app.ainvoke({"messages": [("user", "go")]})
-    elapsed = time.monotonic() - started
-    assert elapsed < 0.6, f"10 branches of 0.1 s took {elapsed:.2f} s"
-    assert len(out["branch_results"]) == 10
+    assert [r["status"] for r in out["branch_results"].values()] == ["ok"] * 10
+    assert all(model_of(b).calls[1].messages[-1].content == "met" for b in branches)
 
 
-def _sleepy_branches(n: int) -> list[Agent]:
+def _sleepy_branches(n: int, inside: list[int] | None = None) -> list[Agent]:
+    both = threading.Barrier(n, timeout=30)
+    lock = threading.Lock()
+    now = [0]
+
     @tool(read_only=True)
     def wait() -> str:
         """Wait a moment."""
-        time.sleep(0.2)
+        if inside is None:  # every branch must be here at once
+            both.wait()
+            return "waited"
+        with lock:
+            now[0] += 1
+            inside.append(now[0])
+        time.sleep(0.05)
+        with lock:
+            now[0] -= 1
         return "waited"
 
     return [agent(f"s{i}", call("wait", {}, f"w{i}"), "done", tools=[wait]) for i in range(n)]
 
 
 def test_sync_branches_do_not_serialise() -> None:
-    app = create_parallel_graph(_sleepy_branches(3)).compile()
-    started = time.monotonic()
+    branches = _sleepy_branches(3)
+    app = create_parallel_graph(branches).compile()
     out = ask(app, "go")
-    elapsed = time.monotonic() - started
-    assert elapsed < 0.5, f"3 sync branches of 0.2 s took {elapsed:.2f} s"
     assert [r["status"] for r in out["branch_results"].values()] == ["ok"] * 3
+    assert all(model_of(b).calls[1].messages[-1].content == "waited" for b in branches)
 
 
 def test_max_concurrency_is_bound_as_config() -> None:
-    app = create_parallel_graph(_sleepy_branches(3), max_concurrency=1).compile()
+    inside: list[int] = []
+    app = create_parallel_graph(_sleepy_branches(3, inside), max_concurrency=1).compile()
     assert app.config is not None
     assert app.config["max_concurrency"] == 1
-    started = time.monotonic()
     ask(app, "go")
-    assert time.monotonic() - started >= 0.55
+    assert inside == [1, 1, 1]  # one branch's tool at a time
 
 
 # -- approvals inside a branch ---------------------------------------------------------

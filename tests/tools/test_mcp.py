@@ -365,8 +365,8 @@ def test_a_slow_call_times_out_and_a_side_effecting_one_stays_in_doubt(web: Http
         AIMessage(
             "",
             tool_calls=[
-                {"name": "quick_slow", "args": {"seconds": 3}, "id": "s1"},
-                {"name": "quick_slow_note", "args": {"text": "late", "seconds": 3}, "id": "s2"},
+                {"name": "quick_slow", "args": {"seconds": 8}, "id": "s1"},
+                {"name": "quick_slow_note", "args": {"text": "late", "seconds": 8}, "id": "s2"},
             ],
         ),
         "gave up",
@@ -374,7 +374,7 @@ def test_a_slow_call_times_out_and_a_side_effecting_one_stays_in_doubt(web: Http
     app = agent_app(tools, script).compile(checkpointer=InMemorySaver())
     started = time.monotonic()
     out = app.invoke({"messages": [("user", "wait")]}, {"configurable": {"thread_id": "slow"}})
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 5  # the calls take 8 s: not waited for
     found = results(out["messages"])
     assert found["s1"].artifact == {"error": "tool_timeout", "executed": True}
     assert "did not finish within 0.5s" in found["s1"].content
