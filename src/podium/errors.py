@@ -34,6 +34,7 @@ __all__ = [
     "ConcurrencyError",
     "ConfigurationError",
     "CorruptDatabaseError",
+    "HumanUnavailableError",
     "InvalidDecisionError",
     "InvalidInputError",
     "InvalidModelOutputError",
@@ -181,6 +182,16 @@ class AlreadyDecidedError(UnknownRequestError):
         super().__init__(message, fix=fix)
         self.recorded = recorded
         self.result = result
+
+
+class HumanUnavailableError(ApprovalError, ValueError):
+    """A run needs a human's decision but cannot pause for one; nothing ran.
+
+    A run without a checkpointer (a graph compiled with ``checkpointer=False``, or a
+    stateless LangGraph Server run such as its ``/mcp`` endpoint) could never be
+    resumed, so a request made there could never be decided: podium refuses to make
+    it. Also a ``ValueError``, so LangGraph Server shows its message to the client.
+    """
 
 
 class InvalidDecisionError(ApprovalError):

@@ -16,6 +16,7 @@ from podium import (
     Agent,
     ApproverNotAllowedError,
     ConfigurationError,
+    HumanUnavailableError,
     InvalidDecisionError,
     InvalidModelOutputError,
     ReworkLimitError,
@@ -501,3 +502,12 @@ def test_an_action_stage_first_is_fine() -> None:
     graph = create_pipeline_graph([Stage("act", _fn, action=True)], name="p", description="d")
     assert graph.podium_name == "p"
     assert graph.podium_description == "d"
+
+
+def test_an_action_stage_without_a_checkpointer_refuses_to_ask_and_runs_nothing() -> None:
+    effects: list[dict[str, Any]] = []
+    with pytest.raises(
+        HumanUnavailableError, match="'release' needs a human's approval for 'deploy'"
+    ):
+        ask(_release_pipeline(effects).compile(), "ship it", CFG)
+    assert effects == []

@@ -20,6 +20,7 @@ from langgraph.types import Command
 from agent_kinds import agent_app, tool_send
 from podium import (
     ApproverNotAllowedError,
+    HumanUnavailableError,
     InvalidDecisionError,
     InvalidInputError,
     UnknownRequestError,
@@ -454,3 +455,15 @@ def test_read_only_tools_skip_the_ledger_but_effects_are_recorded(
     ledger = current_ledger(app.config)
     assert ledger.count_calls("t1") == 1  # the refund; the read-only lookup is not recorded
     assert counter.lookups == ["A-1"]
+
+
+def test_a_run_without_a_checkpointer_refuses_to_ask_and_runs_nothing(counter: Counter) -> None:
+    """Nothing could ever resume it with a decision: fail closed, loudly, not with a
+    request nobody can decide (LangGraph Server's stateless runs, ``compile()`` alone)."""
+    app = build(counter, [AIMessage("", tool_calls=[refund_call(300)]), "done"], None)  # type: ignore[arg-type]
+    with pytest.raises(HumanUnavailableError) as info:
+        app.invoke({"messages": [("user", "refund A-1")]}, CFG)
+    assert "'billing' needs a human's approval for 'issue_refund'" in str(info.value)
+    assert "no checkpointer" in str(info.value)
+    assert "checkpointer=sqlite_saver" in (info.value.fix or "")
+    assert counter.refunds == []

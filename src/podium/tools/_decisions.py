@@ -42,11 +42,12 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import merge_configs
+from langgraph.constants import CONFIG_KEY_CHECKPOINTER
 from langgraph.types import interrupt
 
 from podium.checkpoints._leases import Lease, lease_of
 from podium.checkpoints._ledger import SQLiteLedger, ToolLedger, args_hash
-from podium.errors import ApprovalError, InvalidDecisionError
+from podium.errors import ApprovalError, HumanUnavailableError, InvalidDecisionError
 from podium.observe import emit
 from podium.observe._scope import scope_of, scoped
 from podium.tools._approvals import ApprovalRequest, Decision, DecisionAction, RequestKind
@@ -260,12 +261,34 @@ def _event(stored: ApprovalRequest, question: Question) -> dict[str, Any]:
     }
 
 
+_WANTED = {
+    "approval": "a human's approval",
+    "escalation": "a human's decision",
+    "in_doubt": "a human to say whether an interrupted call took effect",
+}
+
+
 def ask(config: RunnableConfig, question: Question) -> Decision:
     """Ask a human (or recall what one decided) and return the decision that binds.
 
     Raises:
         langgraph.errors.GraphInterrupt: While no decision is at hand (the run pauses).
+        HumanUnavailableError: The run has no checkpointer, so it could never resume
+            with a decision; no request is made.
     """
+    if (config.get("configurable") or {}).get(CONFIG_KEY_CHECKPOINTER) is None:
+        wanted = question.request
+        raise HumanUnavailableError(
+            f"{wanted.agent!r} needs {_WANTED.get(wanted.kind, 'a decision')} for "
+            f"{wanted.tool!r} ({wanted.reason or 'the policy asks for one'}), but this run "
+            "cannot pause for one: it has no checkpointer, so it could never be resumed with a "
+            "decision. "
+            "Nothing ran and no request was made.",
+            fix="Compile the graph with a checkpointer and run it on a thread, e.g. "
+            ".compile(checkpointer=sqlite_saver('runs.sqlite')) (from podium.checkpoints) and "
+            "invoke(..., {'configurable': {'thread_id': ...}}); on LangGraph Server, run on a "
+            "thread, not statelessly (its /mcp endpoint runs statelessly).",
+        )
     at = where(config)
     ledger = at.ledger
     record, created = ledger.open_request(

@@ -43,9 +43,10 @@ results) and the official ``mcp`` SDK. Decisions, where MCP leaves a choice:
   the ``mcp`` SDK passes (``HOME``, ``PATH``, ... plus ``env=``). Running them inside
   podium's sandboxed environments, under its network policy, waits for that feature.
 * **The other direction.** LangGraph Server serves every graph, podium's included, as
-  a tool at its ``/mcp`` endpoint. Each call there is a stateless run: a graph that
-  stops for a human answers with its state at the stop and the thread is discarded,
-  so the request cannot be decided and the gated call never runs.
+  a tool at its ``/mcp`` endpoint. Each call there is a stateless run, with no
+  checkpointer: a call that needs a human fails closed with
+  :class:`~podium.errors.HumanUnavailableError` (the MCP client gets it as the tool's
+  error), no request is left pending, and the gated call never runs.
 
 This module is light: the tools are built by :mod:`podium.tools._mcp_adapter` and
 run through :mod:`podium.tools._mcp_sessions`, which load the ``mcp`` SDK when
