@@ -83,6 +83,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 
+from podium._scrub import scrub_error
 from podium.checkpoints._leases import LEASE_KEY
 from podium.checkpoints._ledger import MemoryLedger, ToolLedger
 from podium.checkpoints._threads import ThreadStatus
@@ -347,7 +348,7 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
                     registration.saw(chunk)
                     yield chunk
         except BaseException as exc:
-            registration.ended(exc)
+            registration.ended(scrub_error(exc))  # a secret a tool echoed is not stored
             raise
         registration.ended(None)
 
@@ -386,7 +387,7 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
                     registration.saw(chunk)
                     yield chunk
         except BaseException as exc:
-            await asyncio.shield(asyncio.to_thread(registration.ended, exc))
+            await asyncio.shield(asyncio.to_thread(registration.ended, scrub_error(exc)))
             raise
         await asyncio.to_thread(registration.ended, None)
 
