@@ -19,11 +19,20 @@ split across two writes) is not recognised.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
-from typing import Any
+from typing import Any, TypeVar
 
-__all__ = ["MIN_SECRET_LENGTH", "REDACTED", "add_secret", "has_secrets", "scrub", "scrub_text"]
+__all__ = [
+    "MIN_SECRET_LENGTH",
+    "REDACTED",
+    "add_secret",
+    "has_secrets",
+    "scrub",
+    "scrub_error",
+    "scrub_text",
+]
 
 REDACTED = "[redacted]"
 """What a redacted value is replaced with."""
@@ -31,6 +40,8 @@ REDACTED = "[redacted]"
 MIN_SECRET_LENGTH = 4
 """Shorter values are not registered: replacing every ``ab`` in every text would
 destroy the text and protect nothing (such a value is guessable anyway)."""
+
+_E = TypeVar("_E", bound=BaseException)
 
 _lock = threading.Lock()
 _values: frozenset[str] = frozenset()
@@ -83,3 +94,27 @@ def scrub(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [scrub(v) for v in value]
     return value
+
+
+def scrub_error(exc: _E) -> _E:
+    """``exc`` with registered secret values scrubbed from its message, in place.
+
+    For an error that leaves podium (a tool's ``ToolUnavailableError`` that stops
+    the run, any error a run ends with): its ``args`` (what ``str(exc)`` shows) and
+    a podium error's ``message`` and ``fix``. Chained causes are scrubbed too.
+    Returns ``exc``.
+    """
+    if _pattern is None:
+        return exc
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.args = tuple(scrub(a) if isinstance(a, str) else a for a in current.args)
+        for name in ("message", "fix"):
+            text = getattr(current, name, None)
+            if isinstance(text, str):
+                with contextlib.suppress(AttributeError):  # read-only: args are scrubbed
+                    setattr(current, name, scrub_text(text))
+        current = current.__cause__ or current.__context__
+    return exc

@@ -50,6 +50,12 @@ parent):
   :mod:`podium.checkpoints._threads`). The run's events are written to the run
   ledger before it returns, so a trace read right after shows the whole run.
 
+* **``update_state`` is a write like a run's.** It takes the thread's lease (busy:
+  :class:`~podium.errors.ThreadBusyError`, or wait under ``"enqueue"``), its checkpoint
+  is fenced, and the thread keeps its status; it is refused on a thread that waits
+  for a human (:class:`~podium.errors.PendingRequestsError`) and on one whose last run
+  died mid-run, until that run is finished (see :meth:`GovernedApp.bulk_update_state`).
+
 One more applies to every synchronous run, nested ones included:
 
 * **Wide steps run at once.** LangGraph runs a synchronous step's tasks in a thread
@@ -77,10 +83,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 
+from podium._scrub import scrub_error
 from podium.checkpoints._leases import LEASE_KEY
 from podium.checkpoints._ledger import MemoryLedger, ToolLedger
 from podium.checkpoints._threads import ThreadStatus
-from podium.errors import InvalidInputError, PendingRequestsError
+from podium.errors import InvalidInputError, PendingRequestsError, ThreadBusyError
 from podium.observe._events import RunLedgerHandler
 from podium.tools._approvals import ApprovalRequest, Decision
 from podium.tools._decisions import current_ledger
@@ -341,7 +348,7 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
                     registration.saw(chunk)
                     yield chunk
         except BaseException as exc:
-            registration.ended(exc)
+            registration.ended(scrub_error(exc))  # a secret a tool echoed is not stored
             raise
         registration.ended(None)
 
@@ -380,9 +387,121 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
                     registration.saw(chunk)
                     yield chunk
         except BaseException as exc:
-            await asyncio.shield(asyncio.to_thread(registration.ended, exc))
+            await asyncio.shield(asyncio.to_thread(registration.ended, scrub_error(exc)))
             raise
         await asyncio.to_thread(registration.ended, None)
+
+    # -- update_state: a write to the thread, taken like a run ----------------------------
+    def bulk_update_state(self, config: RunnableConfig, supersteps: Any) -> RunnableConfig:
+        """LangGraph's ``bulk_update_state`` (and so ``update_state``), taken like a run.
+
+        A state update is a write to the thread: it takes the thread's lease first
+        (a thread a run holds raises :class:`~podium.errors.ThreadBusyError`, or waits
+        with ``configurable["podium_multitask"] = "enqueue"``), writes fenced by it,
+        and leaves the thread's status as it was. It is refused, with nothing
+        changed, on a thread that waits for a human
+        (:class:`~podium.errors.PendingRequestsError`: the update would leave those
+        requests without an answer -- decide them first, e.g. ``Decision.respond``
+        gives a call the result a debugger meant to write) and on a thread whose
+        last run's process died before it ended (resume it first). Updates inside
+        a nested graph (``checkpoint_ns``) and updates by a run that holds the lease
+        are LangGraph's own.
+        """
+        update = _Update(self, config)
+        if update.registration is None:
+            return super().bulk_update_state(config, supersteps)
+        leased = update.take()
+        try:
+            written = super().bulk_update_state(leased, supersteps)
+        except BaseException as exc:
+            update.ended(exc)
+            raise
+        update.ended(None)
+        return written
+
+    async def abulk_update_state(self, config: RunnableConfig, supersteps: Any) -> RunnableConfig:
+        """:meth:`bulk_update_state` for an event loop (``aupdate_state``)."""
+        update = _Update(self, config)
+        if update.registration is None:
+            return await super().abulk_update_state(config, supersteps)
+        leased = await asyncio.to_thread(update.take)
+        try:
+            written = await super().abulk_update_state(leased, supersteps)
+        except BaseException as exc:
+            await asyncio.shield(asyncio.to_thread(update.ended, exc))
+            raise
+        await asyncio.to_thread(update.ended, None)
+        return written
+
+
+class _Update:
+    """One ``update_state`` of a top-level thread: its lease, and the checks under it."""
+
+    def __init__(self, app: GovernedApp, config: RunnableConfig) -> None:
+        self.app = app
+        conf = config.get("configurable") or {}
+        given = LEASE_KEY in conf  # a run that holds the thread updates it itself
+        self.registration = None if given else app._podium_registry(config)
+        self.config = config
+        self.status: ThreadStatus = "done"
+
+    def take(self) -> RunnableConfig:
+        """Take the thread, check it can be updated; the config carrying the lease."""
+        registration = self.registration
+        if registration is None:  # not a top-level thread: nothing to take
+            return self.config
+        thread = registration.thread
+        seen = registration.ledger.thread(thread)
+        if seen is not None and seen.status not in ("running", "new"):
+            self.status = seen.status
+        if seen is not None and seen.owner and registration._claimant(None)._free(seen):
+            # checked before taking the thread: the next run must still find it to finish
+            raise ThreadBusyError(
+                f"Thread {thread!r}: its last run did not end (its process {seen.owner} "
+                "stopped mid-run), so its state is not settled; the state update was "
+                "refused and nothing changed.",
+                fix="Finish that run first (app.invoke(None, config), runs.resume or "
+                "`podium resume THREAD`), then update the state.",
+                thread=thread,
+                holder=seen.owner,
+                since=seen.leased_at,
+            )
+        leased = registration.take(None, self.config)
+        try:
+            self._check(registration)
+        except BaseException as exc:
+            self.ended(exc)
+            raise
+        return leased
+
+    def _check(self, registration: _Registration) -> None:
+        thread = registration.thread
+        if not registration.ledger.pending_approvals_of(thread):
+            return
+        latest: RunnableConfig = {"configurable": {"thread_id": thread}}
+        still_open, _ = open_requests(self.app, latest, self.app.get_state(latest))
+        if still_open:
+            listing = "; ".join(
+                f"{r.id} ({r.agent} wants {r.tool}, {r.kind})" for r, _ in still_open.values()
+            )
+            raise PendingRequestsError(
+                f"Thread {thread!r} is waiting for a human: {listing}. A state update would "
+                "leave those calls without an answer (a forged tool result is not a "
+                "decision), so it was refused; nothing changed.",
+                fix="Decide them first (runs.decide, or `podium approve|reject|respond`; "
+                "Decision.respond gives a call the result you meant to write), then update "
+                "the state.",
+                requests=[r for r, _ in still_open.values()],
+            )
+
+    def ended(self, error: BaseException | None) -> None:
+        """Let the thread go, its status as it was (``waiting`` when refused for that)."""
+        registration = self.registration
+        if registration is None or registration.taken is None:
+            return
+        status: ThreadStatus = "waiting" if isinstance(error, PendingRequestsError) else self.status
+        release(registration.ledger, registration.taken, status, counted=False)
+        registration.taken = None
 
 
 class _Registration:

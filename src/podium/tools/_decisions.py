@@ -35,6 +35,7 @@ ends the task's work, so it needs no position and does not interrupt again.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -227,9 +228,22 @@ class Question:
     """Extra details for this question's run events (a pipeline gate adds ``stage``)."""
 
 
+SHOWN_CHARS = 2000
+"""How much of a refused decision a request keeps (a client may send megabytes)."""
+
+
 def _refuse(decision: object, exc: ApprovalError) -> dict[str, Any]:
+    """What a request shows of a refused answer: it, or its start if it is large.
+
+    The answer is stored in the ledger's request and the run ledger's event and shown
+    by ``podium pending``; a malicious or broken client's megabytes are cut to
+    :data:`SHOWN_CHARS` characters of its JSON text.
+    """
     shown = decision.to_json() if isinstance(decision, Decision) else decision
-    return {"decision": shown, "error": exc.message if exc.message else str(exc)}
+    text = json.dumps(shown, default=repr)
+    if len(text) > SHOWN_CHARS:
+        shown = f"{text[:SHOWN_CHARS]}... ({len(text):,} characters, cut)"
+    return {"decision": shown, "error": (exc.message if exc.message else str(exc))[:SHOWN_CHARS]}
 
 
 def _review(question: Question, stored: ApprovalRequest, value: object) -> Decision:

@@ -52,7 +52,7 @@ from langchain_core.runnables.config import merge_configs
 from langchain_core.tools import BaseTool
 from langgraph.errors import GraphBubbleUp
 
-from podium._scrub import has_secrets, scrub
+from podium._scrub import has_secrets, scrub, scrub_error
 from podium.checkpoints._ledger import CallRecord, args_hash
 from podium.checkpoints._messages import EDIT_ARTIFACT
 from podium.checkpoints._owners import process_owner
@@ -529,7 +529,7 @@ class GovernedExecutor(Asking):
         except ToolTimeoutError as exc:
             return self._timed_out(req, plan, exc.seconds)
         except ToolUnavailableError as exc:
-            down = exc
+            down = scrub_error(exc)  # a secret the tool echoed never leaves the run
             raise  # the run stops; it resumes once the service is back
         except Exception as exc:
             message = self._failure(req, exc)
@@ -573,7 +573,7 @@ class GovernedExecutor(Asking):
         except ToolTimeoutError as exc:
             return await asyncio.to_thread(self._timed_out, req, plan, exc.seconds)
         except ToolUnavailableError as exc:
-            down = exc
+            down = scrub_error(exc)  # a secret the tool echoed never leaves the run
             raise  # the run stops; it resumes once the service is back
         except TimeoutError as exc:
             if self.timeout is None or not isinstance(exc.__cause__, asyncio.CancelledError):
