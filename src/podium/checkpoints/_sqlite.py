@@ -45,13 +45,10 @@ events stay, since the thread lives on).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import aiosqlite
 from langchain_core.runnables import RunnableConfig
@@ -62,14 +59,13 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from podium.checkpoints._common import AsyncOpener, podium_serde, prune_arguments
 from podium.checkpoints._fenced import AsyncFencedWrites, FencedWrites
-from podium.checkpoints._integrity import check_database_file
 from podium.checkpoints._leases import Lease
-from podium.checkpoints._ledger import SQLiteLedger, ledger_schema
+from podium.checkpoints._ledger import SQLiteLedger
 from podium.checkpoints._retention import prune as retain
 from podium.checkpoints._retention_sql import SqliteStorage
+from podium.checkpoints._sqlite_file import Synchronous, pragmas, prepare
 from podium.checkpoints._sqlite_rows import SqliteRows, Statement
 from podium.checkpoints._versions import CompactVersions
-from podium.errors import ConfigurationError
 
 __all__ = [
     "PodiumAsyncSqliteSaver",
@@ -78,56 +74,6 @@ __all__ = [
     "async_sqlite_saver",
     "sqlite_saver",
 ]
-
-Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
-_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-
-
-def _pragmas(synchronous: str, busy_timeout: float) -> list[str]:
-    if synchronous not in _SYNCHRONOUS:
-        raise ConfigurationError(
-            f"synchronous={synchronous!r} is not a SQLite synchronous level.",
-            fix=f"Use one of {', '.join(_SYNCHRONOUS)} (podium's default is NORMAL).",
-        )
-    return [
-        f"PRAGMA busy_timeout={int(busy_timeout * 1000)}",
-        "PRAGMA journal_mode=WAL",
-        f"PRAGMA synchronous={synchronous}",
-    ]
-
-
-def _create_atomically(path: Path) -> None:
-    """Create a ready database at ``path`` unless a file is already there."""
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
-    os.close(fd)
-    try:
-        db = sqlite3.connect(name)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            SqliteSaver(db).setup()
-            db.executescript(ledger_schema(""))
-            db.commit()
-        finally:
-            db.close()
-        try:
-            os.link(name, path)  # atomic; fails if another process made it first
-        except FileExistsError:
-            pass
-        except OSError:  # a file system without hard links
-            if not path.exists():
-                os.replace(name, path)
-    finally:
-        for leftover in (name, f"{name}-wal", f"{name}-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(leftover)
-
-
-def _prepare(path: Path, integrity_check: bool) -> None:
-    check_database_file(path, quick_check=integrity_check)
-    _create_atomically(path)
 
 
 class PodiumSqliteSaver(CompactVersions, SqliteRows, FencedWrites, SqliteSaver):
@@ -150,10 +96,10 @@ class PodiumSqliteSaver(CompactVersions, SqliteRows, FencedWrites, SqliteSaver):
         serde: JsonPlusSerializer,
         integrity_check: bool = True,
     ) -> None:
-        pragmas = _pragmas(synchronous, busy_timeout)
-        _prepare(path, integrity_check)
+        settings = pragmas(synchronous, busy_timeout)
+        prepare(path, integrity_check)
         conn = sqlite3.connect(path, check_same_thread=False, timeout=busy_timeout)
-        for pragma in pragmas:
+        for pragma in settings:
             conn.execute(pragma)
         super().__init__(conn, serde=serde)
         self.path = path
@@ -436,13 +382,13 @@ def async_sqlite_saver(
         CorruptDatabaseError: If the file is empty, not SQLite, corrupt, or foreign.
     """
     file = Path(path)
-    pragmas = _pragmas(synchronous, busy_timeout)
+    settings = pragmas(synchronous, busy_timeout)
 
     async def open_() -> PodiumAsyncSqliteSaver:
-        _prepare(file, integrity_check)
+        prepare(file, integrity_check)
         conn = await aiosqlite.connect(file, timeout=busy_timeout, isolation_level=None)
         try:
-            for pragma in pragmas:
+            for pragma in settings:
                 await conn.execute(pragma)
             saver = PodiumAsyncSqliteSaver(conn, serde=podium_serde(allowed_types))
             await saver.setup()
