@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
@@ -36,12 +36,38 @@ from podium.checkpoints._leases import Lease, lease_of
 if TYPE_CHECKING:
     from podium.checkpoints._ledger import ToolLedger
 
-__all__ = ["CHECKPOINT", "WRITES", "AsyncFencedWrites", "FencedWrites", "next_config"]
+__all__ = [
+    "CHECKPOINT",
+    "WRITES",
+    "AsyncFencedWrites",
+    "FencedWrites",
+    "PutCheckpoint",
+    "PutWrites",
+    "next_config",
+]
 
 CHECKPOINT = "checkpoint"
 """What a refused ``put`` was (for :class:`~podium.errors.LeaseLostError`)."""
 WRITES = "task's writes"
 """What a refused ``put_writes`` was."""
+
+
+class PutCheckpoint(NamedTuple):
+    """A ``put``'s arguments, as the backend's fenced write gets them."""
+
+    config: RunnableConfig
+    checkpoint: Checkpoint
+    metadata: CheckpointMetadata
+    new_versions: ChannelVersions
+
+
+class PutWrites(NamedTuple):
+    """A ``put_writes``' arguments, as the backend's fenced write gets them."""
+
+    config: RunnableConfig
+    writes: Sequence[tuple[str, Any]]
+    task_id: str
+    task_path: str
 
 
 def next_config(config: RunnableConfig, checkpoint: Checkpoint) -> RunnableConfig:
@@ -70,25 +96,11 @@ class FencedWrites(_Fence):
     :meth:`_fenced_put_writes`.
     """
 
-    def _fenced_put(
-        self,
-        lease: Lease,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> bool:
+    def _fenced_put(self, lease: Lease, put: PutCheckpoint) -> bool:
         """Write the checkpoint if ``lease`` holds; whether it did."""
         raise NotImplementedError
 
-    def _fenced_put_writes(
-        self,
-        lease: Lease,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str,
-    ) -> bool:
+    def _fenced_put_writes(self, lease: Lease, put: PutWrites) -> bool:
         """Write the task's writes if ``lease`` holds; whether it did."""
         raise NotImplementedError
 
@@ -107,7 +119,7 @@ class FencedWrites(_Fence):
         lease = self._lease(config)
         if lease is None:
             return super().put(config, checkpoint, metadata, new_versions)  # type: ignore[misc, no-any-return]
-        if not self._fenced_put(lease, config, checkpoint, metadata, new_versions):
+        if not self._fenced_put(lease, PutCheckpoint(config, checkpoint, metadata, new_versions)):
             raise self.podium_ledger.lost_lease_error(lease, CHECKPOINT)
         return next_config(config, checkpoint)
 
@@ -126,7 +138,7 @@ class FencedWrites(_Fence):
         lease = self._lease(config)
         if lease is None:
             super().put_writes(config, writes, task_id, task_path)  # type: ignore[misc]
-        elif not self._fenced_put_writes(lease, config, writes, task_id, task_path):
+        elif not self._fenced_put_writes(lease, PutWrites(config, writes, task_id, task_path)):
             raise self.podium_ledger.lost_lease_error(lease, WRITES)
 
 
@@ -138,36 +150,16 @@ class AsyncFencedWrites(_Fence):
     :meth:`_aput_writes_unfenced`; LangGraph's by default).
     """
 
-    async def _afenced_put(
-        self,
-        lease: Lease,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> bool:
+    async def _afenced_put(self, lease: Lease, put: PutCheckpoint) -> bool:
         """Write the checkpoint if ``lease`` holds; whether it did."""
         raise NotImplementedError
 
-    async def _afenced_put_writes(
-        self,
-        lease: Lease,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str,
-    ) -> bool:
+    async def _afenced_put_writes(self, lease: Lease, put: PutWrites) -> bool:
         """Write the task's writes if ``lease`` holds; whether it did."""
         raise NotImplementedError
 
-    async def _aput_writes_unfenced(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str,
-    ) -> None:
-        await super().aput_writes(config, writes, task_id, task_path)  # type: ignore[misc]
+    async def _aput_writes_unfenced(self, put: PutWrites) -> None:
+        await super().aput_writes(*put)  # type: ignore[misc]
 
     async def aput(
         self,
@@ -184,7 +176,9 @@ class AsyncFencedWrites(_Fence):
         lease = self._lease(config)
         if lease is None:
             return await super().aput(config, checkpoint, metadata, new_versions)  # type: ignore[misc, no-any-return]
-        if not await self._afenced_put(lease, config, checkpoint, metadata, new_versions):
+        if not await self._afenced_put(
+            lease, PutCheckpoint(config, checkpoint, metadata, new_versions)
+        ):
             raise await asyncio.to_thread(self.podium_ledger.lost_lease_error, lease, CHECKPOINT)
         return next_config(config, checkpoint)
 
@@ -202,6 +196,8 @@ class AsyncFencedWrites(_Fence):
         """
         lease = self._lease(config)
         if lease is None:
-            await self._aput_writes_unfenced(config, writes, task_id, task_path)
-        elif not await self._afenced_put_writes(lease, config, writes, task_id, task_path):
+            await self._aput_writes_unfenced(PutWrites(config, writes, task_id, task_path))
+        elif not await self._afenced_put_writes(
+            lease, PutWrites(config, writes, task_id, task_path)
+        ):
             raise await asyncio.to_thread(self.podium_ledger.lost_lease_error, lease, WRITES)

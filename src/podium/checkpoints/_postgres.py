@@ -38,8 +38,6 @@ from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -48,8 +46,14 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from podium.checkpoints._common import AsyncOpener, ClosesPool, podium_serde, prune_arguments
-from podium.checkpoints._fenced import AsyncFencedWrites, FencedWrites
+from podium.checkpoints._common import (
+    AsyncOpener,
+    ClosesAsync,
+    ClosesPool,
+    podium_serde,
+    prune_arguments,
+)
+from podium.checkpoints._fenced import AsyncFencedWrites, FencedWrites, PutCheckpoint, PutWrites
 from podium.checkpoints._leases import FENCE_SQL, Lease
 from podium.checkpoints._ledger import Row, ToolLedger, ledger_schema
 from podium.errors import ConfigurationError, PersistenceError
@@ -278,28 +282,14 @@ class PodiumPostgresSaver(FencedWrites, ClosesPool, PostgresSaver):
             self.setup()
         self.podium_ledger = PostgresLedger(pool)
 
-    def _fenced_put(
-        self,
-        lease: Lease,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> bool:
+    def _fenced_put(self, lease: Lease, put: PutCheckpoint) -> bool:
         with _Fenced(lease) as fence:
-            PostgresSaver.put(self, config, checkpoint, metadata, new_versions)
+            PostgresSaver.put(self, *put)
         return fence.held
 
-    def _fenced_put_writes(
-        self,
-        lease: Lease,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str,
-    ) -> bool:
+    def _fenced_put_writes(self, lease: Lease, put: PutWrites) -> bool:
         with _Fenced(lease) as fence:
-            PostgresSaver.put_writes(self, config, writes, task_id, task_path)
+            PostgresSaver.put_writes(self, *put)
         return fence.held
 
     @contextmanager
@@ -387,7 +377,7 @@ def postgres_saver(
     )
 
 
-class PodiumAsyncPostgresSaver(AsyncFencedWrites, AsyncPostgresSaver):
+class PodiumAsyncPostgresSaver(ClosesAsync, AsyncFencedWrites, AsyncPostgresSaver):
     """An ``AsyncPostgresSaver`` on its own async pool, with the ledger in the same database.
 
     The ledger uses a small synchronous pool of its own (its statements are short
@@ -399,28 +389,14 @@ class PodiumAsyncPostgresSaver(AsyncFencedWrites, AsyncPostgresSaver):
     url: str
     """The connection string."""
 
-    async def _afenced_put(
-        self,
-        lease: Lease,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> bool:
+    async def _afenced_put(self, lease: Lease, put: PutCheckpoint) -> bool:
         with _Fenced(lease) as fence:
-            await AsyncPostgresSaver.aput(self, config, checkpoint, metadata, new_versions)
+            await AsyncPostgresSaver.aput(self, *put)
         return fence.held
 
-    async def _afenced_put_writes(
-        self,
-        lease: Lease,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str,
-    ) -> bool:
+    async def _afenced_put_writes(self, lease: Lease, put: PutWrites) -> bool:
         with _Fenced(lease) as fence:
-            await AsyncPostgresSaver.aput_writes(self, config, writes, task_id, task_path)
+            await AsyncPostgresSaver.aput_writes(self, *put)
         return fence.held
 
     @asynccontextmanager
@@ -490,12 +466,6 @@ class PodiumAsyncPostgresSaver(AsyncFencedWrites, AsyncPostgresSaver):
         self.podium_ledger.close()
         if isinstance(self.conn, AsyncConnectionPool):
             await self.conn.close()
-
-    async def __aenter__(self) -> PodiumAsyncPostgresSaver:
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.aclose()
 
 
 def async_postgres_saver(

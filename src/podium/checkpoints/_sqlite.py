@@ -51,14 +51,12 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from podium.checkpoints._common import AsyncOpener, podium_serde, prune_arguments
-from podium.checkpoints._fenced import AsyncFencedWrites, FencedWrites
+from podium.checkpoints._common import AsyncOpener, ClosesAsync, podium_serde, prune_arguments
+from podium.checkpoints._fenced import AsyncFencedWrites, FencedWrites, PutCheckpoint, PutWrites
 from podium.checkpoints._leases import Lease
 from podium.checkpoints._ledger import SQLiteLedger
 from podium.checkpoints._retention import prune as retain
@@ -111,28 +109,13 @@ class PodiumSqliteSaver(CompactVersions, SqliteRows, FencedWrites, SqliteSaver):
         with self.cursor() as cur:
             return sum(cur.execute(sql, params).rowcount for sql, params in statements)
 
-    def _fenced_put(
-        self,
-        lease: Lease,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> bool:
-        statement = self._checkpoint_statement(config, checkpoint, metadata, lease)
-        return self._execute([statement]) == 1
+    def _fenced_put(self, lease: Lease, put: PutCheckpoint) -> bool:
+        return self._execute([self._checkpoint_statement(put, lease)]) == 1
 
-    def _fenced_put_writes(
-        self,
-        lease: Lease,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str,
-    ) -> bool:
-        written = self._execute(self._write_statements(config, writes, task_id, task_path, lease))
+    def _fenced_put_writes(self, lease: Lease, put: PutWrites) -> bool:
+        written = self._execute(self._write_statements(put, lease))
         # no row written: refused by the fence, or every row was there already
-        return bool(written) or not writes or self.podium_ledger.holds(lease)
+        return bool(written) or not put.writes or self.podium_ledger.holds(lease)
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints and writes, its ledger rows and its run events."""
@@ -217,7 +200,9 @@ def sqlite_saver(
     )
 
 
-class PodiumAsyncSqliteSaver(CompactVersions, SqliteRows, AsyncFencedWrites, AsyncSqliteSaver):
+class PodiumAsyncSqliteSaver(
+    ClosesAsync, CompactVersions, SqliteRows, AsyncFencedWrites, AsyncSqliteSaver
+):
     """An ``AsyncSqliteSaver`` with podium's settings and its ledger in the same file.
 
     The ledger keeps a synchronous connection of its own (its writes are single
@@ -243,43 +228,19 @@ class PodiumAsyncSqliteSaver(CompactVersions, SqliteRows, AsyncFencedWrites, Asy
                 written += cur.rowcount
         return written
 
-    async def _afenced_put(
-        self,
-        lease: Lease,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> bool:
-        statement = self._checkpoint_statement(config, checkpoint, metadata, lease)
-        return await self._aexecute([statement]) == 1
+    async def _afenced_put(self, lease: Lease, put: PutCheckpoint) -> bool:
+        return await self._aexecute([self._checkpoint_statement(put, lease)]) == 1
 
-    async def _afenced_put_writes(
-        self,
-        lease: Lease,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str,
-    ) -> bool:
-        if not writes:
+    async def _afenced_put_writes(self, lease: Lease, put: PutWrites) -> bool:
+        if not put.writes:
             return True
-        written = await self._aexecute(
-            self._write_statements(config, writes, task_id, task_path, lease)
-        )
-        ledger = self.podium_ledger
-        return bool(written) or await asyncio.to_thread(ledger.holds, lease)
+        written = await self._aexecute(self._write_statements(put, lease))
+        return bool(written) or await asyncio.to_thread(self.podium_ledger.holds, lease)
 
-    async def _aput_writes_unfenced(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str,
-    ) -> None:
+    async def _aput_writes_unfenced(self, put: PutWrites) -> None:
         """A task's writes, one statement per 3,000 rows (atomic in autocommit mode)."""
-        if writes:
-            await self._aexecute(self._write_statements(config, writes, task_id, task_path, None))
+        if put.writes:
+            await self._aexecute(self._write_statements(put, None))
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints and writes, its ledger rows and its run events."""
@@ -349,12 +310,6 @@ class PodiumAsyncSqliteSaver(CompactVersions, SqliteRows, AsyncFencedWrites, Asy
         """Close the checkpoint and ledger connections."""
         self.podium_ledger.close()
         await self.conn.close()
-
-    async def __aenter__(self) -> PodiumAsyncSqliteSaver:
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.aclose()
 
 
 def async_sqlite_saver(

@@ -15,14 +15,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
-    Checkpoint,
-    CheckpointMetadata,
     get_checkpoint_metadata,
 )
 
+from podium.checkpoints._fenced import PutCheckpoint, PutWrites
 from podium.checkpoints._leases import FENCE_SQL, Lease
 
 __all__ = ["SqliteRows", "Statement", "inserts"]
@@ -64,16 +62,11 @@ class SqliteRows:
 
     serde: Any
 
-    def _checkpoint_statement(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        lease: Lease | None,
-    ) -> Statement:
+    def _checkpoint_statement(self, put: PutCheckpoint, lease: Lease | None) -> Statement:
+        config, checkpoint = put.config, put.checkpoint
         conf = config["configurable"]
         type_, serialized = self.serde.dumps_typed(checkpoint)
-        meta = json.dumps(get_checkpoint_metadata(config, metadata), ensure_ascii=False)
+        meta = json.dumps(get_checkpoint_metadata(config, put.metadata), ensure_ascii=False)
         row = (
             str(conf["thread_id"]),
             conf["checkpoint_ns"],
@@ -86,14 +79,8 @@ class SqliteRows:
         [statement] = inserts("REPLACE", "checkpoints", _CHECKPOINT_COLUMNS, [row], lease)
         return statement
 
-    def _write_statements(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str,
-        lease: Lease | None,
-    ) -> list[Statement]:
+    def _write_statements(self, put: PutWrites, lease: Lease | None) -> list[Statement]:
+        config, writes, task_id, task_path = put
         conf = config["configurable"]
         rows = [
             (
