@@ -13,12 +13,14 @@ When every attempt failed, the step hands off to the alternate agent, records an
 escalation for the ``escalate`` step, or raises.
 
 The attempt loop is written once, as a generator that yields what it needs (a
-pause, a model call) to a sync or an async driver.
+pause, a model call, a human, the middleware's hooks, a summary:
+:mod:`podium.agents._step_needs`) to a sync or an async driver. How one call is
+made (models, instructions, context, tools, the ``wrap_model_call`` chain) is
+:mod:`podium.agents._calling`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import uuid
@@ -28,39 +30,22 @@ from typing import Any, cast
 
 import openai
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.messages.tool import invalid_tool_call
 from langchain_core.runnables import RunnableConfig
-from langchain_core.runnables.config import merge_configs
-from langchain_core.tools import BaseTool
-from langgraph.errors import GraphBubbleUp
 
 from podium.agents._budget import Usage, add_usage, report_usage
-from podium.agents._context import (
-    ContextCache,
-    ContextPlan,
-    fallback,
-    plan,
-    summary_prompt,
-    summary_text,
-    system_with,
-)
-from podium.agents._escalate import Escalation, ask_budget, stop_message
-from podium.agents._failure import Attempt, Attempts, call_async, call_sync, model_label
-from podium.agents._meter import Exhaustion, Meter
+from podium.agents._calling import ModelCalls, Update
+from podium.agents._escalate import Escalation, stop_message
+from podium.agents._failure import Attempt, Attempts, model_label
+from podium.agents._meter import Meter
 from podium.agents._middleware import Hooks
-from podium.agents._models import check_model_spec, is_local_model, resolve_model
+from podium.agents._models import check_model_spec, is_local_model
 from podium.agents._spec import Agent
-from podium.agents._structured import (
-    choice_response_format,
-    parse_choice,
-    render_for_json,
-    repeated_call,
-)
+from podium.agents._step_needs import After, Ask, Before, Call, Failed, Need, Pause
 from podium.errors import (
     BudgetExceededError,
-    ConfigurationError,
     InvalidModelOutputError,
     MaxStepsExceededError,
     ModelFailedError,
@@ -72,8 +57,6 @@ from podium.tools._approvals import Decision
 from podium.tools._policy import Policy
 
 __all__ = ["ModelStep", "steps_this_turn"]
-
-Update = dict[str, Any]
 
 
 def steps_this_turn(messages: Sequence[AnyMessage], agent: str | None = None) -> int:
@@ -112,74 +95,6 @@ def _usage_of(exc: openai.LengthFinishReasonError) -> UsageMetadata | None:
 
 
 @dataclass
-class _Prompt:
-    """What one model call is sent (after the middleware's and the context policy's say)."""
-
-    messages: list[AnyMessage]
-    system: str
-    state: Mapping[str, Any]
-    """The state the ``before_model`` hooks left (what wrappers see)."""
-
-
-@dataclass
-class _Call:
-    """What the attempt loop asks its driver to run: one attempt with model ``index``."""
-
-    index: int
-    prompt: _Prompt
-    config: RunnableConfig
-    timeout: float | None
-
-
-@dataclass
-class _Before:
-    """The ``before_model`` hooks to run on ``state``."""
-
-    state: Mapping[str, Any]
-
-
-@dataclass
-class _After:
-    """The ``after_model`` hooks to run on ``state`` with the step's ``update``."""
-
-    state: Mapping[str, Any]
-    update: dict[str, Any]
-
-
-@dataclass
-class _Summarize:
-    """A summary call of the context policy."""
-
-    model: BaseChatModel
-    prompt: list[Any]
-    config: RunnableConfig
-
-
-@dataclass
-class _Ask:
-    """An exhausted budget to ask a human about (through the synchronous ledger)."""
-
-    config: RunnableConfig
-    agent: str
-    exhausted: Exhaustion
-    index: int
-    policy: Policy | None
-
-    def __call__(self) -> tuple[Decision, dict[str, float] | None]:
-        return ask_budget(self.config, self.agent, self.exhausted, self.index, self.policy)
-
-
-Need = float | _Call | _Ask | _Before | _After | _Summarize
-"""What the attempt loop asks its driver for: a pause, a model call, a human, the
-middleware's hooks, a summary."""
-
-
-@dataclass
-class _Failed:
-    error: Exception
-
-
-@dataclass
 class _Run:
     """One execution of the model step."""
 
@@ -191,7 +106,7 @@ class _Run:
     asked: int = 0
 
 
-class ModelStep:
+class ModelStep(ModelCalls):
     """The ``model`` node: one model call, under limits, budgets and the failure policy.
 
     Args:
@@ -230,19 +145,6 @@ class ModelStep:
         """Whether failures go to a human (the loop needs an ``escalate`` step)."""
         return self.policy is not None and self.policy.escalate and self.alternate_tool is None
 
-    def model(self, index: int = 0) -> BaseChatModel:
-        """The ``index``-th model of the chain (``0``: the agent's own), resolved once."""
-        with self._lock:
-            found = self._models[index]
-            if found is None:
-                found = resolve_model(
-                    self.specs[index],
-                    max_tokens=self.agent.max_tokens,
-                    max_retries=0 if self.policy is not None else None,
-                )
-                self._models[index] = found
-            return found
-
     # -- preparing a call ------------------------------------------------------------
     def _check_turn(self, state: Mapping[str, Any]) -> list[AnyMessage]:
         messages: list[AnyMessage] = list(state.get("messages") or [])
@@ -263,141 +165,6 @@ class ModelStep:
             )
         return messages
 
-    def _json_mode(self, model: BaseChatModel) -> bool:
-        mode = self.agent.tool_calling
-        return mode == "json" or (mode == "auto" and is_local_model(model))
-
-    def _bind(
-        self,
-        index: int,
-        messages: list[AnyMessage],
-        system: str,
-        model: BaseChatModel | None = None,
-        tools: Sequence[Any] | None = None,
-    ) -> tuple[Any, list[Any], bool]:
-        model = model or self.model(index)
-        granted = list(self.agent.granted_tools)
-        if tools is not None:  # a middleware's choice: a subset of the grants
-            names = {t.name for t in tools if isinstance(t, BaseTool)}
-            granted = [t for t in granted if t.name in names]
-        if self._json_mode(model):
-            # a repeated identical call means the answer is already in the history:
-            # only final_answer is offered (the grammar enforces it)
-            output, parallel = self.agent.output, self.agent.parallel_tool_calls is True
-            offered = [] if repeated_call(messages) else granted
-            fmt = choice_response_format(offered, output, parallel=parallel)
-            prompt = render_for_json(system, messages, granted, output, parallel=parallel)
-            return model.bind(response_format=fmt), prompt, True
-        head = [SystemMessage(system)] if system else []
-        runnable: Any = model
-        if granted and self.agent.parallel_tool_calls is False:
-            runnable = model.bind_tools(granted, parallel_tool_calls=False)
-        elif granted:
-            runnable = model.bind_tools(granted)
-        return runnable, [*head, *messages], False
-
-    def _instructions(self, state: Mapping[str, Any], config: RunnableConfig) -> str:
-        given = self.agent.instructions
-        if isinstance(given, str):
-            return given
-        text = given(state, config)
-        if not isinstance(text, str):
-            raise ConfigurationError(
-                f"Agent {self.agent.name!r}: its instructions function returned "
-                f"{type(text).__name__}, not a string.",
-                fix="Return the system prompt as a str from instructions(state, config).",
-            )
-        return text
-
-    def _prompt(
-        self, view: Mapping[str, Any], config: RunnableConfig, early: Update
-    ) -> Generator[Need, object, _Prompt]:
-        """Instructions and the context policy: what the model calls of this step see."""
-        messages: list[AnyMessage] = list(view.get("messages") or [])
-        system = self._instructions(view, config)
-        policy = self.agent.context
-        if policy is None:
-            return _Prompt(messages, system, view)
-        planned = plan(policy, messages, view.get("context"), system)
-        if planned.summarize:
-            asked = summary_prompt(planned.summary, planned.summarize)
-            outcome = yield _Summarize(self.summarizer(), asked, self._tagged(config))
-            text = "" if isinstance(outcome, _Failed) else summary_text(outcome)
-            if text and planned.cache is not None:
-                early["context"] = ContextCache(upto=planned.cache["upto"], text=text)
-                planned = ContextPlan(planned.window, text, [])
-            else:  # trim instead; the history is untouched either way
-                error = outcome.error if isinstance(outcome, _Failed) else "an empty summary"
-                emit(
-                    "fallback",
-                    {"agent": self.agent.name, "name": "summary", "error": str(error)},
-                    config,
-                )
-                planned = fallback(policy, planned, system)
-        return _Prompt(planned.window, system_with(system, planned.summary), view)
-
-    def summarizer(self) -> BaseChatModel:
-        """The context policy's summary model, resolved once."""
-        policy = self.agent.context
-        with self._lock:
-            if self._summarizer is None:
-                spec = policy.summarizer if policy and policy.summarizer else self.specs[0]
-                self._summarizer = resolve_model(spec)
-            return self._summarizer
-
-    def _invoke(self, call: _Call) -> Any:
-        """One attempt: through the middleware's ``wrap_model_call`` chain, if any."""
-        if self.hooks is None or not self.hooks.wrappers:
-            return self._once(call, None)
-        request = self._request(call)
-        return self.hooks.call(request, lambda req: _response(self._once(call, req)))
-
-    async def _ainvoke(self, call: _Call) -> Any:
-        if self.hooks is None or not self.hooks.wrappers:
-            return await self._aonce(call, None)
-        request = self._request(call)
-
-        async def innermost(req: Any) -> Any:
-            return _response(await self._aonce(call, req))
-
-        return await self.hooks.acall(request, innermost)
-
-    def _middleware(self) -> Hooks:
-        """The agent's middleware hooks (only asked for when it has middleware)."""
-        if self.hooks is None:
-            raise ConfigurationError(
-                f"Agent {self.agent.name!r} has no middleware, yet a middleware step ran.",
-                fix="Report this as a podium bug, with the agent's definition.",
-            )
-        return self.hooks
-
-    def _request(self, call: _Call) -> Any:
-        prompt = call.prompt
-        model = self.model(call.index)
-        tools = self.agent.granted_tools
-        return self._middleware().request(
-            model, prompt.messages, prompt.system, tools, prompt.state
-        )
-
-    def _bound(self, call: _Call, request: Any) -> tuple[Any, list[Any], bool]:
-        if request is None:
-            return self._bind(call.index, call.prompt.messages, call.prompt.system)
-        system = request.system_message.text if request.system_message is not None else ""
-        return self._bind(call.index, request.messages, system, request.model, request.tools)
-
-    def _once(self, call: _Call, request: Any) -> Any:
-        runnable, prompt, json_mode = self._bound(call, request)
-        reply = runnable.invoke(prompt, call.config)
-        return parse_choice(reply) if json_mode and isinstance(reply, AIMessage) else reply
-
-    async def _aonce(self, call: _Call, request: Any) -> Any:
-        runnable, prompt, json_mode = self._bound(call, request)
-        reply = await runnable.ainvoke(prompt, call.config)
-        return parse_choice(reply) if json_mode and isinstance(reply, AIMessage) else reply
-
-    def _tagged(self, config: RunnableConfig) -> RunnableConfig:
-        return merge_configs(config, {"metadata": {"podium_agent": self.agent.name}})
-
     # -- the attempt loop ------------------------------------------------------------
     def _steps(
         self, state: Mapping[str, Any], config: RunnableConfig
@@ -412,7 +179,7 @@ class ModelStep:
         view: Mapping[str, Any] = state
         early: Update = {}
         if self.hooks is not None and self.hooks.before:
-            before = yield _Before(state)
+            before = yield Before(state)
             view, early, ended = cast(tuple[dict[str, Any], Update, bool], before)
             if ended:  # a before_model hook ended the turn (a call limit)
                 return self._update(run, early)
@@ -421,14 +188,14 @@ class ModelStep:
         timeout = self.policy.model_timeout if self.policy else None
         while attempt is not None:
             if attempt.delay:
-                yield attempt.delay
+                yield Pause(attempt.delay)
             stopped = yield from self._settle_budget(run)
             if stopped is not None:
                 return stopped
             started = time.time()
-            outcome = yield _Call(attempt.model, prompt, self._tagged(config), timeout)
+            outcome = yield Call(attempt.model, prompt, self._tagged(config), timeout)
             label = self.labels[attempt.model]
-            if isinstance(outcome, _Failed):
+            if isinstance(outcome, Failed):
                 used = run.meter.record(None, started_at=started)
                 report_usage(config, used)
                 run.delta = add_usage(run.delta, used)
@@ -449,7 +216,7 @@ class ModelStep:
             run.meter.refuse_unpriced()  # a cost budget never counts a call as free
             update = _with_early(self._finish(run, reply), early)
             if self.hooks is not None and self.hooks.after:
-                after = yield _After(view, update)
+                after = yield After(view, update)
                 update = cast(Update, after)
             return update
         return self._give_up(run)
@@ -467,7 +234,7 @@ class ModelStep:
                 )
             decision = None
             if action == "escalate":
-                asked = _Ask(run.config, self.agent.name, spent, run.asked, self.governed_by)
+                asked = Ask(run.config, self.agent.name, spent, run.asked, self.governed_by)
                 answer = yield asked
                 decision, extra = cast(tuple[Decision, dict[str, float] | None], answer)
                 run.asked += 1
@@ -614,68 +381,15 @@ class ModelStep:
             usage_metadata=_usage_of(exc),
         )
 
-    # -- drivers ---------------------------------------------------------------------
-    def _attempt(self, call: _Call) -> object:
-        try:
-            return call_sync(lambda: self._invoke(call), call.timeout)
-        except GraphBubbleUp:
-            raise
-        except openai.LengthFinishReasonError as exc:
-            return exc
-        except Exception as exc:
-            return _Failed(exc)
-
-    async def _aattempt(self, call: _Call) -> object:
-        try:
-            return await call_async(lambda: self._ainvoke(call), call.timeout)
-        except GraphBubbleUp:
-            raise
-        except openai.LengthFinishReasonError as exc:
-            return exc
-        except Exception as exc:
-            return _Failed(exc)
-
-    @staticmethod
-    def _summarize(need: _Summarize) -> object:
-        try:
-            return need.model.invoke(need.prompt, need.config)
-        except GraphBubbleUp:
-            raise
-        except Exception as exc:  # falls back to trimming: nothing is lost
-            return _Failed(exc)
-
-    @staticmethod
-    async def _asummarize(need: _Summarize) -> object:
-        try:
-            return await need.model.ainvoke(need.prompt, need.config)
-        except GraphBubbleUp:
-            raise
-        except Exception as exc:
-            return _Failed(exc)
-
     def invoke(self, state: Mapping[str, Any], config: RunnableConfig) -> Update:
         """Run the step synchronously."""
-        steps = self._steps(state, config)
-        value: object = None
+        steps, value = self._steps(state, config), None
         while True:
             try:
                 need = steps.send(value)
             except StopIteration as done:
-                result: Update = done.value
-                return result
-            if isinstance(need, _Call):
-                value = self._attempt(need)
-            elif isinstance(need, _Ask):
-                value = need()
-            elif isinstance(need, _Before):
-                value = self._middleware().run_before(need.state)
-            elif isinstance(need, _After):
-                value = self._middleware().run_after(need.state, need.update)
-            elif isinstance(need, _Summarize):
-                value = self._summarize(need)
-            else:
-                time.sleep(need)
-                value = None
+                return cast(Update, done.value)
+            value = need.run(self)
 
     async def ainvoke(self, state: Mapping[str, Any], config: RunnableConfig) -> Update:
         """Run the step asynchronously.
@@ -683,27 +397,13 @@ class ModelStep:
         A budget question uses the synchronous ledger: it runs in a worker thread,
         never on the event loop.
         """
-        steps = self._steps(state, config)
-        value: object = None
+        steps, value = self._steps(state, config), None
         while True:
             try:
                 need = steps.send(value)
             except StopIteration as done:
-                result: Update = done.value
-                return result
-            if isinstance(need, _Call):
-                value = await self._aattempt(need)
-            elif isinstance(need, _Ask):
-                value = await asyncio.to_thread(need)
-            elif isinstance(need, _Before):
-                value = await self._middleware().arun_before(need.state)
-            elif isinstance(need, _After):
-                value = await self._middleware().arun_after(need.state, need.update)
-            elif isinstance(need, _Summarize):
-                value = await self._asummarize(need)
-            else:
-                await asyncio.sleep(need)
-                value = None
+                return cast(Update, done.value)
+            value = await need.arun(self)
 
 
 def _with_early(update: Update, early: Update) -> Update:
@@ -713,10 +413,3 @@ def _with_early(update: Update, early: Update) -> Update:
     merged = {**early, **{k: v for k, v in update.items() if k != "messages"}}
     merged["messages"] = [*(early.get("messages") or []), *(update.get("messages") or [])]
     return merged
-
-
-def _response(reply: Any) -> Any:
-    """One attempt's reply as the ``ModelResponse`` a ``wrap_model_call`` handler returns."""
-    from langchain.agents.middleware import ModelResponse
-
-    return ModelResponse(result=[reply])

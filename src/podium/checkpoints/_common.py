@@ -58,6 +58,7 @@ __all__ = [
     "PRUNE_STRATEGIES",
     "AsyncOpener",
     "AsyncSaver",
+    "ClosesAsync",
     "PodiumSerializer",
     "podium_serde",
     "prune_arguments",
@@ -223,6 +224,20 @@ class ClosesPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ClosesAsync:
+    """Mixin for podium's async savers: ``async with saver:`` closes it (``aclose``)."""
+
+    async def aclose(self) -> None:
+        """Release the saver's connections."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 PRUNE_STRATEGIES = ("keep_latest", "delete")

@@ -24,7 +24,8 @@ generation: a run taking the thread over waits for that transaction, and a run
 that lost the thread writes nothing (:class:`~podium.errors.LeaseLostError`; the
 transaction is rolled back). The check, the writes and the commit are pipelined,
 as LangGraph pipelines its writes, so the fence adds no round trip. Writes
-without a lease are LangGraph's own.
+without a lease are LangGraph's own. The fence's logic is
+:mod:`podium.checkpoints._fenced` (shared with the SQLite savers).
 """
 
 from __future__ import annotations
@@ -37,8 +38,6 @@ from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -47,8 +46,15 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import DictRow, dict_row, tuple_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from podium.checkpoints._common import AsyncOpener, ClosesPool, podium_serde, prune_arguments
-from podium.checkpoints._leases import FENCE_SQL, Lease, lease_of
+from podium.checkpoints._common import (
+    AsyncOpener,
+    ClosesAsync,
+    ClosesPool,
+    podium_serde,
+    prune_arguments,
+)
+from podium.checkpoints._fenced import AsyncFencedWrites, FencedWrites, PutCheckpoint, PutWrites
+from podium.checkpoints._leases import FENCE_SQL, Lease
 from podium.checkpoints._ledger import Row, ToolLedger, ledger_schema
 from podium.errors import ConfigurationError, PersistenceError
 
@@ -63,8 +69,8 @@ __all__ = [
 _SETUP_LOCK = 7_301_116_105_117_109  # advisory lock key: podium's schema set-up
 _CONN_KWARGS: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0}
 _FENCE_SHARE = FENCE_SQL.replace("?", "%s") + " FOR SHARE"
-_FENCE: ContextVar[tuple[Lease, str] | None] = ContextVar("podium_fence", default=None)
-"""The lease the saver call running in this context is fenced by, and what it writes."""
+_FENCE: ContextVar[Lease | None] = ContextVar("podium_fence", default=None)
+"""The lease the saver call running in this context is fenced by."""
 
 
 def redact(url: str) -> str:
@@ -207,9 +213,25 @@ class _Lost(Exception):
     """A fenced write found the run's lease gone (rolls its transaction back)."""
 
 
-def _fence(ledger: ToolLedger, config: RunnableConfig, what: str) -> tuple[Lease, str] | None:
-    lease = lease_of(config, ledger.location)
-    return None if lease is None else (lease, what)
+class _Fenced:
+    """Within: the saver's writes are fenced by ``lease`` (its ``_cursor`` reads it).
+
+    A write refused by the fence raises ``_Lost`` inside, which rolls its
+    transaction back; here it ends the block, and :attr:`held` says so.
+    """
+
+    def __init__(self, lease: Lease) -> None:
+        self.lease = lease
+        self.held = True
+
+    def __enter__(self) -> _Fenced:
+        self._token = _FENCE.set(self.lease)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> bool:
+        _FENCE.reset(self._token)
+        self.held = kind is not _Lost
+        return not self.held
 
 
 def _check_pool_size(pool_size: int) -> None:
@@ -221,7 +243,7 @@ def _check_pool_size(pool_size: int) -> None:
         )
 
 
-class PodiumPostgresSaver(ClosesPool, PostgresSaver):
+class PodiumPostgresSaver(FencedWrites, ClosesPool, PostgresSaver):
     """A ``PostgresSaver`` on its own connection pool, with the ledger in the same database.
 
     Use it as a plain object (``saver.close()`` when done) or as a context manager.
@@ -260,62 +282,32 @@ class PodiumPostgresSaver(ClosesPool, PostgresSaver):
             self.setup()
         self.podium_ledger = PostgresLedger(pool)
 
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """Save a checkpoint (fenced by the run's lease: see the module docs).
+    def _fenced_put(self, lease: Lease, put: PutCheckpoint) -> bool:
+        with _Fenced(lease) as fence:
+            PostgresSaver.put(self, *put)
+        return fence.held
 
-        Raises:
-            LeaseLostError: If the run no longer holds its thread; nothing was written.
-        """
-        token = _FENCE.set(_fence(self.podium_ledger, config, "checkpoint"))
-        try:
-            return super().put(config, checkpoint, metadata, new_versions)
-        finally:
-            _FENCE.reset(token)
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """Store a task's writes (fenced by the run's lease: see the module docs).
-
-        Raises:
-            LeaseLostError: If the run no longer holds its thread; nothing was written.
-        """
-        token = _FENCE.set(_fence(self.podium_ledger, config, "task's writes"))
-        try:
-            super().put_writes(config, writes, task_id, task_path)
-        finally:
-            _FENCE.reset(token)
+    def _fenced_put_writes(self, lease: Lease, put: PutWrites) -> bool:
+        with _Fenced(lease) as fence:
+            PostgresSaver.put_writes(self, *put)
+        return fence.held
 
     @contextmanager
     def _cursor(self, *, pipeline: bool = False) -> Iterator[Cursor[DictRow]]:
-        fence = _FENCE.get()
-        if fence is None:
+        lease = _FENCE.get()
+        if lease is None:
             with super()._cursor(pipeline=pipeline) as cur:
                 yield cur
             return
-        lease, what = fence
-        try:  # pipelined: the check, the writes and the commit in one round trip
-            with (
-                super()._cursor(pipeline=True) as cur,
-                cur.connection.transaction(),
-                cur.connection.cursor() as check,
-            ):
-                check.execute(_FENCE_SHARE, lease.params)
-                yield cur
-                if check.fetchone() is None:
-                    raise _Lost  # the writes are rolled back with the transaction
-        except _Lost:
-            raise self.podium_ledger.lost_lease_error(lease, what) from None
+        with (  # pipelined: the check, the writes and the commit in one round trip
+            super()._cursor(pipeline=True) as cur,
+            cur.connection.transaction(),
+            cur.connection.cursor() as check,
+        ):
+            check.execute(_FENCE_SHARE, lease.params)
+            yield cur
+            if check.fetchone() is None:
+                raise _Lost  # the writes are rolled back with the transaction
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints, writes, blobs, and its ledger rows."""
@@ -385,7 +377,7 @@ def postgres_saver(
     )
 
 
-class PodiumAsyncPostgresSaver(AsyncPostgresSaver):
+class PodiumAsyncPostgresSaver(ClosesAsync, AsyncFencedWrites, AsyncPostgresSaver):
     """An ``AsyncPostgresSaver`` on its own async pool, with the ledger in the same database.
 
     The ledger uses a small synchronous pool of its own (its statements are short
@@ -397,63 +389,32 @@ class PodiumAsyncPostgresSaver(AsyncPostgresSaver):
     url: str
     """The connection string."""
 
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """Save a checkpoint (fenced by the run's lease: see the module docs).
+    async def _afenced_put(self, lease: Lease, put: PutCheckpoint) -> bool:
+        with _Fenced(lease) as fence:
+            await AsyncPostgresSaver.aput(self, *put)
+        return fence.held
 
-        Raises:
-            LeaseLostError: If the run no longer holds its thread; nothing was written.
-        """
-        token = _FENCE.set(_fence(self.podium_ledger, config, "checkpoint"))
-        try:
-            return await super().aput(config, checkpoint, metadata, new_versions)
-        finally:
-            _FENCE.reset(token)
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """Store a task's writes (fenced by the run's lease: see the module docs).
-
-        Raises:
-            LeaseLostError: If the run no longer holds its thread; nothing was written.
-        """
-        token = _FENCE.set(_fence(self.podium_ledger, config, "task's writes"))
-        try:
-            await super().aput_writes(config, writes, task_id, task_path)
-        finally:
-            _FENCE.reset(token)
+    async def _afenced_put_writes(self, lease: Lease, put: PutWrites) -> bool:
+        with _Fenced(lease) as fence:
+            await AsyncPostgresSaver.aput_writes(self, *put)
+        return fence.held
 
     @asynccontextmanager
     async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[AsyncCursor[DictRow]]:
-        fence = _FENCE.get()
-        if fence is None:
+        lease = _FENCE.get()
+        if lease is None:
             async with super()._cursor(pipeline=pipeline) as cur:
                 yield cur
             return
-        lease, what = fence
-        try:  # pipelined: the check, the writes and the commit in one round trip
-            async with (
-                super()._cursor(pipeline=True) as cur,
-                cur.connection.transaction(),
-                cur.connection.cursor() as check,
-            ):
-                await check.execute(_FENCE_SHARE, lease.params)
-                yield cur
-                if await check.fetchone() is None:
-                    raise _Lost  # the writes are rolled back with the transaction
-        except _Lost:
-            ledger = self.podium_ledger
-            raise await asyncio.to_thread(ledger.lost_lease_error, lease, what) from None
+        async with (  # pipelined: the check, the writes and the commit in one round trip
+            super()._cursor(pipeline=True) as cur,
+            cur.connection.transaction(),
+            cur.connection.cursor() as check,
+        ):
+            await check.execute(_FENCE_SHARE, lease.params)
+            yield cur
+            if await check.fetchone() is None:
+                raise _Lost  # the writes are rolled back with the transaction
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints, writes, blobs, and its ledger rows."""
@@ -505,12 +466,6 @@ class PodiumAsyncPostgresSaver(AsyncPostgresSaver):
         self.podium_ledger.close()
         if isinstance(self.conn, AsyncConnectionPool):
             await self.conn.close()
-
-    async def __aenter__(self) -> PodiumAsyncPostgresSaver:
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.aclose()
 
 
 def async_postgres_saver(

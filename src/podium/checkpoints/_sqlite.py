@@ -29,7 +29,9 @@ thread's lease (a top-level run of a podium graph: see
 statement that writes only if the thread's row in ``podium_threads`` still has
 the run's lease generation: the check and the write are one transaction, so a run
 that lost its thread writes nothing (:class:`~podium.errors.LeaseLostError`).
-Writes without a lease (LangGraph's API used directly) are LangGraph's own.
+Writes without a lease (LangGraph's API used directly) are LangGraph's own. The
+fence's logic is :mod:`podium.checkpoints._fenced` (shared with the Postgres
+savers); the statements are :mod:`podium.checkpoints._sqlite_rows`.
 
 **Deleting and pruning.** ``delete_thread`` removes a thread's checkpoints and
 writes, its ledger rows and its run events (table ``podium_events`` in the same
@@ -43,35 +45,25 @@ events stay, since the thread lives on).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import os
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import aiosqlite
-from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import (
-    WRITES_IDX_MAP,
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
-    get_checkpoint_metadata,
-)
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-from podium.checkpoints._common import AsyncOpener, podium_serde, prune_arguments
-from podium.checkpoints._integrity import check_database_file
-from podium.checkpoints._leases import FENCE_SQL, Lease, lease_of
-from podium.checkpoints._ledger import SQLiteLedger, ledger_schema
+from podium.checkpoints._common import AsyncOpener, ClosesAsync, podium_serde, prune_arguments
+from podium.checkpoints._fenced import AsyncFencedWrites, FencedWrites, PutCheckpoint, PutWrites
+from podium.checkpoints._leases import Lease
+from podium.checkpoints._ledger import SQLiteLedger
 from podium.checkpoints._retention import prune as retain
 from podium.checkpoints._retention_sql import SqliteStorage
-from podium.errors import ConfigurationError
+from podium.checkpoints._sqlite_file import Synchronous, pragmas, prepare
+from podium.checkpoints._sqlite_rows import SqliteRows, Statement
+from podium.checkpoints._versions import CompactVersions
 
 __all__ = [
     "PodiumAsyncSqliteSaver",
@@ -81,189 +73,8 @@ __all__ = [
     "sqlite_saver",
 ]
 
-Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
-_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-_ROWS_PER_INSERT = 3000  # 9 parameters a row, below SQLite's 32766-parameter limit
-_CHECKPOINT_COLUMNS = (
-    "thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type, checkpoint, metadata"
-)
-_WRITE_COLUMNS = (
-    "thread_id, checkpoint_ns, checkpoint_id, task_id, task_path, idx, channel, type, value"
-)
-Statement = tuple[str, list[Any]]
 
-
-def _inserts(
-    verb: str, table: str, columns: str, rows: Sequence[Sequence[Any]], lease: Lease | None
-) -> list[Statement]:
-    """``INSERT OR <verb>`` statements for ``rows`` (fenced by ``lease`` if given)."""
-    width = columns.count(",") + 1
-    statements: list[Statement] = []
-    for start in range(0, len(rows), _ROWS_PER_INSERT):
-        part = rows[start : start + _ROWS_PER_INSERT]
-        values = ",".join([f"({', '.join('?' * width)})"] * len(part))
-        params = [v for row in part for v in row]
-        if lease is None:
-            sql = f"INSERT OR {verb} INTO {table} ({columns}) VALUES {values}"
-        else:
-            sql = (
-                f"INSERT OR {verb} INTO {table} ({columns}) SELECT * FROM (VALUES {values}) "
-                f"WHERE EXISTS ({FENCE_SQL})"
-            )
-            params += lease.params
-        statements.append((sql, params))
-    return statements
-
-
-class _Rows:
-    """The rows LangGraph's SQLite savers write, built once for the sync and async saver."""
-
-    serde: Any
-
-    def _checkpoint_row(
-        self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata
-    ) -> tuple[Any, ...]:
-        conf = config["configurable"]
-        type_, serialized = self.serde.dumps_typed(checkpoint)
-        meta = json.dumps(get_checkpoint_metadata(config, metadata), ensure_ascii=False)
-        return (
-            str(conf["thread_id"]),
-            conf["checkpoint_ns"],
-            checkpoint["id"],
-            conf.get("checkpoint_id"),
-            type_,
-            serialized,
-            meta.encode("utf-8", "ignore"),
-        )
-
-    def _write_statements(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str,
-        lease: Lease | None,
-    ) -> list[Statement]:
-        conf = config["configurable"]
-        rows = [
-            (
-                str(conf["thread_id"]),
-                str(conf["checkpoint_ns"]),
-                str(conf["checkpoint_id"]),
-                task_id,
-                task_path,
-                WRITES_IDX_MAP.get(channel, idx),
-                channel,
-                *self.serde.dumps_typed(value),
-            )
-            for idx, (channel, value) in enumerate(writes)
-        ]
-        verb = "REPLACE" if all(w[0] in WRITES_IDX_MAP for w in writes) else "IGNORE"
-        return _inserts(verb, "writes", _WRITE_COLUMNS, rows, lease)
-
-
-def _next_config(config: RunnableConfig, checkpoint: Checkpoint) -> RunnableConfig:
-    conf = config["configurable"]
-    return {
-        "configurable": {
-            "thread_id": conf["thread_id"],
-            "checkpoint_ns": conf["checkpoint_ns"],
-            "checkpoint_id": checkpoint["id"],
-        }
-    }
-
-
-def _pragmas(synchronous: str, busy_timeout: float) -> list[str]:
-    if synchronous not in _SYNCHRONOUS:
-        raise ConfigurationError(
-            f"synchronous={synchronous!r} is not a SQLite synchronous level.",
-            fix=f"Use one of {', '.join(_SYNCHRONOUS)} (podium's default is NORMAL).",
-        )
-    return [
-        f"PRAGMA busy_timeout={int(busy_timeout * 1000)}",
-        "PRAGMA journal_mode=WAL",
-        f"PRAGMA synchronous={synchronous}",
-    ]
-
-
-def _create_atomically(path: Path) -> None:
-    """Create a ready database at ``path`` unless a file is already there."""
-    if path.exists():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
-    os.close(fd)
-    try:
-        db = sqlite3.connect(name)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            SqliteSaver(db).setup()
-            db.executescript(ledger_schema(""))
-            db.commit()
-        finally:
-            db.close()
-        try:
-            os.link(name, path)  # atomic; fails if another process made it first
-        except FileExistsError:
-            pass
-        except OSError:  # a file system without hard links
-            if not path.exists():
-                os.replace(name, path)
-    finally:
-        for leftover in (name, f"{name}-wal", f"{name}-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(leftover)
-
-
-def _prepare(path: Path, integrity_check: bool) -> None:
-    check_database_file(path, quick_check=integrity_check)
-    _create_atomically(path)
-
-
-class _CompactVersions:
-    """Short channel versions that stock LangGraph savers continue correctly.
-
-    LangGraph's stock savers version channels as ``"<32-digit counter>.<random>"``
-    (about 50 characters); the random part keeps Postgres's blob rows (keyed by
-    version) apart across forks. SQLite stores each checkpoint's values inline, so a
-    counter is enough: podium writes ``"+000000007"`` -- ``+`` and the counter in
-    nine digits. That form is what makes a podium thread a LangGraph thread:
-
-    * LangGraph compares versions with ``>`` and takes their ``max``, so every
-      version of a thread must be of one type: strings, as the stock savers write
-      (integers, which podium wrote before, made a stock saver's next version a
-      string beside integers: ``TypeError: '>' not supported``);
-    * the stock saver's next version after ``"+000000007"`` is
-      ``int("+000000007") + 1`` in its own form, and ``+`` sorts below every digit, so
-      each stock version sorts above every podium version: order is kept in both
-      directions (podium → stock, stock → podium, and back);
-    * among themselves, podium's fixed-width counters sort as numbers.
-
-    A thread a stock saver started or continued (its newest versions in the stock
-    form) keeps getting stock versions; a counter past nine digits does too. Each
-    checkpoint stores about six versions, so a checkpoint is ~60 bytes larger than
-    with bare integers and ~250 bytes smaller than with stock versions
-    (``benchmarks/REPORT.md``, row 4b). Threads written by earlier podium builds
-    (integer versions) continue with integers.
-    """
-
-    def get_next_version(self, current: Any, channel: None) -> Any:
-        """The next channel version (see the class docs)."""
-        if isinstance(current, int):  # a thread written with integer versions
-            return current + 1
-        if current is None or current.startswith(_PREFIX):
-            following = (int(current) if current else 0) + 1
-            if following < _LIMIT:
-                return f"{_PREFIX}{following:0{_DIGITS}d}"
-        return super().get_next_version(current, channel)  # type: ignore[misc]
-
-
-_PREFIX = "+"
-_DIGITS = 9
-_LIMIT = 10**_DIGITS
-
-
-class PodiumSqliteSaver(_CompactVersions, _Rows, SqliteSaver):
+class PodiumSqliteSaver(CompactVersions, SqliteRows, FencedWrites, SqliteSaver):
     """A ``SqliteSaver`` with podium's settings and its tool ledger in the same file.
 
     Use it as a plain object (``saver.close()`` when done) or as a context manager.
@@ -283,60 +94,28 @@ class PodiumSqliteSaver(_CompactVersions, _Rows, SqliteSaver):
         serde: JsonPlusSerializer,
         integrity_check: bool = True,
     ) -> None:
-        pragmas = _pragmas(synchronous, busy_timeout)
-        _prepare(path, integrity_check)
+        settings = pragmas(synchronous, busy_timeout)
+        prepare(path, integrity_check)
         conn = sqlite3.connect(path, check_same_thread=False, timeout=busy_timeout)
-        for pragma in pragmas:
+        for pragma in settings:
             conn.execute(pragma)
         super().__init__(conn, serde=serde)
         self.path = path
         self.setup()
         self.podium_ledger = SQLiteLedger(path, synchronous=synchronous, busy_timeout=busy_timeout)
 
-    def put(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """Save a checkpoint (fenced by the run's lease: see the module docs).
-
-        Raises:
-            LeaseLostError: If the run no longer holds its thread; nothing was written.
-        """
-        lease = lease_of(config, self.podium_ledger.location)
-        if lease is None:
-            return super().put(config, checkpoint, metadata, new_versions)
-        row = self._checkpoint_row(config, checkpoint, metadata)
-        [(sql, params)] = _inserts("REPLACE", "checkpoints", _CHECKPOINT_COLUMNS, [row], lease)
+    def _execute(self, statements: Sequence[Statement]) -> int:
+        """Run ``statements`` in one transaction (every part, or none); rows written."""
         with self.cursor() as cur:
-            written = cur.execute(sql, params).rowcount
-        if written != 1:
-            raise self.podium_ledger.lost_lease_error(lease, "checkpoint")
-        return _next_config(config, checkpoint)
+            return sum(cur.execute(sql, params).rowcount for sql, params in statements)
 
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """Store a task's writes (fenced by the run's lease: see the module docs).
+    def _fenced_put(self, lease: Lease, put: PutCheckpoint) -> bool:
+        return self._execute([self._checkpoint_statement(put, lease)]) == 1
 
-        Raises:
-            LeaseLostError: If the run no longer holds its thread; nothing was written.
-        """
-        lease = lease_of(config, self.podium_ledger.location)
-        if lease is None:
-            return super().put_writes(config, writes, task_id, task_path)
-        statements = self._write_statements(config, writes, task_id, task_path, lease)
-        with self.cursor() as cur:  # one transaction: every part, or none
-            written = sum(cur.execute(sql, params).rowcount for sql, params in statements)
-        if writes and not written and not self.podium_ledger.holds(lease):
-            raise self.podium_ledger.lost_lease_error(lease, "task's writes")
-        return None
+    def _fenced_put_writes(self, lease: Lease, put: PutWrites) -> bool:
+        written = self._execute(self._write_statements(put, lease))
+        # no row written: refused by the fence, or every row was there already
+        return bool(written) or not put.writes or self.podium_ledger.holds(lease)
 
     def delete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints and writes, its ledger rows and its run events."""
@@ -421,7 +200,9 @@ def sqlite_saver(
     )
 
 
-class PodiumAsyncSqliteSaver(_CompactVersions, _Rows, AsyncSqliteSaver):
+class PodiumAsyncSqliteSaver(
+    ClosesAsync, CompactVersions, SqliteRows, AsyncFencedWrites, AsyncSqliteSaver
+):
     """An ``AsyncSqliteSaver`` with podium's settings and its ledger in the same file.
 
     The ledger keeps a synchronous connection of its own (its writes are single
@@ -438,56 +219,28 @@ class PodiumAsyncSqliteSaver(_CompactVersions, _Rows, AsyncSqliteSaver):
     path: Path
     """The database file."""
 
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        """Save a checkpoint (fenced by the run's lease: see the module docs).
-
-        Raises:
-            LeaseLostError: If the run no longer holds its thread; nothing was written.
-        """
-        lease = lease_of(config, self.podium_ledger.location)
-        if lease is None:
-            return await super().aput(config, checkpoint, metadata, new_versions)
-        await self.setup()
-        row = self._checkpoint_row(config, checkpoint, metadata)
-        [(sql, params)] = _inserts("REPLACE", "checkpoints", _CHECKPOINT_COLUMNS, [row], lease)
-        async with self.lock, self.conn.execute(sql, params) as cur:
-            written = cur.rowcount
-        if written != 1:
-            raise await asyncio.to_thread(self.podium_ledger.lost_lease_error, lease, "checkpoint")
-        return _next_config(config, checkpoint)
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """Store a task's writes, one statement per 3,000 (atomic in autocommit mode).
-
-        Fenced by the run's lease (see the module docs).
-
-        Raises:
-            LeaseLostError: If the run no longer holds its thread; nothing was written.
-        """
-        if not writes:
-            return
-        lease = lease_of(config, self.podium_ledger.location)
+    async def _aexecute(self, statements: Sequence[Statement]) -> int:
+        """Run ``statements``, each its own autocommit transaction; rows written."""
         await self.setup()
         written = 0
-        for sql, params in self._write_statements(config, writes, task_id, task_path, lease):
+        for sql, params in statements:
             async with self.lock, self.conn.execute(sql, params) as cur:
                 written += cur.rowcount
-        if lease is not None and not written:
-            ledger = self.podium_ledger
-            if not await asyncio.to_thread(ledger.holds, lease):
-                raise await asyncio.to_thread(ledger.lost_lease_error, lease, "task's writes")
+        return written
+
+    async def _afenced_put(self, lease: Lease, put: PutCheckpoint) -> bool:
+        return await self._aexecute([self._checkpoint_statement(put, lease)]) == 1
+
+    async def _afenced_put_writes(self, lease: Lease, put: PutWrites) -> bool:
+        if not put.writes:
+            return True
+        written = await self._aexecute(self._write_statements(put, lease))
+        return bool(written) or await asyncio.to_thread(self.podium_ledger.holds, lease)
+
+    async def _aput_writes_unfenced(self, put: PutWrites) -> None:
+        """A task's writes, one statement per 3,000 rows (atomic in autocommit mode)."""
+        if put.writes:
+            await self._aexecute(self._write_statements(put, None))
 
     async def adelete_thread(self, thread_id: str) -> None:
         """Delete the thread's checkpoints and writes, its ledger rows and its run events."""
@@ -558,12 +311,6 @@ class PodiumAsyncSqliteSaver(_CompactVersions, _Rows, AsyncSqliteSaver):
         self.podium_ledger.close()
         await self.conn.close()
 
-    async def __aenter__(self) -> PodiumAsyncSqliteSaver:
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.aclose()
-
 
 def async_sqlite_saver(
     path: str | Path,
@@ -590,13 +337,13 @@ def async_sqlite_saver(
         CorruptDatabaseError: If the file is empty, not SQLite, corrupt, or foreign.
     """
     file = Path(path)
-    pragmas = _pragmas(synchronous, busy_timeout)
+    settings = pragmas(synchronous, busy_timeout)
 
     async def open_() -> PodiumAsyncSqliteSaver:
-        _prepare(file, integrity_check)
+        prepare(file, integrity_check)
         conn = await aiosqlite.connect(file, timeout=busy_timeout, isolation_level=None)
         try:
-            for pragma in pragmas:
+            for pragma in settings:
                 await conn.execute(pragma)
             saver = PodiumAsyncSqliteSaver(conn, serde=podium_serde(allowed_types))
             await saver.setup()

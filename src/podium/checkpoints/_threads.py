@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from podium.checkpoints._leases import Lease, lease_lost
+from podium.checkpoints._leases import FENCE_SQL, Lease, lease_lost
 from podium.checkpoints._owners import owner_alive
 
 if TYPE_CHECKING:
@@ -198,7 +198,14 @@ def _record(row: Sequence[Any]) -> ThreadRecord:
 
 
 class ThreadRegistry:
-    """The registry's statements, run through the ledger's ``_run`` (see module docs)."""
+    """The registry's statements, run through the ledger's ``_run`` (see module docs).
+
+    Also the lease check the ledger's other fenced statements make
+    (:meth:`_fence`, :meth:`_check_lease`).
+    """
+
+    _share = ""
+    """What a fence's read of the lease row adds (Postgres: ``FOR SHARE``)."""
 
     def _run(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[Sequence[Any]], int]:
         raise NotImplementedError  # pragma: no cover - ToolLedger provides it
@@ -329,11 +336,22 @@ class ThreadRegistry:
 
     def holds(self, lease: Lease) -> bool:
         """Whether ``lease`` is still the thread's (generation and owner unchanged)."""
-        rows, _ = self._run(
-            "SELECT 1 FROM podium_threads WHERE thread_id=? AND lease_gen=? AND owner=?",
-            lease.params,
-        )
+        rows, _ = self._run(FENCE_SQL, lease.params)
         return bool(rows)
+
+    def _fence(self, lease: Lease | None) -> tuple[str, tuple[Any, ...]]:
+        """The condition a fenced statement adds, and its parameters.
+
+        Without a lease the condition is always true (and costs nothing).
+        """
+        if lease is None:
+            return "1 = 1", ()
+        return f"EXISTS ({FENCE_SQL}{self._share})", lease.params
+
+    def _check_lease(self, lease: Lease | None, what: str) -> None:
+        """Raise :meth:`lost_lease_error` unless ``lease`` (if any) still holds."""
+        if lease is not None and not self.holds(lease):
+            raise self.lost_lease_error(lease, what)
 
     def lost_lease_error(self, lease: Lease, what: str) -> LeaseLostError:
         """The error for a write refused because ``lease`` was lost (names the new holder)."""

@@ -17,40 +17,28 @@ the answer was chosen: the vote tally, winner, tie, scores). When a branch faile
 and the quorum was still met, the answer ends with a note saying which failed and
 why (``join_result["failed"]`` and the message's ``podium_failed`` metadata hold the
 same; ``podium_answer`` keeps the answer without the note).
+
+The state and the branch nodes are :mod:`podium.graphs._parallel_branch`; the join
+node is :mod:`podium.graphs._parallel_join`; this module checks the options and
+builds the graph.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextvars
-import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import Annotated, Any, Literal, NamedTuple, NoReturn, NotRequired
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
-from langchain_core.runnables import RunnableConfig, RunnableLambda
-from langgraph.errors import GraphBubbleUp
+from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START
-from langgraph.pregel import Pregel
 from langgraph.types import Overwrite, Send
-from typing_extensions import TypedDict
 
 from podium.agents import Agent, Budget
 from podium.agents._budget import (
-    Usage,
-    UsageChannel,
-    UsageSink,
-    add_usage,
     budget_binding,
-    collect_usage,
-    usage_of,
 )
 from podium.agents._spec import validate_name
-from podium.checkpoints._messages import Messages
-from podium.checkpoints._owners import process_owner
-from podium.errors import ConfigurationError, QuorumNotMetError
-from podium.graphs._joins import JoinFunction, final_answer, resolve_join
+from podium.errors import ConfigurationError
+from podium.graphs._joins import JoinFunction, resolve_join
 from podium.graphs._members import (
     Member,
     all_tool_names,
@@ -61,439 +49,15 @@ from podium.graphs._members import (
     inventory_of,
     member_runnable,
     member_scope,
-    run_config,
 )
-from podium.observe import emit
+from podium.graphs._parallel_branch import BranchNode, BranchResult, ParallelState
+from podium.graphs._parallel_join import JoinNode
 from podium.tools import GovernedApp, GovernedGraph, Policy
 from podium.tools._app import WIDTH_KEY
-from podium.tools._decisions import Where, where
 
 __all__ = ["BranchResult", "ParallelState", "create_parallel_graph"]
 
 _RESERVED = ("fan_out", "join")
-
-
-class BranchResult(TypedDict):
-    """One branch's outcome in a parallel graph's ``branch_results``."""
-
-    status: Literal["ok", "error", "timeout"]
-    """``ok``; ``error`` (it raised); or ``timeout`` (it ran past ``branch_timeout``)."""
-    may_still_act: NotRequired[bool]
-    """For ``timeout``: the branch can run side effects and may still be running one
-    (a sync tool's thread cannot be stopped). Its calls stay *in doubt* in the ledger
-    until they finish; the same tool is not run again in the thread meanwhile."""
-    answer: str
-    """Its final answer (``""`` unless ``ok``)."""
-    error: str
-    """What went wrong (``""`` if ``ok``)."""
-    seconds: float
-    """How long it ran."""
-
-
-def _merge_results(
-    current: dict[str, BranchResult], update: dict[str, BranchResult]
-) -> dict[str, BranchResult]:
-    return {**current, **update}
-
-
-class ParallelState(TypedDict):
-    """State of a parallel graph."""
-
-    messages: Messages
-    """The conversation: the user's turns and the joined answers."""
-    branch_results: NotRequired[Annotated[dict[str, BranchResult], _merge_results]]
-    """This turn's outcome per branch that ran."""
-    join_result: NotRequired[dict[str, Any]]
-    """How this turn's answer was chosen (``join`` kind and its details)."""
-    usage: NotRequired[UsageChannel]
-    """What the run used, every branch's calls included."""
-
-
-class _Branch:
-    """A branch node: run the member on the conversation, record the outcome."""
-
-    def __init__(
-        self,
-        name: str,
-        runnable: Pregel[Any, Any, Any, Any],
-        timeout: float | None,
-        policy: Policy | None,
-        effects: bool = True,
-        *,
-        graph: str = "parallel",
-        scope: str | None = None,
-    ):
-        self.name = name
-        self.runnable = runnable
-        self.timeout = timeout
-        self.policy = policy
-        self.effects = effects
-        self.graph, self.scope = graph, scope
-
-    def _report(self, config: RunnableConfig, began: float, result: BranchResult | None) -> None:
-        """The ``branch`` run event (``None``: interrupted, waiting for a human)."""
-        outcome = result["status"] if result is not None else "interrupted"
-        data: dict[str, Any] = {
-            "agent": self.name,
-            "name": self.graph,
-            "started_at": began,
-            "outcome": outcome,
-            "status": outcome if outcome in ("ok", "interrupted") else "error",
-        }
-        if result is not None and result["error"]:
-            data["error"] = result["error"]
-        if result is not None and result.get("may_still_act"):
-            data["may_still_act"] = True
-        emit("branch", data, config)
-
-    def invoke(self, inp: ParallelState, config: RunnableConfig) -> dict[str, Any]:
-        began = time.time()
-        try:
-            update = self._invoke(inp, config)
-        except GraphBubbleUp:
-            self._report(config, began, None)
-            raise
-        self._report(config, began, update["branch_results"][self.name])
-        return update
-
-    async def ainvoke(self, inp: ParallelState, config: RunnableConfig) -> dict[str, Any]:
-        began = time.time()
-        try:
-            update = await self._ainvoke(inp, config)
-        except GraphBubbleUp:
-            self._report(config, began, None)
-            raise
-        self._report(config, began, update["branch_results"][self.name])
-        return update
-
-    def _record(
-        self, started: float, status: Literal["ok", "error", "timeout"], answer: str, error: str
-    ) -> dict[str, Any]:
-        result = BranchResult(
-            status=status, answer=answer, error=error, seconds=time.monotonic() - started
-        )
-        return {"branch_results": {self.name: result}}
-
-    def _ok(self, started: float, output: Any) -> dict[str, Any]:
-        return {**self._record(started, "ok", final_answer(output), ""), "usage": usage_of(output)}
-
-    def _failed(self, started: float, exc: Exception, sink: UsageSink) -> dict[str, Any]:
-        # what the branch's model calls used before it failed counts (Budget, usage)
-        failed = self._record(started, "error", "", f"{type(exc).__name__}: {exc}")
-        return {**failed, "usage": sink.usage}
-
-    def _timed_out(self, started: float, sink: UsageSink) -> dict[str, Any]:
-        error = f"timed out after {self.timeout:g}s"
-        if self.effects:
-            error += "; it may still be running, and acting, in the background"
-        update = self._record(started, "timeout", "", error)
-        update["branch_results"][self.name]["may_still_act"] = self.effects
-        return {**update, "usage": sink.usage}
-
-    def _invoke(self, inp: ParallelState, config: RunnableConfig) -> dict[str, Any]:
-        payload, started = {"messages": inp["messages"]}, time.monotonic()
-        config, sink = collect_usage(run_config(config, inp.get("usage"), self.policy, self.scope))
-        try:
-            if self.timeout is None:
-                output = self.runnable.invoke(payload, config)
-            else:
-                # A thread we can stop waiting for; a sync branch cannot be killed, so a
-                # timed-out one finishes in the background and its result is dropped.
-                pool = concurrent.futures.ThreadPoolExecutor(1, f"podium-{self.name}")
-                try:
-                    ctx = contextvars.copy_context()
-                    future = pool.submit(ctx.run, lambda: self.runnable.invoke(payload, config))
-                    done, _ = concurrent.futures.wait([future], timeout=self.timeout)
-                finally:
-                    pool.shutdown(wait=False)
-                if not done:
-                    return self._timed_out(started, sink)
-                output = future.result()
-        except GraphBubbleUp:
-            raise
-        except Exception as exc:
-            return self._failed(started, exc, sink)
-        return self._ok(started, output)
-
-    async def _ainvoke(self, inp: ParallelState, config: RunnableConfig) -> dict[str, Any]:
-        payload, started = {"messages": inp["messages"]}, time.monotonic()
-        config, sink = collect_usage(run_config(config, inp.get("usage"), self.policy, self.scope))
-        task = asyncio.ensure_future(self.runnable.ainvoke(payload, config))
-        try:
-            done, _ = await asyncio.wait({task}, timeout=self.timeout)
-        except asyncio.CancelledError:
-            task.cancel()
-            raise
-        if not done:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            return self._timed_out(started, sink)
-        try:
-            output = task.result()
-        except GraphBubbleUp:
-            raise
-        except Exception as exc:
-            return self._failed(started, exc, sink)
-        return self._ok(started, output)
-
-
-class _Tally(NamedTuple):
-    """Who of the branches that ran succeeded, who failed (and why), how many must succeed."""
-
-    succeeded: list[str]
-    failed: dict[str, str]
-    required: int
-
-    @property
-    def met(self) -> bool:
-        return len(self.succeeded) >= self.required
-
-
-class _Join:
-    """The ``join`` node: enforce the quorum, then combine the answers.
-
-    When fewer branches succeeded than the quorum asks, it raises
-    :class:`~podium.errors.QuorumNotMetError` and remembers that in the ledger; when
-    the thread is resumed (``invoke(None)``, ``runs.resume``) the step runs again and
-    re-runs only the failed branches before it checks the quorum anew.
-    """
-
-    def __init__(
-        self,
-        join: JoinFunction | Pregel[Any, Any, Any, Any],
-        kind: str,
-        order: Sequence[str],
-        quorum: int | None,
-        graph: str | None,
-        policy: Policy | None,
-        branches: Mapping[str, _Branch],
-    ) -> None:
-        self.join = join
-        self.kind, self.order, self.quorum, self.graph = kind, list(order), quorum, graph
-        self.policy, self.branches = policy, branches
-        self.label = graph or "parallel"
-
-    # -- the quorum --------------------------------------------------------------------
-    def _ran(self, state: ParallelState, retried: Mapping[str, BranchResult]) -> dict[str, Any]:
-        results = {**(state.get("branch_results") or {}), **retried}
-        return {n: results[n] for n in self.order if n in results}
-
-    def _tally(self, ran: Mapping[str, BranchResult]) -> _Tally:
-        ok = [n for n, r in ran.items() if r["status"] == "ok"]
-        failed = {n: r["error"] or r["status"] for n, r in ran.items() if r["status"] != "ok"}
-        required = len(ran) if self.quorum is None else min(self.quorum, len(ran))
-        return _Tally(ok, failed, required)
-
-    def _shortfall(self, ran: Mapping[str, BranchResult]) -> str | None:
-        tally = self._tally(ran)
-        if tally.met:
-            return None
-        failed = ", ".join(f"{n} ({error})" for n, error in tally.failed.items())
-        return (
-            f"Only {len(tally.succeeded)} of {len(ran)} branches of "
-            f"{self.graph or 'the parallel graph'} succeeded; {tally.required} must "
-            f"(quorum={self.quorum}). Failed: {failed}."
-        )
-
-    def _report(
-        self, config: RunnableConfig, ran: Mapping[str, BranchResult], retried: Sequence[str]
-    ) -> None:
-        """The ``quorum`` run event: who succeeded, who failed and why, whether it was met."""
-        tally = self._tally(ran)
-        data: dict[str, Any] = {
-            "agent": self.label,
-            "name": "quorum",
-            "status": "ok" if tally.met else "error",
-            "met": tally.met,
-            "required": tally.required,
-            "quorum": self.quorum,
-            "succeeded": tally.succeeded,
-            "failed": tally.failed,
-            "ran": len(ran),
-        }
-        if retried:
-            data["retried"] = list(retried)
-        emit("quorum", data, config)
-
-    @staticmethod
-    def _marker(state: ParallelState, config: RunnableConfig) -> tuple[Where, str] | None:
-        at = where(config)
-        if not at.thread:
-            return None
-        human = next((m for m in reversed(state["messages"]) if isinstance(m, HumanMessage)), None)
-        return at, f"{at.path}|quorum|{human.id if human else '-'}"
-
-    def _failed_before(self, state: ParallelState, config: RunnableConfig) -> bool:
-        marker = self._marker(state, config)
-        return (
-            marker is not None
-            and marker[0].ledger.get_call(marker[0].thread, marker[1]) is not None
-        )
-
-    def _remember(self, state: ParallelState, config: RunnableConfig, problem: str) -> None:
-        marker = self._marker(state, config)
-        if marker is not None:
-            at, key = marker
-            at.ledger.claim_call(at.thread, key, "join", "-", process_owner(), lease=at.lease)
-            at.ledger.finish_call(at.thread, key, {"content": problem, "status": "error"})
-
-    def _retry_input(self, state: ParallelState) -> ParallelState:
-        return ParallelState(messages=state["messages"], usage=state.get("usage") or Usage())
-
-    @staticmethod
-    def _merged(updates: Sequence[dict[str, Any]]) -> tuple[dict[str, BranchResult], Usage]:
-        results: dict[str, BranchResult] = {}
-        used = Usage()
-        for update in updates:
-            results.update(update["branch_results"])
-            used = add_usage(used, update.get("usage"))
-        return results, used
-
-    def _raise(self, problem: str) -> NoReturn:
-        raise QuorumNotMetError(
-            problem,
-            fix="Fix or time-box the failing branches and resume the thread (invoke(None) or "
-            "runs.resume): only the failed branches run again. Or lower quorum=...; each "
-            "branch's outcome is in the state's 'branch_results'.",
-        )
-
-    def _settle(self, state: ParallelState, config: RunnableConfig) -> dict[str, Any]:
-        ran = self._ran(state, {})
-        problem = self._shortfall(ran)
-        retried: dict[str, Any] = {}
-        again: list[str] = []
-        if problem and self._failed_before(state, config):  # resumed: re-run the failed
-            again = [n for n, r in ran.items() if r["status"] != "ok"]
-            inp = self._retry_input(state)
-            results, used = self._merged([self.branches[n].invoke(inp, config) for n in again])
-            retried = {"branch_results": results, "usage": used}
-            problem = self._shortfall(ran := self._ran(state, results))
-        self._report(config, ran, again)
-        if problem:
-            self._remember(state, config, problem)
-            self._raise(problem)
-        return {"ran": ran, "update": retried}
-
-    async def _asettle(self, state: ParallelState, config: RunnableConfig) -> dict[str, Any]:
-        ran = self._ran(state, {})
-        problem = self._shortfall(ran)
-        retried: dict[str, Any] = {}
-        again: list[str] = []
-        failed_before = problem is not None and await asyncio.to_thread(
-            self._failed_before, state, config
-        )
-        if problem and failed_before:
-            again = [n for n, r in ran.items() if r["status"] != "ok"]
-            inp = self._retry_input(state)
-            updates = await asyncio.gather(*(self.branches[n].ainvoke(inp, config) for n in again))
-            results, used = self._merged(list(updates))
-            retried = {"branch_results": results, "usage": used}
-            problem = self._shortfall(ran := self._ran(state, results))
-        self._report(config, ran, again)
-        if problem:
-            await asyncio.to_thread(self._remember, state, config, problem)
-            self._raise(problem)
-        return {"ran": ran, "update": retried}
-
-    # -- the answer --------------------------------------------------------------------
-    def _prompt(self, state: ParallelState, ran: Mapping[str, BranchResult]) -> list[AnyMessage]:
-        parts = []
-        for n, r in ran.items():
-            body = r["answer"].strip() if r["status"] == "ok" else f"(failed: {r['error']})"
-            parts.append(f"## {n}\n{body}")
-        note = (
-            "Results from the parallel branches, each of which worked on the request "
-            "independently:\n\n" + "\n\n".join(parts) + "\n\nWrite the final answer to the "
-            "request from these results."
-        )
-        return [*state["messages"], HumanMessage(note)]
-
-    @staticmethod
-    def _note(ran: Mapping[str, BranchResult], tally: _Tally) -> str:
-        """What the answer says about the branches that failed."""
-        parts = []
-        for n, error in tally.failed.items():
-            if ran[n].get("may_still_act"):
-                parts.append(
-                    f"{n} timed out and may still be acting in the background (its calls "
-                    "are in doubt until they finish)"
-                )
-            else:
-                parts.append(f"{n} ({error[:300]})")
-        return f"(Note: {len(tally.failed)} of {len(ran)} branches failed: {'; '.join(parts)}.)"
-
-    def _finish(
-        self,
-        config: RunnableConfig,
-        answer: str,
-        details: Mapping[str, Any],
-        settled: dict[str, Any],
-    ) -> dict[str, Any]:
-        ran: Mapping[str, BranchResult] = settled["ran"]
-        tally = self._tally(ran)
-        acting = [n for n, r in ran.items() if r.get("may_still_act")]
-        info: dict[str, Any] = {"join": self.kind, **details}
-        meta: dict[str, Any] = {}
-        if acting:  # the user must know: a timed-out branch may still take effect
-            info["may_still_act"] = meta["podium_may_still_act"] = acting
-        if tally.failed:  # ... and which branches failed, though the quorum was met
-            info["failed"] = meta["podium_failed"] = tally.failed
-            meta["podium_answer"] = answer
-            answer += "\n\n" + self._note(ran, tally)
-        emit(
-            "join",
-            {
-                "agent": self.label,
-                "name": self.kind,
-                "succeeded": tally.succeeded,
-                "failed": tally.failed,
-                "result": dict(details),
-            },
-            config,
-        )
-        kwargs: dict[str, Any] = {"response_metadata": meta}
-        if self.graph:
-            kwargs["name"] = self.graph
-        update = {"messages": [AIMessage(answer, **kwargs)], "join_result": info}
-        return {**settled["update"], **update}
-
-    def _combine(
-        self, config: RunnableConfig, function: JoinFunction, settled: dict[str, Any]
-    ) -> dict[str, Any]:
-        answers = {n: r["answer"] for n, r in settled["ran"].items() if r["status"] == "ok"}
-        raw = function(answers)
-        if isinstance(raw, str):
-            return self._finish(config, raw, {}, settled)
-        if isinstance(raw, Mapping) and isinstance(raw.get("answer"), str):
-            details = {k: v for k, v in raw.items() if k != "answer"}
-            return self._finish(config, raw["answer"], details, settled)
-        raise ConfigurationError(
-            f"The join function {self.kind!r} returned {raw!r:.80}; a join returns the final "
-            "answer as a str, or a mapping with an 'answer' str (and details).",
-            fix="Return a str from the join function.",
-        )
-
-    def _synthesised(
-        self, config: RunnableConfig, settled: dict[str, Any], output: Any, agent: str
-    ) -> dict[str, Any]:
-        done = self._finish(config, final_answer(output), {"agent": agent}, settled)
-        return {**done, "usage": add_usage(settled["update"].get("usage"), usage_of(output))}
-
-    def invoke(self, state: ParallelState, config: RunnableConfig) -> dict[str, Any]:
-        settled = self._settle(state, config)
-        if not isinstance(self.join, Pregel):
-            return self._combine(config, self.join, settled)
-        inner = run_config(config, state.get("usage"), self.policy)
-        output = self.join.invoke({"messages": self._prompt(state, settled["ran"])}, inner)
-        return self._synthesised(config, settled, output, self.join.name)
-
-    async def ainvoke(self, state: ParallelState, config: RunnableConfig) -> dict[str, Any]:
-        settled = await self._asettle(state, config)
-        if not isinstance(self.join, Pregel):
-            return self._combine(config, self.join, settled)
-        inner = run_config(config, state.get("usage"), self.policy)
-        output = await self.join.ainvoke({"messages": self._prompt(state, settled["ran"])}, inner)
-        return self._synthesised(config, settled, output, self.join.name)
 
 
 class _ParallelGraph(GovernedGraph[ParallelState, None, ParallelState, ParallelState]):
@@ -682,9 +246,9 @@ def create_parallel_graph(
     graph.add_node("fan_out", fan_out, metadata={"select": "run time"} if select else None)
     graph.add_edge(START, "fan_out")
     graph.add_conditional_edges("fan_out", _selector(select, names), names)
-    nodes: dict[str, _Branch] = {}
+    nodes: dict[str, BranchNode] = {}
     for branch_name, member in zip(names, members, strict=True):
-        node = nodes[branch_name] = _Branch(
+        node = nodes[branch_name] = BranchNode(
             branch_name,
             member_runnable(member, known_tools=known),
             branch_timeout,
@@ -699,7 +263,7 @@ def create_parallel_graph(
             metadata={"timeout": f"{branch_timeout:g}s"} if branch_timeout else None,
         )
         graph.add_edge(branch_name, "join")
-    joiner = _Join(join_fn, kind, names, quorum, name, policy, nodes)
+    joiner = JoinNode(join_fn, kind, names, quorum, name, policy, nodes)
     shown = {"join": kind, **({"quorum": quorum} if quorum is not None else {})}
     graph.add_node(
         "join", RunnableLambda(joiner.invoke, afunc=joiner.ainvoke, name="join"), metadata=shown

@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
@@ -379,22 +379,13 @@ class _StageNode:
                 return self._done(step, config, result, {})
             finally:
                 self._release(step, config)
-        if self.runnable is None:  # pragma: no cover - a stage is a member or a function
-            raise ConfigurationError(f"Stage {self.stage.name!r} has nothing to run.")
-        messages = stage_prompt(self.stage, step.inp, edited_request=step.edited_request)
-        text = problem = ""
-        used = Usage()
-        for attempt in range(1, self.stage.retries + 2):
-            inner = run_config(config, add_usage(state.get("usage"), used), self.policy, self.scope)
-            output = self.runnable.invoke({"messages": messages}, inner)
-            used = add_usage(used, usage_of(output))
-            # a typed stage parses the answer itself, without notes a graph added for users
-            text = final_answer(output) if self.stage.output is None else plain_answer(output)
-            value, trouble = self._accept(text)
-            if trouble is None:
-                return _with_usage(self._done(step, config, value, {"attempts": attempt}), used)
-            problem, messages = trouble, self._retry(output, trouble)
-        raise invalid_output(self.stage, text, problem)
+        runnable, tries = self._tries(state, config, step)
+        try:
+            request = next(tries)
+            while True:
+                request = tries.send(runnable.invoke(*request))
+        except StopIteration as done:
+            return cast(Command[Any], done.value)
 
     async def _ainvoke(
         self, state: PipelineState, config: RunnableConfig, step: _Step
@@ -412,22 +403,45 @@ class _StageNode:
                 return await asyncio.to_thread(self._done, step, config, result, {})
             finally:
                 await asyncio.to_thread(self._release, step, config)
+        runnable, tries = self._tries(state, config, step)
+        try:
+            request = next(tries)
+            while True:
+                request = tries.send(await runnable.ainvoke(*request))
+        except StopIteration as done:
+            return cast(Command[Any], done.value)
+
+    def _tries(
+        self, state: PipelineState, config: RunnableConfig, step: _Step
+    ) -> tuple[Any, Generator[tuple[dict[str, Any], RunnableConfig], Any, Command[Any]]]:
+        """The member and its attempts, retried while its answer is not valid output.
+
+        The generator yields each attempt's input and config and is sent the
+        member's output; it returns the stage's command, or raises
+        :class:`~podium.errors.InvalidModelOutputError` after the last retry.
+        """
         if self.runnable is None:  # pragma: no cover - a stage is a member or a function
             raise ConfigurationError(f"Stage {self.stage.name!r} has nothing to run.")
-        messages = stage_prompt(self.stage, step.inp, edited_request=step.edited_request)
-        text = problem = ""
-        used = Usage()
-        for attempt in range(1, self.stage.retries + 2):
-            inner = run_config(config, add_usage(state.get("usage"), used), self.policy, self.scope)
-            output = await self.runnable.ainvoke({"messages": messages}, inner)
-            used = add_usage(used, usage_of(output))
-            # a typed stage parses the answer itself, without notes a graph added for users
-            text = final_answer(output) if self.stage.output is None else plain_answer(output)
-            value, trouble = self._accept(text)
-            if trouble is None:
-                return _with_usage(self._done(step, config, value, {"attempts": attempt}), used)
-            problem, messages = trouble, self._retry(output, trouble)
-        raise invalid_output(self.stage, text, problem)
+
+        def attempts() -> Generator[tuple[dict[str, Any], RunnableConfig], Any, Command[Any]]:
+            messages = stage_prompt(self.stage, step.inp, edited_request=step.edited_request)
+            text = problem = ""
+            used = Usage()
+            for attempt in range(1, self.stage.retries + 2):
+                inner = run_config(
+                    config, add_usage(state.get("usage"), used), self.policy, self.scope
+                )
+                output = yield {"messages": messages}, inner
+                used = add_usage(used, usage_of(output))
+                # a typed stage parses the answer itself, without notes a graph added
+                text = final_answer(output) if self.stage.output is None else plain_answer(output)
+                value, trouble = self._accept(text)
+                if trouble is None:
+                    return _with_usage(self._done(step, config, value, {"attempts": attempt}), used)
+                problem, messages = trouble, self._retry(output, trouble)
+            raise invalid_output(self.stage, text, problem)
+
+        return self.runnable, attempts()
 
     def _done(
         self, step: _Step, config: RunnableConfig, result: Any, detail: dict[str, Any]
