@@ -78,20 +78,18 @@ import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, cast
 
-from langchain_core.messages import BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 
 from podium._scrub import scrub_error
-from podium.checkpoints._leases import LEASE_KEY
-from podium.checkpoints._ledger import MemoryLedger, ToolLedger
-from podium.checkpoints._threads import ThreadStatus
-from podium.errors import InvalidInputError, PendingRequestsError, ThreadBusyError
+from podium.checkpoints._ledger import MemoryLedger
+from podium.errors import InvalidInputError
 from podium.observe._events import RunLedgerHandler
 from podium.tools._approvals import ApprovalRequest, Decision
 from podium.tools._decisions import current_ledger
-from podium.tools._lease import Claimant, Multitask, Taken, multitask, release
+from podium.tools._lease import multitask
+from podium.tools._thread_runs import Registration, StateUpdate, waiting_for_human
 
 __all__ = ["DESCRIPTION_KEY", "PENDING_KEY", "WIDTH_KEY", "GovernedApp", "open_requests"]
 
@@ -262,27 +260,28 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
             return [(value, config)]
         conf = config.get("configurable") or {}
         if conf.get(PENDING_KEY) != "supersede":
-            listing = "; ".join(
-                f"{r.id} ({r.agent} wants {r.tool}, {r.kind})" for r, _ in still_open.values()
-            )
-            raise PendingRequestsError(
-                f"Thread {conf.get('thread_id')!r} is waiting for a human: {listing}. New "
-                "input would leave those calls without an answer, so it was refused; nothing "
-                "changed.",
-                fix="Decide them first (runs.decide, or `podium approve|reject|respond`), or "
+            raise waiting_for_human(
+                conf.get("thread_id"),
+                still_open,
+                "New input would leave those calls without an answer",
+                "Decide them first (runs.decide, or `podium approve|reject|respond`), or "
                 f"pass configurable {PENDING_KEY!r}: 'supersede' to reject them as superseded "
                 "by the new input.",
-                requests=[r for r, _ in still_open.values()],
             )
         rejected = Decision.reject(SUPERSEDED, by="podium").to_json()
         resume = {**replay, **{iid: rejected for _, iid in still_open.values()}}
         return [(Command(resume=resume), _without_run_id(config)), (value, config)]
 
+    def _podium_open(self, thread: str) -> Mapping[str, tuple[ApprovalRequest, str]]:
+        """The requests of ``thread`` still waiting for a human (by request id)."""
+        latest: RunnableConfig = {"configurable": {"thread_id": thread}}
+        return open_requests(self, latest, self.get_state(latest))[0]
+
     def _podium_effects(self) -> bool:
         conf = (self.config or {}).get("configurable") or {}
         return bool(conf.get(EFFECTS_KEY, True))
 
-    def _podium_registry(self, config: RunnableConfig | None) -> _Registration | None:
+    def _podium_registry(self, config: RunnableConfig | None) -> Registration | None:
         """Where this top-level run registers its thread and takes its lease (``None``: not)."""
         conf = (config or {}).get("configurable") or {}
         thread = conf.get("thread_id")
@@ -297,7 +296,7 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
             [h for h in given if isinstance(h, RunLedgerHandler)] if isinstance(given, list) else []
         )
         how = multitask(conf, served=bool(conf.get(SERVED_KEY)))
-        return _Registration(
+        return Registration(
             ledger, str(thread), self.get_name(), own.get(DESCRIPTION_KEY), ledgers, how
         )
 
@@ -407,7 +406,7 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
         a nested graph (``checkpoint_ns``) and updates by a run that holds the lease
         are LangGraph's own.
         """
-        update = _Update(self, config)
+        update = StateUpdate(self._podium_registry(config), config, self._podium_open)
         if update.registration is None:
             return super().bulk_update_state(config, supersteps)
         leased = update.take()
@@ -421,7 +420,7 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
 
     async def abulk_update_state(self, config: RunnableConfig, supersteps: Any) -> RunnableConfig:
         """:meth:`bulk_update_state` for an event loop (``aupdate_state``)."""
-        update = _Update(self, config)
+        update = StateUpdate(self._podium_registry(config), config, self._podium_open)
         if update.registration is None:
             return await super().abulk_update_state(config, supersteps)
         leased = await asyncio.to_thread(update.take)
@@ -432,179 +431,6 @@ class GovernedApp(CompiledStateGraph[Any, Any, Any, Any]):
             raise
         await asyncio.to_thread(update.ended, None)
         return written
-
-
-class _Update:
-    """One ``update_state`` of a top-level thread: its lease, and the checks under it."""
-
-    def __init__(self, app: GovernedApp, config: RunnableConfig) -> None:
-        self.app = app
-        conf = config.get("configurable") or {}
-        given = LEASE_KEY in conf  # a run that holds the thread updates it itself
-        self.registration = None if given else app._podium_registry(config)
-        self.config = config
-        self.status: ThreadStatus = "done"
-
-    def take(self) -> RunnableConfig:
-        """Take the thread, check it can be updated; the config carrying the lease."""
-        registration = self.registration
-        if registration is None:  # not a top-level thread: nothing to take
-            return self.config
-        thread = registration.thread
-        seen = registration.ledger.thread(thread)
-        if seen is not None and seen.status not in ("running", "new"):
-            self.status = seen.status
-        if seen is not None and seen.owner and registration._claimant(None)._free(seen):
-            # checked before taking the thread: the next run must still find it to finish
-            raise ThreadBusyError(
-                f"Thread {thread!r}: its last run did not end (its process {seen.owner} "
-                "stopped mid-run), so its state is not settled; the state update was "
-                "refused and nothing changed.",
-                fix="Finish that run first (app.invoke(None, config), runs.resume or "
-                "`podium resume THREAD`), then update the state.",
-                thread=thread,
-                holder=seen.owner,
-                since=seen.leased_at,
-            )
-        leased = registration.take(None, self.config)
-        try:
-            self._check(registration)
-        except BaseException as exc:
-            self.ended(exc)
-            raise
-        return leased
-
-    def _check(self, registration: _Registration) -> None:
-        thread = registration.thread
-        if not registration.ledger.pending_approvals_of(thread):
-            return
-        latest: RunnableConfig = {"configurable": {"thread_id": thread}}
-        still_open, _ = open_requests(self.app, latest, self.app.get_state(latest))
-        if still_open:
-            listing = "; ".join(
-                f"{r.id} ({r.agent} wants {r.tool}, {r.kind})" for r, _ in still_open.values()
-            )
-            raise PendingRequestsError(
-                f"Thread {thread!r} is waiting for a human: {listing}. A state update would "
-                "leave those calls without an answer (a forged tool result is not a "
-                "decision), so it was refused; nothing changed.",
-                fix="Decide them first (runs.decide, or `podium approve|reject|respond`; "
-                "Decision.respond gives a call the result you meant to write), then update "
-                "the state.",
-                requests=[r for r, _ in still_open.values()],
-            )
-
-    def ended(self, error: BaseException | None) -> None:
-        """Let the thread go, its status as it was (``waiting`` when refused for that)."""
-        registration = self.registration
-        if registration is None or registration.taken is None:
-            return
-        status: ThreadStatus = "waiting" if isinstance(error, PendingRequestsError) else self.status
-        release(registration.ledger, registration.taken, status, counted=False)
-        registration.taken = None
-
-
-class _Registration:
-    """One top-level run's row in the thread registry, which is its thread's lease."""
-
-    def __init__(
-        self,
-        ledger: ToolLedger,
-        thread: str,
-        graph: str,
-        description: str | None,
-        run_ledgers: list[RunLedgerHandler],
-        how: Multitask,
-    ) -> None:
-        self.ledger = ledger
-        self.thread = thread
-        self.graph = graph
-        self.description = description
-        self.run_ledgers = run_ledgers
-        self.how = how
-        self.interrupted = False
-        self.running = False
-        """Whether a LangGraph run streamed (a run refused before it ran does not count)."""
-        self.taken: Taken | None = None
-
-    @property
-    def recovers(self) -> bool:
-        """The thread was taken from a run whose process is gone (it never ended)."""
-        return self.taken is not None and self.taken.recovers
-
-    def _claimant(self, value: Any) -> Claimant:
-        return Claimant(
-            self.ledger,
-            self.thread,
-            self.how,
-            graph=self.graph,
-            description=self.description or None,
-            request=_request_text(value),
-        )
-
-    def take(self, value: Any, config: RunnableConfig) -> RunnableConfig:
-        """Take the thread's lease (or wait, or refuse); the run's config carrying it."""
-        self.taken = self._claimant(value).take()
-        return _with_lease(config, self.taken)
-
-    async def atake(self, value: Any, config: RunnableConfig) -> RunnableConfig:
-        """:meth:`take` without blocking the event loop."""
-        self.taken = await self._claimant(value).atake()
-        return _with_lease(config, self.taken)
-
-    def saw(self, chunk: Any) -> None:
-        """Note an interrupt in a streamed chunk (any stream mode, with subgraphs or not)."""
-        self.running = True
-        if not self.interrupted:
-            last = chunk[-1] if isinstance(chunk, tuple) and chunk else chunk
-            self.interrupted = isinstance(last, Mapping) and "__interrupt__" in last
-
-    def ended(self, error: BaseException | None) -> None:
-        """Release the lease, with how the run ended as the thread's status."""
-        if self.taken is None:
-            return
-        status: ThreadStatus
-        if error is None:
-            waiting = self.interrupted or self.ledger.pending_approvals_of(self.thread) > 0
-            status = "waiting" if waiting else "done"
-        elif isinstance(error, PendingRequestsError):  # refused: the thread still waits
-            status = "waiting"
-        elif isinstance(error, (GeneratorExit, KeyboardInterrupt, asyncio.CancelledError)):
-            status = "stopped"
-        else:
-            status = "error"
-        message = f"{type(error).__name__}: {error}" if status == "error" else None
-        for handler in self.run_ledgers:  # the run's events are stored when it returns
-            handler.flush()
-        counted = self.running or not isinstance(error, PendingRequestsError)
-        release(self.ledger, self.taken, status, message, counted=counted)
-
-
-def _with_lease(config: RunnableConfig, taken: Taken) -> RunnableConfig:
-    """The run's config, carrying its lease (by which its writes are fenced)."""
-    if not taken.leased:
-        return config
-    conf = {**(config.get("configurable") or {}), LEASE_KEY: taken.lease}
-    return cast(RunnableConfig, {**config, "configurable": conf})
-
-
-def _request_text(value: Any) -> str | None:
-    """The text of new input's last message (``None`` for a resume)."""
-    if not isinstance(value, Mapping):
-        return None
-    messages = value.get("messages")
-    if isinstance(messages, (str, BaseMessage, tuple, Mapping)):
-        messages = [messages]
-    if not isinstance(messages, list) or not messages:
-        return None
-    last = messages[-1]
-    if isinstance(last, BaseMessage):
-        return last.text
-    if isinstance(last, tuple) and len(last) == 2:
-        return str(last[1])
-    if isinstance(last, Mapping):
-        return str(last.get("content", ""))
-    return str(last)
 
 
 def _without_run_id(config: RunnableConfig) -> RunnableConfig:
