@@ -156,8 +156,12 @@ def test_a_nested_cost_budget_refuses_it_too(tmp_path: Path) -> None:
 
 def test_a_price_given_with_the_budget_is_an_explicit_acknowledgement(tmp_path: Path) -> None:
     budget = Budget(cost=1.0, prices={"acme-llm-7b": Price(input=2.0, output=4.0)})
-    out, _ = run(tmp_path, answer("acme-llm-7b", 1_000, 500), budget=budget)
+    out, events = run(tmp_path, answer("acme-llm-7b", 1_000, 500), budget=budget)
     assert out["usage"]["total"]["cost"] == pytest.approx(1_000 * 2e-6 + 500 * 4e-6)
+    # the run ledger (podium cost / trace) prices the call as the budget does
+    [event] = models(events)
+    assert event["cost"] == pytest.approx(1_000 * 2e-6 + 500 * 4e-6)
+    assert event["data"]["priced"] is True
     free = Budget(cost=1.0, prices={"acme-llm-7b": Price(0, 0)})
     out, _ = run(tmp_path, answer("acme-llm-7b"), budget=free)
     assert out["messages"][-1].content == "answer from acme-llm-7b"
@@ -185,3 +189,34 @@ def test_the_price_data_is_imported_only_when_a_price_is_needed() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert done.stdout.split() == ["False", "True"]
+
+
+def test_an_outer_budgets_prices_reach_a_specialists_run_events(tmp_path: Path) -> None:
+    """A manager's budget prices its specialist's model: in the usage and in the ledger."""
+    writer = Agent(
+        name="writer", description="Writes", model=ScriptedChatModel([answer("x-1", 2_000, 100)])
+    )
+    boss = Agent(
+        name="boss",
+        model=ScriptedChatModel(
+            [
+                AIMessage("", tool_calls=[{"name": "writer", "args": {"task": "w"}, "id": "d1"}]),
+                answer("scripted", 10, 10),
+            ]
+        ),
+    )
+    budget = Budget(cost=1.0, prices={"x-1": Price(input=1.0, output=10.0)})
+    saver = sqlite_saver(tmp_path / "runs.sqlite")
+    app = create_manager_graph(boss, [writer], budget=budget).compile(checkpointer=saver)
+    out = app.invoke({"messages": [("user", "go")]}, CFG)
+    handler = run_ledger_for(saver)
+    assert handler is not None
+    handler.flush()
+    store = event_store_for(saver)
+    assert store is not None
+    events = models(store.events("prices"))
+    saver.close()
+    [specialist] = [e for e in events if e["name"] == "x-1"]
+    assert specialist["cost"] == pytest.approx(2_000 * 1e-6 + 100 * 10e-6)
+    assert specialist["data"]["priced"] is True
+    assert out["usage"]["total"]["cost"] == pytest.approx(sum(e["cost"] for e in events))

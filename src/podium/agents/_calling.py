@@ -30,6 +30,7 @@ from podium.agents._context import (
     system_with,
 )
 from podium.agents._failure import FailurePolicy
+from podium.agents._meter import budget_prices
 from podium.agents._middleware import Hooks
 from podium.agents._models import is_local_model, resolve_model
 from podium.agents._spec import Agent
@@ -42,6 +43,7 @@ from podium.agents._structured import (
 )
 from podium.errors import ConfigurationError
 from podium.observe import emit
+from podium.observe._events import PRICES_METADATA
 
 __all__ = ["ModelCalls", "Update"]
 
@@ -204,7 +206,12 @@ class ModelCalls:
         return parse_choice(reply) if json_mode and isinstance(reply, AIMessage) else reply
 
     def _tagged(self, config: RunnableConfig) -> RunnableConfig:
-        return merge_configs(config, {"metadata": {"podium_agent": self.agent.name}})
+        """The call's config: its agent, and the budgets' prices for the run ledger."""
+        metadata: dict[str, Any] = {"podium_agent": self.agent.name}
+        prices = budget_prices(config, self.agent.budget)
+        if prices:
+            metadata[PRICES_METADATA] = {n: [p.input, p.output] for n, p in prices.items()}
+        return merge_configs(config, {"metadata": metadata})
 
 
 def _response(reply: Any) -> Any:

@@ -83,6 +83,23 @@ def _used(totals: Totals, name: Limit, now: float) -> float:
     return float(totals[name])
 
 
+def budget_prices(config: RunnableConfig, own: Budget | None) -> dict[str, Price]:
+    """The prices the budgets in force state (``Budget(prices=)``).
+
+    Later ones win: the enclosing graphs' member grants, the run's budgets, then the
+    agent's own. The meter prices calls with them, and so does the run ledger (the
+    model step passes them in the call's metadata).
+    """
+    conf = config.get("configurable") or {}
+    grants: Sequence[Mapping[str, Any]] = conf.get(GRANTS_KEY) or ()
+    runs = [v for k, v in sorted(conf.items()) if k.startswith(BUDGET_KEY_PREFIX)]
+    prices: dict[str, Price] = {}
+    for b in [*(g["budget"] for g in grants), *runs, *([own] if own else [])]:
+        if isinstance(b, Budget):
+            prices.update(b.prices or {})
+    return prices
+
+
 class Meter:
     """Every budget in scope of one model step, and the usage to check them against.
 
@@ -110,10 +127,7 @@ class Meter:
         )
         self.grants: Sequence[Mapping[str, Any]] = conf.get(GRANTS_KEY) or ()
         self.own = budget
-        budgets = [g["budget"] for g in self.grants] + [b for _, b in self.runs]
-        self.prices: dict[str, Price] = dict(DEFAULT_PRICES)
-        for b in [*budgets, *([budget] if budget else [])]:
-            self.prices.update(b.prices or {})
+        self.prices: dict[str, Price] = {**DEFAULT_PRICES, **budget_prices(config, budget)}
         self.unpriced: str | None = None
         """The model of the last call recorded, if it has no known price."""
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import threading
 import time
 import weakref
@@ -134,6 +135,24 @@ def _seconds(value: object) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
+PRICES_METADATA = "podium_prices"
+"""Model-call metadata: the prices the budgets in force state, ``{model: [input,
+output]}`` in USD per million tokens (set by podium's model step), so the run ledger
+prices a call as the budget that governs it does."""
+
+
+def _stated_prices(given: Any) -> dict[str, Price]:
+    """The prices in a call's :data:`PRICES_METADATA` (malformed entries are ignored)."""
+    if not isinstance(given, Mapping):
+        return {}
+    found: dict[str, Price] = {}
+    for name, pair in given.items():
+        if isinstance(pair, list | tuple) and len(pair) == 2:
+            with contextlib.suppress(TypeError, ValueError):
+                found[str(name)] = Price(float(pair[0]), float(pair[1]))
+    return found
+
+
 class RunLedgerHandler(BaseCallbackHandler):
     """Collects run events and writes them in batches on a background thread.
 
@@ -175,6 +194,7 @@ class RunLedgerHandler(BaseCallbackHandler):
         self._closed = False
         self._open: dict[UUID, RunEvent] = {}
         self._free: set[UUID] = set()  # open calls to the local model (free by definition)
+        self._priced: dict[UUID, dict[str, Price]] = {}  # open calls' budget prices
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._drain, name="podium-run-ledger", daemon=True)
         self._thread.start()
@@ -285,9 +305,12 @@ class RunLedgerHandler(BaseCallbackHandler):
             params.get("model") or params.get("model_name") or (metadata or {}).get("ls_model_name")
         )
         self._start("model", run_id, parent_run_id, metadata, str(name) if name else None)
-        if (metadata or {}).get("podium_model") == "local":
-            with self._lock:
+        stated = _stated_prices((metadata or {}).get(PRICES_METADATA))
+        with self._lock:
+            if (metadata or {}).get("podium_model") == "local":
                 self._free.add(run_id)
+            if stated:
+                self._priced[run_id] = stated
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         """Close a model event with tokens, cost, whether it is priced, finish reason.
@@ -299,6 +322,7 @@ class RunLedgerHandler(BaseCallbackHandler):
         with self._lock:
             free = run_id in self._free
             self._free.discard(run_id)
+            stated = self._priced.pop(run_id, None)
         if event is None:
             return
         generation: Any = response.generations[0][0] if response.generations else None
@@ -313,7 +337,7 @@ class RunLedgerHandler(BaseCallbackHandler):
             event.name,
             event.input_tokens,
             event.output_tokens,
-            self.prices,
+            {**(self.prices or {}), **stated} if stated else self.prices,
             cache_read_tokens=int(details.get("cache_read") or 0),
             cache_write_tokens=int(details.get("cache_creation") or 0),
             free=free,
@@ -331,6 +355,7 @@ class RunLedgerHandler(BaseCallbackHandler):
         event = self._end(run_id)
         with self._lock:
             self._free.discard(run_id)
+            self._priced.pop(run_id, None)
         if event is not None:
             event.status = "error"
             event.data = {"error": f"{type(error).__name__}: {error}"[:500]}
