@@ -169,3 +169,24 @@ def test_a_refused_edit_exits_non_zero_and_a_partial_edit_runs(
     assert main(["approve", "t5", "--edit", '{"amount": 80}', "--by", "c"]) == 0
     assert "refunded 80.0 on A-1" in capsys.readouterr().out
     assert refunds() == 1
+
+
+def test_a_request_of_one_thread_cannot_be_decided_on_another(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator who names the wrong thread decides nothing, on either thread."""
+    monkeypatch.setenv("REFUND_STAGE", "start")
+    for thread in ("ta", "tb"):
+        assert main(["run", GRAPH, "refund", "--thread", thread]) == 0
+    capsys.readouterr()
+    assert main(["pending", "ta", "--json"]) == 0
+    [request_a] = json.loads(capsys.readouterr().out)
+    monkeypatch.setenv("REFUND_STAGE", "resume")
+    assert main(["approve", "tb", request_a["id"], "--by", "alice"]) == 1
+    assert f"Request {request_a['id']!r} is not pending on thread 'tb'" in capsys.readouterr().err
+    assert refunds() == 0
+    for thread in ("ta", "tb"):  # both still wait, undecided
+        assert main(["pending", thread, "--json"]) == 0
+        assert len(json.loads(capsys.readouterr().out)) == 1
+    assert main(["approve", "ta", request_a["id"], "--by", "alice"]) == 0
+    assert refunds() == 1
