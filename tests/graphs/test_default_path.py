@@ -14,7 +14,9 @@ import pytest
 from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import START, StateGraph
 from langgraph.types import Command
+from typing_extensions import TypedDict
 
 from agent_kinds import agent_app
 from podium import (
@@ -27,6 +29,7 @@ from podium import (
     Rule,
     runs,
 )
+from podium.checkpoints import Messages
 from podium.graphs import (
     Stage,
     create_agent_graph,
@@ -62,6 +65,12 @@ def refunder(refunds: list[float], replies: list[Any], name: str = "billing") ->
 
 def refund(amount: float, id_: str = "r1") -> AIMessage:
     return call("issue_refund", {"order_id": "A-1", "amount": amount}, id_)
+
+
+class Plain(TypedDict):
+    """A user's own graph's state."""
+
+    messages: Messages
 
 
 # -- an outer policy governs every member at any depth ----------------------------------------
@@ -383,3 +392,25 @@ def test_a_graph_that_cannot_act_keeps_langgraphs_default(agent_kind: str) -> No
     kwargs: dict[str, Any] = {}
     app._podium_defaults({"messages": []}, {"configurable": {"thread_id": "t"}}, kwargs)
     assert "durability" not in kwargs
+
+
+def test_outer_policy_reaches_through_a_users_own_state_graph() -> None:
+    """pipeline(policy) -> the user's own StateGraph -> a podium agent graph as its node:
+    the outer policy still gates the refund; approved, it runs once."""
+    refunds: list[float] = []
+    billing = create_agent_graph(refunder(refunds, [refund(250), "refunded 250"])).compile()
+    own = StateGraph(Plain)
+    own.add_node("desk", billing)
+    own.add_edge(START, "desk")
+    app = create_pipeline_graph([Stage("work", own.compile(name="own"))], policy=OVER_100).compile(
+        checkpointer=InMemorySaver()
+    )
+    out = app.invoke({"messages": [("user", "refund 250 on A-1")]}, CFG)
+    assert "__interrupt__" in out
+    assert refunds == []
+    [request] = runs.pending(app, CFG)
+    assert (request.tool, request.approvers) == ("issue_refund", ("finance-lead",))
+    runs.decide(app, CFG, {request.id: Decision.approve(by="finance-lead")})
+    assert refunds == [250.0]
+    app.invoke(None, CFG)  # a stray resume runs nothing again
+    assert refunds == [250.0]
