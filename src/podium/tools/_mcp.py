@@ -68,6 +68,8 @@ from podium.tools._decorator import ToolTraits
 if TYPE_CHECKING:
     from langchain_mcp_adapters.sessions import Connection
 
+    from podium.environments import Sandbox
+
 __all__ = ["MCPServer", "Transport", "bad", "mcp_tools"]
 
 Transport = Literal["stdio", "streamable_http", "sse"]
@@ -134,6 +136,10 @@ class MCPServer:
     """Seconds a call may wait for the server's answer."""
     connect_timeout: float = 30.0
     """Seconds to start or reach the server and open a session."""
+    sandbox: Sandbox | None = None
+    """stdio: run the server in podium's bubblewrap sandbox
+    (:class:`podium.environments.Sandbox`: files, network policy, secrets, limits);
+    ``None``: a plain child process."""
 
     def __post_init__(self) -> None:
         """Validate the settings and infer the transport."""
@@ -206,8 +212,33 @@ class MCPServer:
                     f"of {sorted(_TRAIT_KEYS)}.",
                     "Pass e.g. {'git_commit': {'risk': 'high'}}.",
                 )
+        if self.sandbox is not None:
+            self._check_sandbox(transport)
         object.__setattr__(self, "transport", transport)
         object.__setattr__(self, "args", tuple(self.args))
+
+    def _check_sandbox(self, transport: str) -> None:
+        from podium.environments._servers import Sandbox  # light: no sandbox starts here
+
+        if not isinstance(self.sandbox, Sandbox):
+            raise bad(
+                self.name,
+                f"sandbox={self.sandbox!r} is not a podium.environments.Sandbox.",
+                "Pass sandbox=Sandbox(directory=..., network='none').",
+            )
+        if transport != "stdio":
+            raise bad(
+                self.name,
+                "sandbox= runs a stdio server podium starts; an HTTP server runs elsewhere.",
+                "Drop sandbox=, or start the server over stdio with command=.",
+            )
+        if self.cwd is not None:
+            raise bad(
+                self.name,
+                "cwd= does not apply in a sandbox: the server starts in /workspace "
+                "(Sandbox(directory=...)).",
+                "Drop cwd=; give the directory as Sandbox(directory=...).",
+            )
 
     def connection(self) -> Connection:
         """The server's connection settings in langchain-mcp-adapters' format."""
@@ -246,6 +277,8 @@ def mcp_tools(*servers: MCPServer) -> list[BaseTool]:
         ConfigurationError: For no servers, two servers of one name, two tools of one
             name, an ``include`` or ``traits`` entry naming a tool the server does not
             have, a stdio command that cannot run, or an invalid argument schema.
+        SandboxUnavailableError: A server has ``sandbox=`` and bubblewrap is missing or
+            cannot start a sandbox here (checked before any server starts).
         ToolUnavailableError: When a server cannot be started or reached.
 
     Example:
@@ -273,6 +306,9 @@ def mcp_tools(*servers: MCPServer) -> list[BaseTool]:
                 fix="Give every server its own name.",
             )
         names.add(server.name)
+    for server in servers:  # before any server starts: no unsandboxed fallback, ever
+        if server.sandbox is not None:
+            server.sandbox.check(server.name, server.command or "", server.env)
     # deferred: the mcp SDK and langchain-mcp-adapters take ~0.2 s to import, which only
     # programs that use MCP should pay (``import podium``, the CLI do not)
     from podium.tools._mcp_adapter import build
