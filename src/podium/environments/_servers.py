@@ -39,11 +39,13 @@ differs, because a server lives as long as its session:
 * **Failure is loud.** bubblewrap missing or unable to start a sandbox is a
   :class:`~podium.errors.SandboxUnavailableError` when :func:`~podium.tools.mcp_tools`
   builds the tools (before any server starts); there is no unsandboxed fallback. A
-  server that exits while starting (its program or script is not visible in the
-  sandbox, a module is missing) is a :class:`~podium.errors.ConfigurationError`
-  quoting its stderr and saying what to mount; other start failures are
-  :class:`~podium.errors.ToolUnavailableError` with its stderr. The server dies with
-  podium (``--die-with-parent``).
+  command the sandbox does not show, a missing ``directory`` or mount, or a
+  ``directory`` ``nobody`` cannot write to is a
+  :class:`~podium.errors.ConfigurationError` then too. A server that exits while
+  starting is, as unsandboxed, a :class:`~podium.errors.ToolUnavailableError`
+  (at build time, or mid-run: resume once it can start), which quotes its stderr
+  and, when that names a missing file or module, says what to mount. The server
+  dies with podium (``--die-with-parent``).
 """
 
 from __future__ import annotations
@@ -406,32 +408,42 @@ class ServerLaunch:
         if self._stderr is not None:
             self._stderr.release()
 
-    def failure(self, exc: BaseException) -> Exception:
-        """The error for a server that ended before its session was initialised."""
+    def failure(self, exc: BaseException) -> ToolUnavailableError:
+        """The error for a server that ended before its session was initialised.
+
+        A :class:`~podium.errors.ToolUnavailableError` (``reached=False``), as for an
+        unsandboxed server that cannot start -- at build time and mid-run alike, so a
+        run stops and resumes once the server can start -- quoting the server's stderr
+        and, when it reads like a file or module the sandbox does not show, what to mount.
+        """
         said = self._stderr.tail(2.0) if self._stderr is not None else ""
         lines = "\n".join(said.splitlines()[-8:])
-        name = self.server
         if said and _START_FAILURE.search(said):
-            return ConfigurationError(
-                f"MCP server {name!r} could not start in its sandbox; it said:\n{lines}\n"
-                "The sandbox shows only /usr, /etc, /bin, /lib*, podium's Python (unless "
-                "python=False), Sandbox(mounts=...) and directory= at /workspace.",
-                fix="Mount the directory holding the server's program or script with "
-                "Sandbox(mounts=[...]), refer to files in directory= as /workspace/..., or "
-                "install the server into podium's Python environment.",
+            why = (
+                f"it said:\n{lines}\nLikely cause: a program, script or module it needs is "
+                "not visible in the sandbox, which shows only /usr, /etc, /bin, /lib*, "
+                "podium's Python (unless python=False), Sandbox(mounts=...) and "
+                "directory= (at /workspace)."
             )
-        limits = self.sandbox.limits
+            fix = (
+                "Mount the directory holding the server's program or script with "
+                "Sandbox(mounts=[...]), refer to files in directory= as /workspace/..., or "
+                "install the server into podium's Python environment"
+            )
+        elif said:
+            why, fix = f"its stderr ends:\n{lines}", "Fix what the server reports"
+        else:
+            limits = self.sandbox.limits
+            why = (
+                "it wrote nothing to stderr (it may have hit the sandbox's memory limit, "
+                f"{limits.memory:,} bytes, or its process limit, {limits.processes})"
+            )
+            fix = "Raise Sandbox(limits=Limits(memory=...)) if the server needs more"
         return ToolUnavailableError(
-            f"MCP server {name!r} ended while starting in its sandbox ({type(exc).__name__}); "
-            + (
-                f"its stderr ends:\n{lines}"
-                if said
-                else "it wrote nothing to stderr (it may have hit the sandbox's memory limit, "
-                f"{limits.memory:,} bytes, or its process limit, {limits.processes})."
-            ),
-            fix="Fix what the server reports (or raise Sandbox(limits=Limits(memory=...))), "
-            "then resume the run with app.invoke(None, config).",
-            server=name,
+            f"MCP server {self.server!r} could not start in its sandbox "
+            f"({type(exc).__name__}); {why}",
+            fix=f"{fix}; then resume the run with app.invoke(None, config).",
+            server=self.server,
             reached=False,
         )
 

@@ -23,6 +23,7 @@ from langchain_mcp_adapters.tools import convert_mcp_tool_to_langchain_tool
 from mcp.types import CallToolResult, ResourceLink, TextContent
 from mcp.types import Tool as MCPTool
 
+from podium._scrub import scrub
 from podium.errors import ConfigurationError
 from podium.tools import _mcp_sessions as sessions
 from podium.tools._decorator import ToolTraits
@@ -140,7 +141,9 @@ def _build(server: MCPServer, endpoint: sessions.Endpoint, tool: MCPTool, name: 
 
     async def on_loop(kwargs: dict[str, Any]) -> tuple[Any, Any]:
         blocks, artifact = await call(**kwargs)
-        return _content(blocks, artifact), artifact
+        # the executor scrubs secrets from the content; the artifact (structured content)
+        # reaches the checkpoint too
+        return _content(blocks, artifact), scrub(artifact)
 
     def run_sync(**kwargs: Any) -> tuple[Any, Any]:
         return sessions.run(on_loop(kwargs))

@@ -260,7 +260,7 @@ class Link:
                 ) from None
             except Exception as exc:
                 await asyncio.wait({owner}, timeout=_CLOSE_SECONDS)
-                if isinstance(exc, ConfigurationError | ToolUnavailableError):
+                if isinstance(exc, ToolUnavailableError):
                     raise exc from None  # a sandboxed start said what is wrong
                 missing = [
                     e for e in _leaves(exc) if isinstance(e, FileNotFoundError | PermissionError)
