@@ -39,9 +39,15 @@ results) and the official ``mcp`` SDK. Decisions, where MCP leaves a choice:
 * **Arguments** are checked by the executor against the server's JSON schema in its
   own dialect (2020-12 unless it says otherwise), defaults filled in, before anything
   is sent (:mod:`podium.tools._checks`).
-* **Sandboxing.** stdio servers run as plain child processes with the environment
-  the ``mcp`` SDK passes (``HOME``, ``PATH``, ... plus ``env=``). Running them inside
-  podium's sandboxed environments, under its network policy, waits for that feature.
+* **Sandboxing.** ``sandbox=Sandbox(...)`` (:class:`podium.environments.Sandbox`)
+  starts a stdio server in podium's bubblewrap sandbox, with the shell tool's view,
+  user, limits, network policy (its proxy lives as long as the session) and secrets;
+  the sandbox is part of the session's identity. bubblewrap missing is a
+  :class:`~podium.errors.SandboxUnavailableError` from :func:`mcp_tools` before any
+  server starts -- never an unsandboxed fallback. See
+  :mod:`podium.environments._servers` for what the server sees and which limits apply.
+  Without ``sandbox=`` a stdio server is a plain child process with the environment the
+  ``mcp`` SDK passes (``HOME``, ``PATH``, ... plus ``env=``).
 * **The other direction.** LangGraph Server serves every graph, podium's included, as
   a tool at its ``/mcp`` endpoint. Each call there is a stateless run: a graph that
   stops for a human answers with its state at the stop and the thread is discarded,
