@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
 from pathlib import Path
 
 from mcp.server.fastmcp import FastMCP
@@ -62,6 +63,19 @@ def connect(port: int) -> str:
 def env(name: str) -> str:
     """An environment variable's value."""
     return f"{name}={os.environ.get(name, '<unset>')}"
+
+
+@mcp.tool(annotations=WRITES)
+def linger(seconds: str) -> str:
+    """Start a detached ``sleep SECONDS`` (its own session, no stdin) and return."""
+    subprocess.Popen(
+        ["sleep", seconds],
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return f"ok: sleeping {seconds}"
 
 
 @mcp.tool(annotations=READ_ONLY)

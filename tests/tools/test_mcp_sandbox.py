@@ -307,6 +307,51 @@ def test_a_secret_reaches_the_server_and_is_scrubbed_from_results_and_events(
     assert raw.content[0].text == f"PROBE_TOKEN={value}"  # type: ignore[union-attr]
 
 
+def test_nothing_of_the_sandbox_outlives_podium(sandbox: str, tmp_path: Path) -> None:
+    """SIGKILL podium: the server and a detached process it started die with it."""
+    server = probe(tmp_path)
+    seconds = f"{900 + os.getpid() % 97}.{time.monotonic_ns() % 1000:03d}"  # a unique marker
+    script = f"""
+import sys, time
+from podium.environments import Sandbox
+from podium.tools import MCPServer, mcp_tools
+server = MCPServer("probe", command={server.command!r}, args={list(server.args)!r},
+                   sandbox=Sandbox(mounts={[str(m) for m in server.sandbox.mounts]!r}))
+tools = {{t.name: t for t in mcp_tools(server)}}
+print(tools["probe_linger"].invoke({{"seconds": {seconds!r}}}), flush=True)
+time.sleep(300)
+"""
+    src = str(Path(podium.__file__).resolve().parents[1])
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": src},
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().startswith("ok: sleeping")
+        lingering = [
+            int(e)
+            for e in os.listdir("/proc")
+            if e.isdigit() and seconds.encode() in _cmdline(int(e))
+        ]
+        assert len(lingering) == 1, [_cmdline(p) for p in lingering]
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+    assert gone(lingering), "a process of the sandbox outlived podium"
+
+
+def _cmdline(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
 # -- failures ---------------------------------------------------------------------------------
 def test_bwrap_unavailable_is_a_build_error_and_no_server_starts(tmp_path: Path) -> None:
     """bwrap hidden (a mount namespace binds /dev/null over it): no fallback, nothing runs."""
