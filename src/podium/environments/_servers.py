@@ -98,7 +98,8 @@ def _python_dirs() -> list[str]:
     """The running interpreter's installation (and venv) outside the system view."""
     found = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     found.add(os.path.dirname(os.path.dirname(os.path.realpath(sys.executable))))
-    return sorted(d for d in found if d and not _visible_system(d))
+    # "/" would show the whole host; an interpreter there has its libraries under /usr
+    return sorted(d for d in found if d and d != "/" and not _visible_system(d))
 
 
 def _visible_system(path: str) -> bool:
@@ -211,6 +212,9 @@ class Sandbox:
                     fix="Install podium's dependencies again (`pip install proxy.py`), or use "
                     "network='none'.",
                 )
+            from podium.environments._network import sandbox_python
+
+            sandbox_python()  # the relay's interpreter inside the sandbox, or the install hint
         where = f"MCP server {server!r}: Sandbox"
         for path in self.mounts:
             if not os.path.isdir(path):
@@ -220,7 +224,7 @@ class Sandbox:
                 )
         if self.directory is not None:
             self._check_directory(where, str(self.directory))
-        check_secrets(self.secrets, reserved=[*BASE_ENV, "USER", *(env or {})], where=where)
+        check_secrets(self.secrets, reserved=[*BASE_ENV, "HOME", "USER", *(env or {})], where=where)
         self._check_command(server, command)
         return version
 

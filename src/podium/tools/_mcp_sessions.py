@@ -164,7 +164,8 @@ async def _sandboxed(endpoint: Endpoint, sandbox: Sandbox) -> AsyncIterator[Clie
                     yield session
         except Exception as exc:
             if session is None or session.get_server_capabilities() is None:
-                raise launch.failure(exc) from None
+                # waits (off the loop) for the server's last stderr lines
+                raise await asyncio.to_thread(launch.failure, exc) from None
             raise
 
 
