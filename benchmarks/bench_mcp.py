@@ -20,6 +20,12 @@ process-wide session from :func:`podium.tools.mcp_tools`; the baseline a plain
   on langchain-mcp-adapters): when 12e is above 12a's target, so is 12a.
 
 A sample is ``calls`` calls in a row; reported per call.
+
+* 12d: the same governed call (12a) to mcp-server-time running in podium's bubblewrap
+  sandbox (``MCPServer(sandbox=Sandbox())``: network ``"none"``, prlimit limits, as
+  ``nobody`` when root) against the unsandboxed server, same run. Its note gives the
+  servers' start-up (``mcp_tools``: start the process, initialise, list the tools)
+  sandboxed and not. Skipped (a note) where bubblewrap cannot run.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from langchain_mcp_adapters.sessions import create_session
 from langchain_mcp_adapters.tools import load_mcp_tools
 from mcp import ClientSession
 
-from benchmarks._harness import Row, interleave, ratio_row
+from benchmarks._harness import Row, fmt_stats, interleave, ratio_row
 from podium.tools import GovernedExecutor, MCPServer, mcp_tools
 from podium.tools import _mcp_sessions as sessions
 
@@ -158,4 +164,64 @@ def run(quick: bool) -> list[Row]:
             target=None,
             note=note,
         ),
+        *_sandboxed(quick),
+    ]
+
+
+def _sandboxed(quick: bool) -> list[Row]:
+    from podium.environments import Sandbox
+    from podium.errors import SandboxUnavailableError
+    from podium.tools._mcp_adapter import endpoint_of
+
+    calls, repeats = (5, 2) if quick else (100, 15)
+    starts = 2 if quick else 10
+    title = (
+        "Read-only MCP tool call to a sandboxed stdio server (`MCPServer(sandbox=Sandbox())`) "
+        "vs the same governed call to the unsandboxed server"
+    )
+    plain = _server()
+    boxed = MCPServer("sclock", command=plain.command, args=plain.args, sandbox=Sandbox())
+    try:
+        tools = {s.name: mcp_tools(s) for s in (plain, boxed)}
+    except SandboxUnavailableError as exc:
+        return [Row("12d", title, "—", "—", None, "—", None, f"not measured: {exc.message}")]
+    try:
+        runners = {}
+        for name, found in tools.items():
+            [tool] = [t for t in found if t.name.endswith("_get_current_time")]
+            executor = GovernedExecutor("bench", [tool])
+            request: Any = {"name": tool.name, "args": ARGS, "id": "b1", "message": "m1"}
+            assert '"timezone": "Europe/Oslo"' in executor.run(request, None).text
+
+            def burst(executor: GovernedExecutor = executor, request: Any = request) -> float:
+                start = time.perf_counter()
+                for _ in range(calls):
+                    executor.run(request, None)
+                return (time.perf_counter() - start) / calls
+
+            runners[name] = burst
+        stats = interleave(runners, repeats=repeats)
+
+        def start_up(server: MCPServer) -> Callable[[], float]:
+            def once() -> float:
+                sessions.run(sessions.link(endpoint_of(server)).close())  # the server exits
+                begin = time.perf_counter()
+                mcp_tools(server)
+                return time.perf_counter() - begin
+
+            return once
+
+        started = interleave(
+            {"sandboxed": start_up(boxed), "plain": start_up(plain)}, repeats=starts
+        )
+    finally:
+        sessions.close_all()
+    note = (
+        f"mcp-server-time `get_current_time`, one session each; {calls} calls a sample, "
+        f"{repeats} samples. Server start-up (`mcp_tools`: start, initialise, list; "
+        f"{starts} samples): sandboxed {fmt_stats(started['sandboxed'])}, unsandboxed "
+        f"{fmt_stats(started['plain'])}"
+    )
+    return [
+        ratio_row("12d", title, stats["sclock"], stats["clock"], target=1.1, note=note),
     ]

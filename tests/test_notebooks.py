@@ -180,6 +180,12 @@ SCRIPTED: dict[str, dict[str, list[str]]] = {
             "is an absolute path",
         ],
         "secrets": ["using [redacted]", "the command had it: True"],
+        "mcp": [
+            "tools: ['clock_get_current_time', 'clock_convert_time']",
+            'calls clock_convert_time({"source_timezone": "UTC"',
+            "T21:00:00+09:00",
+            "Noon UTC is 21:00 in Tokyo.",
+        ],
     },
 }
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage
+from langchain_core.tools import tool as langchain_tool
 
 from agent_kinds import agent_app
 from podium.checkpoints import sqlite_saver
@@ -83,3 +84,31 @@ def test_a_secret_a_tool_echoes_in_its_error_is_stored_and_shown_nowhere(
         text = printed(*argv, "--db", str(db))
         assert text, argv
         assert VALUE not in text, argv
+
+
+def test_a_secret_a_tool_puts_in_its_artifact_is_not_stored(
+    agent_kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``response_format="content_and_artifact"``: the artifact reaches the checkpoint
+    beside the content (MCP puts structured content there), so it is scrubbed too."""
+    monkeypatch.setenv("PAY_TOKEN", VALUE)
+    token = Secret("PAY_TOKEN")
+
+    @langchain_tool(response_format="content_and_artifact")  # a plain LangChain tool
+    def whoami() -> tuple[str, dict[str, Any]]:
+        """Show the account."""
+        return "account A-1", {"account": "A-1", "session": {"token": token.value()}}
+
+    db = tmp_path / "runs.sqlite"
+    call = {"name": "whoami", "args": {}, "id": "c1", "type": "tool_call"}
+    app = agent_app(
+        agent_kind,
+        name="billing",
+        model=ScriptedChatModel([AIMessage("", tool_calls=[call]), "ok"]),
+        tools=[whoami],
+        checkpointer=sqlite_saver(db),
+    )
+    out = app.invoke({"messages": [("user", "who am I")]}, CFG)
+    result = out["messages"][-2]
+    assert result.artifact == {"account": "A-1", "session": {"token": "[redacted]"}}
+    assert VALUE.encode() not in stored_bytes(db)

@@ -7,6 +7,8 @@
   :class:`Limits`, a network policy (``"none"``, ``"loopback"``, an allow-list) and
   :class:`Secret` s; governed by grants, the policy (:func:`command_uses`),
   approvals with edits and the exactly-once ledger like every other tool.
+* :class:`Sandbox` -- the same sandbox, limits, network policy and secrets for a
+  long-lived program: a stdio MCP server (``MCPServer(..., sandbox=Sandbox(...))``).
 """
 
 from typing import TYPE_CHECKING
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from podium.environments._files import file_tools
     from podium.environments._sandbox import Limits
     from podium.environments._secrets import Secret
+    from podium.environments._servers import Sandbox
     from podium.environments._shell import shell_tool
     from podium.environments._workspace import Workspace
 
@@ -25,6 +28,7 @@ __getattr__, __dir__ = _attach(__name__)
 
 __all__ = [
     "Limits",
+    "Sandbox",
     "Secret",
     "Workspace",
     "command_uses",

@@ -46,7 +46,7 @@ import podium
 from podium.environments._netpolicy import NetworkPolicy
 from podium.errors import SandboxUnavailableError
 
-__all__ = ["RELAY", "Route", "host_loopback_ports"]
+__all__ = ["RELAY", "Route", "host_loopback_ports", "sandbox_python"]
 
 PROXY_PORT = 3128
 """Where the relay listens for proxy-aware clients inside the sandbox."""
@@ -148,7 +148,8 @@ def host_loopback_ports() -> list[int]:
     return sorted(ports)
 
 
-def _sandbox_python() -> str:
+def sandbox_python() -> str:
+    """The system python3 the relay runs on inside the sandbox (raises the install hint)."""
     for candidate in ("/usr/bin/python3", "/usr/local/bin/python3", "/bin/python3"):
         if os.path.exists(candidate):
             return candidate
@@ -250,7 +251,7 @@ class Route:
         """The relay's command line (the command follows ``--``)."""
         sock = f"{NET_DIR}/{self.socket.name}"
         ports = [str(p) for p in self.forwards()]
-        return [_sandbox_python(), "-I", "-S", "-c", RELAY, sock, str(PROXY_PORT), *ports, "--"]
+        return [sandbox_python(), "-I", "-S", "-c", RELAY, sock, str(PROXY_PORT), *ports, "--"]
 
     def bind(self) -> tuple[int, str]:
         """The socket directory's descriptor and where the sandbox sees it."""

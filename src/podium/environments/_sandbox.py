@@ -52,13 +52,33 @@ from typing import IO, cast
 
 from podium.errors import ConfigurationError, SandboxUnavailableError
 
-__all__ = ["INSIDE", "Limits", "Outcome", "bwrap_version", "check_sandbox", "run_command"]
+__all__ = [
+    "BASE_ENV",
+    "INSIDE",
+    "NOBODY",
+    "SYSTEM",
+    "Limits",
+    "Outcome",
+    "bwrap_args",
+    "bwrap_version",
+    "check_sandbox",
+    "launcher",
+    "run_command",
+]
 
 INSIDE = "/workspace"
 """Where the workspace appears inside the sandbox (the command's working directory)."""
 
 NOBODY = 65534
 """The uid and gid commands run as when podium runs as root."""
+
+BASE_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin",
+    "LANG": "C.UTF-8",
+    "TERM": "dumb",
+    "TMPDIR": "/tmp",
+}
+"""The environment every sandboxed process starts from (podium's own is not passed)."""
 
 _INSTALL = (
     "Install bubblewrap: `apt-get install bubblewrap` (Debian, Ubuntu), `dnf install "
@@ -166,31 +186,68 @@ def bwrap_version() -> str:
     return done.stdout.strip() or "bubblewrap (unknown version)"
 
 
-def _system_view(mounts: Sequence[str | Path]) -> list[str]:
+SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+"""The host directories every sandbox sees, read-only."""
+
+
+def _system_view() -> list[str]:
     """Bwrap arguments for the read-only system view."""
     args = ["--ro-bind", "/usr", "/usr"]
-    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+    for top in SYSTEM[1:-1]:
         if os.path.islink(top):
             args += ["--symlink", os.readlink(top), top]
         elif os.path.isdir(top):
             args += ["--ro-bind", top, top]
     args += ["--ro-bind", "/etc", "/etc"]
-    for extra in mounts:
-        path = os.path.abspath(extra)
-        args += ["--ro-bind", path, path]
     return args
 
 
-def _launcher(limits: Limits) -> list[str]:
+def _under(path: str, roots: Sequence[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
+
+
+def _mounts(mounts: Sequence[str | Path], taken: Sequence[str]) -> list[str]:
+    """Bwrap arguments binding ``mounts`` read-only at their own paths.
+
+    Bound last, so a mount under ``/tmp`` is not hidden by the private ``/tmp``. The
+    directories above a mount that bwrap creates get mode 0755 (as root bwrap would
+    make them 0700, and ``nobody`` could not reach the mount); one already inside a
+    bound directory is left alone.
+    """
+    args: list[str] = []
+    bound = list(taken)
+    for path in sorted({os.path.abspath(m) for m in mounts}, key=len):
+        if _under(path, bound):
+            continue  # inside a directory already visible
+        parent = os.path.dirname(path)
+        missing = []
+        while parent != "/" and not _under(parent, bound):
+            missing.append(parent)
+            parent = os.path.dirname(parent)
+        for directory in reversed(missing):
+            args += ["--perms", "0755", "--dir", directory]
+        args += ["--ro-bind", path, path]
+        bound.append(path)
+    return args
+
+
+def launcher(limits: Limits, *, cpu: bool = True) -> list[str]:
+    """``prlimit`` setting ``limits`` on itself, then exec'ing what follows its ``--``.
+
+    ``cpu=False`` leaves CPU time unlimited unless ``limits.cpu_seconds`` is set (a
+    long-lived process, such as a sandboxed MCP server, would otherwise be killed once
+    its lifetime's CPU time reached the per-command default).
+    """
     prlimit = _which("prlimit")
     if prlimit is None:
         raise SandboxUnavailableError(
             "Cannot set a command's limits: util-linux's `prlimit` is not installed.",
             fix="Install util-linux (`apt-get install util-linux`).",
         )
+    seconds = limits.cpu if cpu else limits.cpu_seconds
     return [
         prlimit,
-        f"--cpu={limits.cpu}:{limits.cpu}",
+        *([f"--cpu={seconds}:{seconds}"] if seconds is not None else []),
         f"--as={limits.memory}:{limits.memory}",
         f"--nproc={limits.processes}:{limits.processes}",
         f"--fsize={limits.file_size}:{limits.file_size}",
@@ -199,17 +256,31 @@ def _launcher(limits: Limits) -> list[str]:
     ]
 
 
+Source = int | str
+"""What bwrap binds: an open directory descriptor (``--bind-fd``: the host path is not
+looked up again) or a host path (for launchers that cannot pass descriptors)."""
+
+
+def _bind(source: Source, target: str, *, read_only: bool = False) -> list[str]:
+    if isinstance(source, int):
+        return ["--ro-bind-fd" if read_only else "--bind-fd", str(source), target]
+    return ["--ro-bind" if read_only else "--bind", source, target]
+
+
 def bwrap_args(
-    workspace_fd: int,
+    workspace: Source | None,
     limits: Limits,
     *,
     mounts: Sequence[str | Path] = (),
-    binds: Sequence[tuple[int, str]] = (),
+    binds: Sequence[tuple[Source, str]] = (),
+    read_only: bool = False,
 ) -> list[str]:
     """The bwrap command line up to the command (see the module docs for what it does).
 
-    ``binds`` are extra read-write directories, as (open descriptor, path inside).
-    As root, the line ends with ``setpriv`` switching to ``nobody``.
+    ``workspace`` is bound at ``/workspace`` (read-only if ``read_only``); ``None``
+    makes ``/workspace`` an empty private tmpfs (``limits.tmp_size``). ``binds`` are
+    extra read-write directories, as (descriptor or host path, path inside). As root,
+    the line ends with ``setpriv`` switching to ``nobody``.
     """
     binary = _which("bwrap")
     if binary is None:
@@ -236,7 +307,7 @@ def bwrap_args(
         "--new-session",
         "--hostname",
         "sandbox",
-        *_system_view(mounts),
+        *_system_view(),
         "--proc",
         "/proc",
         "--dev",
@@ -251,14 +322,14 @@ def bwrap_args(
         "0755",
         "--dir",
         "/run",
-        "--dir",
-        INSIDE,
-        "--bind-fd",
-        str(workspace_fd),
-        INSIDE,
     ]
-    for fd, target in binds:
-        args += ["--bind-fd", str(fd), target]
+    if workspace is None:
+        args += ["--perms", "1777", "--size", str(limits.tmp_size), "--tmpfs", INSIDE]
+    else:
+        args += ["--dir", INSIDE, *_bind(workspace, INSIDE, read_only=read_only)]
+    for source, target in binds:
+        args += _bind(source, target)
+    args += _mounts(mounts, [*SYSTEM, "/proc", "/dev", INSIDE, *(t for _, t in binds)])
     args += ["--chdir", INSIDE, "--"]
     if root:
         setpriv = _which("setpriv")
@@ -293,7 +364,7 @@ def check_sandbox() -> str:
     fd = os.open("/", os.O_PATH | os.O_DIRECTORY)
     try:
         done = subprocess.run(
-            [*_launcher(Limits()), *bwrap_args(fd, Limits()), "/bin/sh", "-c", "true"],
+            [*launcher(Limits()), *bwrap_args(fd, Limits()), "/bin/sh", "-c", "true"],
             pass_fds=(fd,),
             capture_output=True,
             text=True,
@@ -470,7 +541,7 @@ def launch_line(
     *,
     sandbox: str,
     mounts: Sequence[str | Path] = (),
-    binds: Sequence[tuple[int, str]] = (),
+    binds: Sequence[tuple[Source, str]] = (),
     prefix: Sequence[str] = (),
     info_fd: int | None = None,
 ) -> list[str]:
@@ -480,8 +551,8 @@ def launch_line(
     """
     shell = [*prefix, "/bin/sh", "-c", command]
     if sandbox == "none":
-        return [*_launcher(limits), *shell]
+        return [*launcher(limits), *shell]
     line = bwrap_args(workspace_fd, limits, mounts=mounts, binds=binds)
     if info_fd is not None:
         line[1:1] = ["--info-fd", str(info_fd)]
-    return [*_launcher(limits), *line, *shell]
+    return [*launcher(limits), *line, *shell]

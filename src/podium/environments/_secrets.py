@@ -16,13 +16,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from podium._scrub import MIN_SECRET_LENGTH, add_secret
 from podium.errors import ConfigurationError
 
-__all__ = ["Secret"]
+__all__ = ["Secret", "check_secrets"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -90,3 +91,32 @@ class Secret:
             )
         add_secret(text)
         return text
+
+
+def check_secrets(
+    secrets: Sequence[Secret], *, reserved: Iterable[str], where: str
+) -> tuple[Secret, ...]:
+    """Check secrets granted to ``where`` (a tool or server): types, names, readable now.
+
+    Raises:
+        ConfigurationError: Not a :class:`Secret`, a name given twice or shadowing one of
+            ``reserved`` (variables the sandbox sets), or a value that cannot be read.
+    """
+    taken = set(reserved)
+    names: set[str] = set()
+    for secret in secrets:
+        if not isinstance(secret, Secret):
+            raise ConfigurationError(
+                f"{where}(secrets=...) takes Secret objects, got {secret!r}.",
+                fix='Grant secrets as Secret("NAME") (read from $NAME) or '
+                'Secret("NAME", file=...).',
+            )
+        if secret.name in names or secret.name in taken:
+            raise ConfigurationError(
+                f"{where}: Secret name {secret.name!r} is given twice or shadows one of "
+                f"{sorted(taken)}.",
+                fix="Give each secret its own variable name (Secret('NAME', env='SOURCE')).",
+            )
+        names.add(secret.name)
+        secret.value()  # readable now, or a clear error at build time
+    return tuple(secrets)

@@ -33,6 +33,7 @@ from podium._scrub import scrub_text
 from podium.environments._netpolicy import NetworkPolicy, parse_network
 from podium.environments._network import Route
 from podium.environments._sandbox import (
+    BASE_ENV,
     INSIDE,
     Limits,
     Outcome,
@@ -40,7 +41,7 @@ from podium.environments._sandbox import (
     launch_line,
     run_command,
 )
-from podium.environments._secrets import Secret
+from podium.environments._secrets import Secret, check_secrets
 from podium.environments._workspace import Workspace, owner_ids
 from podium.errors import ConfigurationError, SandboxUnavailableError
 from podium.observe import emit
@@ -49,12 +50,6 @@ from podium.tools import tool
 __all__ = ["shell_tool"]
 
 Sandbox = Literal["bwrap", "none"]
-_BASE_ENV = {
-    "PATH": "/usr/local/bin:/usr/bin:/bin",
-    "LANG": "C.UTF-8",
-    "TERM": "dumb",
-    "TMPDIR": "/tmp",
-}
 
 
 def _format(outcome: Outcome, refused: list[str]) -> str:
@@ -71,24 +66,6 @@ def _format(outcome: Outcome, refused: list[str]) -> str:
         )
     body = outcome.output if outcome.output else "(no output)"
     return scrub_text("\n".join(lines) + "\n" + body)
-
-
-def _check_secrets(secrets: Sequence[Secret]) -> tuple[Secret, ...]:
-    names: set[str] = set()
-    for secret in secrets:
-        if not isinstance(secret, Secret):
-            raise ConfigurationError(
-                f"shell_tool(secrets=...) takes Secret objects, got {secret!r}.",
-                fix='Grant secrets as Secret("NAME") (read from $NAME) or '
-                'Secret("NAME", file=...).',
-            )
-        if secret.name in names or secret.name in _BASE_ENV:
-            raise ConfigurationError(
-                f"Secret name {secret.name!r} is given twice or shadows {sorted(_BASE_ENV)}."
-            )
-        names.add(secret.name)
-        secret.value()  # readable now, or a clear error at build time
-    return tuple(secrets)
 
 
 def shell_tool(
@@ -141,7 +118,7 @@ def shell_tool(
     limits = limits if limits is not None else Limits()
     if not isinstance(limits, Limits):
         raise ConfigurationError(f"shell_tool(limits=...) takes a Limits, got {limits!r}.")
-    granted = _check_secrets(secrets)
+    granted = check_secrets(secrets, reserved=BASE_ENV, where="shell_tool")
     version = check_sandbox() if sandbox == "bwrap" else "none"
     if policy.routed and sandbox == "bwrap" and importlib.util.find_spec("proxy") is None:
         raise SandboxUnavailableError(
@@ -163,7 +140,7 @@ def shell_tool(
 
     def run(command: str, config: RunnableConfig) -> str:
         directory = workspace.ensure(workspace.for_call(config))
-        env = {**_BASE_ENV, "HOME": INSIDE, "PODIUM_WORKSPACE": INSIDE}
+        env = {**BASE_ENV, "HOME": INSIDE, "PODIUM_WORKSPACE": INSIDE}
         if sandbox == "none":
             env.update(HOME=str(directory), PODIUM_WORKSPACE=str(directory))
         env.update({s.name: s.value() for s in granted})

@@ -385,7 +385,9 @@ class GovernedExecutor(Asking):
             )
         )
         if has_secrets():  # a secret's value never reaches the model, the checkpoint or the ledger
-            message = message.model_copy(update={"content": scrub(message.content)})
+            message = message.model_copy(
+                update={"content": scrub(message.content), "artifact": scrub(message.artifact)}
+            )
         run = plan.run
         if run.edited_from is not None:
             artifact = message.artifact if isinstance(message.artifact, dict) else {}

@@ -39,9 +39,15 @@ results) and the official ``mcp`` SDK. Decisions, where MCP leaves a choice:
 * **Arguments** are checked by the executor against the server's JSON schema in its
   own dialect (2020-12 unless it says otherwise), defaults filled in, before anything
   is sent (:mod:`podium.tools._checks`).
-* **Sandboxing.** stdio servers run as plain child processes with the environment
-  the ``mcp`` SDK passes (``HOME``, ``PATH``, ... plus ``env=``). Running them inside
-  podium's sandboxed environments, under its network policy, waits for that feature.
+* **Sandboxing.** ``sandbox=Sandbox(...)`` (:class:`podium.environments.Sandbox`)
+  starts a stdio server in podium's bubblewrap sandbox, with the shell tool's view,
+  user, limits, network policy (its proxy lives as long as the session) and secrets;
+  the sandbox is part of the session's identity. bubblewrap missing is a
+  :class:`~podium.errors.SandboxUnavailableError` from :func:`mcp_tools` before any
+  server starts -- never an unsandboxed fallback. See
+  :mod:`podium.environments._servers` for what the server sees and which limits apply.
+  Without ``sandbox=`` a stdio server is a plain child process with the environment the
+  ``mcp`` SDK passes (``HOME``, ``PATH``, ... plus ``env=``).
 * **The other direction.** LangGraph Server serves every graph, podium's included, as
   a tool at its ``/mcp`` endpoint. Each call there is a stateless run, with no
   checkpointer: a call that needs a human fails closed with
@@ -68,6 +74,8 @@ from podium.tools._decorator import ToolTraits
 
 if TYPE_CHECKING:
     from langchain_mcp_adapters.sessions import Connection
+
+    from podium.environments import Sandbox
 
 __all__ = ["MCPServer", "Transport", "bad", "mcp_tools"]
 
@@ -135,6 +143,10 @@ class MCPServer:
     """Seconds a call may wait for the server's answer."""
     connect_timeout: float = 30.0
     """Seconds to start or reach the server and open a session."""
+    sandbox: Sandbox | None = None
+    """stdio: run the server in podium's bubblewrap sandbox
+    (:class:`podium.environments.Sandbox`: files, network policy, secrets, limits);
+    ``None``: a plain child process."""
 
     def __post_init__(self) -> None:
         """Validate the settings and infer the transport."""
@@ -207,8 +219,33 @@ class MCPServer:
                     f"of {sorted(_TRAIT_KEYS)}.",
                     "Pass e.g. {'git_commit': {'risk': 'high'}}.",
                 )
+        if self.sandbox is not None:
+            self._check_sandbox(transport)
         object.__setattr__(self, "transport", transport)
         object.__setattr__(self, "args", tuple(self.args))
+
+    def _check_sandbox(self, transport: str) -> None:
+        from podium.environments._servers import Sandbox  # light: no sandbox starts here
+
+        if not isinstance(self.sandbox, Sandbox):
+            raise bad(
+                self.name,
+                f"sandbox={self.sandbox!r} is not a podium.environments.Sandbox.",
+                "Pass sandbox=Sandbox(directory=..., network='none').",
+            )
+        if transport != "stdio":
+            raise bad(
+                self.name,
+                "sandbox= runs a stdio server podium starts; an HTTP server runs elsewhere.",
+                "Drop sandbox=, or start the server over stdio with command=.",
+            )
+        if self.cwd is not None:
+            raise bad(
+                self.name,
+                "cwd= does not apply in a sandbox: the server starts in /workspace "
+                "(Sandbox(directory=...)).",
+                "Drop cwd=; give the directory as Sandbox(directory=...).",
+            )
 
     def connection(self) -> Connection:
         """The server's connection settings in langchain-mcp-adapters' format."""
@@ -247,6 +284,8 @@ def mcp_tools(*servers: MCPServer) -> list[BaseTool]:
         ConfigurationError: For no servers, two servers of one name, two tools of one
             name, an ``include`` or ``traits`` entry naming a tool the server does not
             have, a stdio command that cannot run, or an invalid argument schema.
+        SandboxUnavailableError: A server has ``sandbox=`` and bubblewrap is missing or
+            cannot start a sandbox here (checked before any server starts).
         ToolUnavailableError: When a server cannot be started or reached.
 
     Example:
@@ -274,6 +313,9 @@ def mcp_tools(*servers: MCPServer) -> list[BaseTool]:
                 fix="Give every server its own name.",
             )
         names.add(server.name)
+    for server in servers:  # before any server starts: no unsandboxed fallback, ever
+        if server.sandbox is not None:
+            server.sandbox.check(server.name, server.command or "", server.env)
     # deferred: the mcp SDK and langchain-mcp-adapters take ~0.2 s to import, which only
     # programs that use MCP should pay (``import podium``, the CLI do not)
     from podium.tools._mcp_adapter import build

@@ -35,11 +35,18 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def endpoint_of(server: MCPServer) -> sessions.Endpoint:
-    """The session pool's view of ``server`` (its key: the name and the connection)."""
+    """The session pool's view of ``server`` (its key: the name, connection and sandbox)."""
     conn = server.connection()
-    key = json.dumps({"name": server.name, **conn}, sort_keys=True, default=str)
+    key = json.dumps(
+        {"name": server.name, **conn, "sandbox": repr(server.sandbox)}, sort_keys=True, default=str
+    )
     return sessions.Endpoint(
-        server.name, conn, key, float(server.connect_timeout), float(server.timeout)
+        server.name,
+        conn,
+        key,
+        float(server.connect_timeout),
+        float(server.timeout),
+        server.sandbox,
     )
 
 

@@ -46,7 +46,7 @@ from collections.abc import AsyncIterator, Coroutine
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import anyio
 import httpx
@@ -58,6 +58,9 @@ from mcp.types import CONNECTION_CLOSED, CallToolResult
 from mcp.types import Tool as MCPTool
 
 from podium.errors import ConfigurationError, ToolTimeoutError, ToolUnavailableError
+
+if TYPE_CHECKING:
+    from podium.environments import Sandbox
 
 __all__ = ["Endpoint", "Link", "close_all", "link", "run", "run_async"]
 
@@ -86,6 +89,8 @@ class Endpoint:
     """Seconds to start (stdio) or reach the server and initialise the session."""
     call_timeout: float
     """Seconds a call may wait for its answer."""
+    sandbox: Sandbox | None = None
+    """stdio: the sandbox the server runs in (part of :attr:`key`)."""
 
 
 def _errlog() -> TextIO:
@@ -105,10 +110,19 @@ def _errlog() -> TextIO:
     return devnull
 
 
-def _session(connection: Connection) -> AbstractAsyncContextManager[ClientSession]:
-    """A session per langchain-mcp-adapters' settings (stdio: with a usable stderr)."""
+def _session(endpoint: Endpoint) -> AbstractAsyncContextManager[ClientSession]:
+    """A session per langchain-mcp-adapters' settings (stdio: with a usable stderr).
+
+    A stdio server with a sandbox starts inside it (:mod:`podium.environments._servers`):
+    its network route lives as long as this session, and a server that ends before
+    the session is initialised raises what its stderr says is wrong.
+    """
+    connection = endpoint.connection
     if connection["transport"] != "stdio":
         return create_session(connection)
+    sandbox = endpoint.sandbox
+    if sandbox is not None:
+        return _sandboxed(endpoint, sandbox)
     params = StdioServerParameters(
         command=connection["command"],
         args=connection["args"],
@@ -130,6 +144,39 @@ def _session(connection: Connection) -> AbstractAsyncContextManager[ClientSessio
 @functools.lru_cache(maxsize=64)
 def _seconds(value: float) -> timedelta:
     return timedelta(seconds=value)
+
+
+@contextlib.asynccontextmanager
+async def _sandboxed(endpoint: Endpoint, sandbox: Sandbox) -> AsyncIterator[ClientSession]:
+    from podium.environments._servers import ServerLaunch
+
+    connection = endpoint.connection
+    if connection["transport"] != "stdio":  # MCPServer refuses it; kept for the type
+        raise ConfigurationError(
+            f"MCP server {endpoint.name!r}: only stdio servers run in a sandbox.",
+            fix="Drop sandbox= for an HTTP server (sandbox the server process yourself).",
+        )
+    launch = ServerLaunch(
+        sandbox,
+        endpoint.name,
+        connection["command"],
+        connection["args"],
+        connection.get("env"),
+        _errlog(),
+    )
+    async with launch:
+        params = StdioServerParameters(command=launch.argv[0], args=launch.argv[1:], env=launch.env)
+        session: ClientSession | None = None
+        try:
+            async with stdio_client(params, errlog=launch.errlog) as (read, write):
+                launch.started()
+                async with ClientSession(read, write) as session:
+                    yield session
+        except Exception as exc:
+            if session is None or session.get_server_capabilities() is None:
+                # waits (off the loop) for the server's last stderr lines
+                raise await asyncio.to_thread(launch.failure, exc) from None
+            raise
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -185,7 +232,7 @@ class Link:
     ) -> BaseException | None:
         """Open the session, hand it over, and keep it open until told to stop."""
         try:
-            async with _session(self.endpoint.connection) as session:
+            async with _session(self.endpoint) as session:
                 await session.initialize()
                 ready.set_result(session)
                 await stop.wait()
@@ -227,6 +274,8 @@ class Link:
                 ) from None
             except Exception as exc:
                 await asyncio.wait({owner}, timeout=_CLOSE_SECONDS)
+                if isinstance(exc, ToolUnavailableError):
+                    raise exc from None  # a sandboxed start said what is wrong
                 missing = [
                     e for e in _leaves(exc) if isinstance(e, FileNotFoundError | PermissionError)
                 ]
