@@ -5,7 +5,7 @@ Standard library only: the CLI decides with these whether to import psycopg at a
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 __all__ = ["is_postgres_url", "safe_url"]
 
@@ -23,11 +23,16 @@ def safe_url(url: str) -> str:
     """
     try:
         parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
     except ValueError:
         return "<unparseable connection string>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        user, _, hosts = netloc.rpartition("@")
-        netloc = f"{user.split(':', 1)[0]}@{hosts}"
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"]
-    return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query, safe="/"), ""))
+    user, at, hosts = parts.netloc.rpartition("@")
+    in_query = any(k == "password" for k, _ in query)
+    if ":" not in user and not in_query:
+        return url  # no password in it
+    netloc = f"{user.split(':', 1)[0]}{at}{hosts}"
+    if in_query:
+        kept = urlencode([(k, v) for k, v in query if k != "password"], safe="/")
+    else:
+        kept = parts.query
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{kept}" if kept else "")
