@@ -108,3 +108,18 @@ def test_podium_run_ledger_may_name_a_database(
         seen = runs.events(app, CFG)
     assert "approval_requested" in {e["kind"] for e in seen}
     assert stored(url) == seen
+
+
+def test_podium_run_ledger_wins_over_a_postgres_podium_ledger(
+    url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from podium.checkpoints._events import SQLiteEventStore
+    from podium.tools._graph import event_store_for
+
+    monkeypatch.setenv("PODIUM_LEDGER", url)
+    monkeypatch.setenv("PODIUM_RUN_LEDGER", str(tmp_path / "events.sqlite"))
+    store = event_store_for(None)
+    assert isinstance(store, SQLiteEventStore)
+    assert store.path == str(tmp_path / "events.sqlite")
+    monkeypatch.delenv("PODIUM_RUN_LEDGER")
+    assert isinstance(event_store_for(None), PostgresEventStore)

@@ -190,12 +190,10 @@ _PG_STORES: weakref.WeakKeyDictionary[PostgresLedger, EventStore] = weakref.Weak
 
 def _postgres_ledger(checkpointer: object, configured: str, shared: str) -> PostgresLedger | None:
     """The PostgreSQL ledger whose database keeps the run events, if they go to one."""
-    for location in (configured, shared):
-        if is_postgres_url(location):
-            found = _ledger_at(location)
-            return found if isinstance(found, PostgresLedger) else None
-    if configured or shared:  # a SQLite file is named
-        return None
+    named = configured or shared  # PODIUM_RUN_LEDGER wins over PODIUM_LEDGER
+    if named:
+        found = _ledger_at(named) if is_postgres_url(named) else None  # else a SQLite file
+        return found if isinstance(found, PostgresLedger) else None
     url = getattr(checkpointer, "url", None)
     if isinstance(getattr(checkpointer, "podium_ledger", None), PostgresLedger) and url:
         # the events' own pool, by URL: they are still written after the saver closes
