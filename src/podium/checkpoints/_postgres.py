@@ -190,11 +190,10 @@ class PodiumPostgresSaver(FencedWrites, ClosesPool, PostgresSaver):
         transaction (LangGraph's ``prune``), then their exactly-once ledger rows
         (``podium_tool_calls``, ``podium_approvals``) and run events
         (``podium_events``), as :meth:`delete_thread` does. ``"keep_latest"`` runs
-        :func:`podium.checkpoints.prune` with
-        ``keep_last=1``: each thread keeps its latest checkpoint and what loading
-        it needs (LangGraph's ``keep_latest`` refuses threads whose history is a
-        ``DeltaChannel``, which every podium graph's is); its ledger rows and events stay,
-        since the thread lives on.
+        :func:`podium.checkpoints.prune` with ``keep_last=1``: each thread keeps its
+        latest checkpoint and what loading it needs (LangGraph's ``keep_latest``
+        refuses threads whose history is a ``DeltaChannel``, which every podium
+        graph's is); its ledger rows and events stay, since the thread lives on.
 
         Args:
             thread_ids: The threads (a sequence of ids; one string is refused).
