@@ -128,7 +128,7 @@ class Database:
         return self.rows("checkpoints", thread)
 
     def events(self, thread: str) -> int:
-        return self.rows("podium_events", thread) if self.kind == "sqlite" else 0
+        return self.rows("podium_events", thread)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -155,8 +155,7 @@ def threads(db: Database) -> Callable[..., dict[str, Any]]:
                     app.invoke({"messages": [("user", f"u{i}")]}, cfg(long))
         for name in names:
             assert db.ledger(name) == {"podium_tool_calls": 1, "podium_approvals": 1}
-            if db.kind == "sqlite":
-                assert db.events(name) > 0
+            assert db.events(name) > 0
         return apps
 
     return build
@@ -176,8 +175,7 @@ def check_deleted(db: Database, thread: str) -> None:
 def check_untouched(db: Database, thread: str, checkpoints: int) -> None:
     assert db.ledger(thread) == {"podium_tool_calls": 1, "podium_approvals": 1}
     assert db.checkpoints(thread) == checkpoints
-    if db.kind == "sqlite":
-        assert db.events(thread) > 0
+    assert db.events(thread) > 0
 
 
 def test_prune_delete_removes_the_ledger_rows_of_the_deleted_threads(

@@ -68,12 +68,12 @@ def test_a_run_registers_waiting_then_done(durable: Callable[[], Any]) -> None:
 
 def test_a_returned_run_has_its_events_in_the_file(tmp_path: Path) -> None:
     from podium.checkpoints import sqlite_saver
-    from podium.checkpoints._events import EventStore
+    from podium.checkpoints._events import SQLiteEventStore
 
     with sqlite_saver(tmp_path / "e.sqlite") as saver:
         app = _graph(_calls("A-9")).compile(checkpointer=saver)
         app.invoke({"messages": [("user", "refund")]}, {"configurable": {"thread_id": "e"}})
-        reader = EventStore(tmp_path / "e.sqlite")  # another connection, no flush asked
+        reader = SQLiteEventStore(tmp_path / "e.sqlite")  # another connection, no flush asked
         try:
             kinds = [e["kind"] for e in reader.events("e")]
         finally:

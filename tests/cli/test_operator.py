@@ -133,7 +133,7 @@ def test_read_only_commands_import_neither_langgraph_nor_user_code(project: Path
         "for argv in (['threads'], ['pending'], ['trace', 'py-1'], ['cost']):\n"
         "    assert main([*argv, '--db', 'runs.sqlite', '--json']) == 0\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('langgraph', 'langchain_core', 'openai', 'desk', 'matplotlib', 'xllamacpp'))\n"
+        "('langgraph', 'langchain_core', 'openai', 'desk', 'matplotlib', 'xllamacpp', 'psycopg'))\n"
         "assert not heavy, heavy\n"
     )
     done = subprocess.run(

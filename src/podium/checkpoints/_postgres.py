@@ -5,11 +5,13 @@ threads through one PostgreSQL database: a run paused on one worker is listed,
 decided and finished on another. The checkpoints are LangGraph's own
 ``PostgresSaver`` tables; the exactly-once ledger (:class:`PostgresLedger`) lives in
 the same database (tables ``podium_tool_calls`` and ``podium_approvals``), so the
-approval and exactly-once guarantees hold across workers.
+approval and exactly-once guarantees hold across workers. The run ledger's events
+(table ``podium_events``) are there too, created with the ledger's tables
+(:mod:`podium.checkpoints._pg`).
 
 Each saver owns a ``psycopg_pool`` connection pool (autocommit, as LangGraph's
 saver requires). ``delete_thread`` and ``prune(..., strategy="delete")`` also
-delete the threads' ledger rows; ``prune(..., strategy="keep_latest")`` is
+delete the threads' ledger rows and run events; ``prune(..., strategy="keep_latest")`` is
 :func:`podium.checkpoints.prune` with ``keep_last=1``, since LangGraph's own
 ``keep_latest`` refuses threads with ``DeltaChannel`` histories -- every podium
 graph's thread. Schema set-up (LangGraph's migrations and the ledger's tables)
@@ -31,7 +33,6 @@ without a lease are LangGraph's own. The fence's logic is
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -42,8 +43,7 @@ from langgraph.checkpoint.postgres import PostgresSaver
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from psycopg import AsyncCursor, Connection, Cursor
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.rows import DictRow, dict_row, tuple_row
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from podium.checkpoints._common import (
@@ -55,8 +55,15 @@ from podium.checkpoints._common import (
 )
 from podium.checkpoints._fenced import AsyncFencedWrites, FencedWrites, PutCheckpoint, PutWrites
 from podium.checkpoints._leases import FENCE_SQL, Lease
-from podium.checkpoints._ledger import Row, ToolLedger, ledger_schema
-from podium.errors import ConfigurationError, PersistenceError
+from podium.checkpoints._pg import (
+    CONN_KWARGS,
+    SETUP_LOCK,
+    PostgresLedger,
+    locked,
+    setup_lock,
+    unreachable,
+)
+from podium.errors import ConfigurationError
 
 __all__ = [
     "PodiumAsyncPostgresSaver",
@@ -66,147 +73,9 @@ __all__ = [
     "postgres_saver",
 ]
 
-_SETUP_LOCK = 7_301_116_105_117_109  # advisory lock key: podium's schema set-up
-_CONN_KWARGS: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0}
 _FENCE_SHARE = FENCE_SQL.replace("?", "%s") + " FOR SHARE"
 _FENCE: ContextVar[Lease | None] = ContextVar("podium_fence", default=None)
 """The lease the saver call running in this context is fenced by."""
-
-
-def redact(url: str) -> str:
-    """The connection string without its password (for error messages)."""
-    try:
-        params = conninfo_to_dict(url)
-    except Exception:  # an unparseable string: show nothing of it
-        return "<unparseable connection string>"
-    if "password" in params:
-        params["password"] = "***"
-    return make_conninfo("", **params)
-
-
-def _unreachable(url: str, exc: BaseException) -> PersistenceError:
-    return PersistenceError(
-        f"Cannot connect to PostgreSQL at {redact(url)!r}: {exc}.",
-        fix="Check that the server runs and the URL (host, port, database, user, password) "
-        "is right, e.g. postgresql://user:pass@localhost:5432/podium.",
-    )
-
-
-def _locked(row: Any) -> bool:
-    """Read ``pg_try_advisory_lock``'s answer from a tuple or dict row."""
-    if row is None:
-        return False
-    return bool(row["locked"] if isinstance(row, dict) else row[0])
-
-
-@contextmanager
-def _setup_lock(conn: Connection[Any], timeout: float = 300.0) -> Iterator[None]:
-    # Poll with pg_try_advisory_lock instead of blocking in pg_advisory_lock: a waiter
-    # blocked inside a statement holds a transaction open, and the migrations' CREATE
-    # INDEX CONCURRENTLY waits for every open transaction -- an undetected deadlock
-    # between the lock holder and its waiters. Polling leaves no transaction open.
-    deadline = time.monotonic() + timeout
-    while True:
-        row = conn.execute("SELECT pg_try_advisory_lock(%s) AS locked", (_SETUP_LOCK,)).fetchone()
-        if _locked(row):
-            break
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"podium's schema set-up lock was busy for {timeout:.0f} s")
-        time.sleep(0.2)
-    try:
-        yield
-    finally:
-        conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
-
-
-class PostgresLedger(ToolLedger):
-    """The exactly-once ledger in a PostgreSQL database.
-
-    Args:
-        conn: A connection string (the ledger opens a small pool of its own), a
-            ``psycopg_pool.ConnectionPool`` (shared, e.g. with the saver), or one
-            ``psycopg.Connection``.
-        setup: Create the ledger's tables if missing.
-    """
-
-    _placeholder = "%s"
-    _order = "seq"
-    _share = " FOR SHARE"
-
-    def __init__(
-        self, conn: str | ConnectionPool[Any] | Connection[Any], *, setup: bool = True
-    ) -> None:
-        self._owned = isinstance(conn, str)
-        if isinstance(conn, str):
-            pool: ConnectionPool[Any] = ConnectionPool(
-                conn, min_size=1, max_size=4, kwargs=dict(_CONN_KWARGS), open=False
-            )
-            try:
-                pool.open(wait=True, timeout=10)
-            except PoolTimeout as exc:
-                pool.close()
-                raise _unreachable(conn, exc) from exc
-            self._conn: ConnectionPool[Any] | Connection[Any] = pool
-        else:
-            self._conn = conn
-        self._lock = threading.Lock()
-        if setup:
-            self.setup()
-
-    @contextmanager
-    def _connection(self) -> Iterator[Connection[Any]]:
-        if isinstance(self._conn, ConnectionPool):
-            with self._conn.connection() as conn:
-                yield conn
-        else:
-            with self._lock:
-                yield self._conn
-
-    @property
-    def location(self) -> str:
-        """The database (host, port, name): two ledgers on it share their calls."""
-        found: str | None = getattr(self, "_location", None)
-        if found is None:  # once: every fenced write of a run asks
-            found = self._locate()
-            self._location = found
-        return found
-
-    def _locate(self) -> str:
-        conn = self._conn
-        conninfo = conn.conninfo if isinstance(conn, ConnectionPool) else conn.info.dsn
-        try:
-            params = conninfo_to_dict(conninfo if isinstance(conninfo, str) else conninfo())
-        except Exception:  # an unparseable string: this object only
-            return super().location
-        where = (params.get("host"), params.get("port"), params.get("dbname"))
-        return f"postgres:{where}"
-
-    def setup(self) -> None:
-        """Create the ledger's tables if missing (safe with many workers at once)."""
-        with self._connection() as conn, _setup_lock(conn):
-            for statement in ledger_schema("BIGSERIAL").split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            if not conn.autocommit:
-                conn.commit()
-
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> tuple[list[Row], int]:
-        with self._connection() as conn:
-            rows: list[Row] = []
-            if conn.autocommit:
-                with conn.cursor(row_factory=tuple_row) as cur:
-                    cur.execute(sql, tuple(params))
-                    rows.extend(cur.fetchall() if cur.description else ())
-                    return rows, cur.rowcount
-            with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
-                cur.execute(sql, tuple(params))
-                rows.extend(cur.fetchall() if cur.description else ())
-                return rows, cur.rowcount
-
-    def close(self) -> None:
-        """Close the ledger's own pool (a shared pool or connection is left open)."""
-        if self._owned and isinstance(self._conn, ConnectionPool):
-            self._conn.close()
 
 
 class _Lost(Exception):
@@ -268,17 +137,17 @@ class PodiumPostgresSaver(FencedWrites, ClosesPool, PostgresSaver):
             connection_class=Connection[DictRow],
             min_size=1,
             max_size=pool_size,
-            kwargs={**_CONN_KWARGS, "row_factory": dict_row},
+            kwargs={**CONN_KWARGS, "row_factory": dict_row},
             open=False,
         )
         try:
             pool.open(wait=True, timeout=connect_timeout)
         except PoolTimeout as exc:
             pool.close()
-            raise _unreachable(url, exc) from exc
+            raise unreachable(url, exc) from exc
         super().__init__(pool, serde=serde)
         self.url = url
-        with pool.connection() as conn, _setup_lock(conn):
+        with pool.connection() as conn, setup_lock(conn):
             self.setup()
         self.podium_ledger = PostgresLedger(pool)
 
@@ -310,7 +179,7 @@ class PodiumPostgresSaver(FencedWrites, ClosesPool, PostgresSaver):
                 raise _Lost  # the writes are rolled back with the transaction
 
     def delete_thread(self, thread_id: str) -> None:
-        """Delete the thread's checkpoints, writes, blobs, and its ledger rows."""
+        """Delete the thread's checkpoints, writes, blobs, its ledger rows and run events."""
         super().delete_thread(thread_id)
         self.podium_ledger.delete_thread(str(thread_id))
 
@@ -319,12 +188,12 @@ class PodiumPostgresSaver(FencedWrites, ClosesPool, PostgresSaver):
 
         ``"delete"`` removes the threads' checkpoints, writes and blobs in one
         transaction (LangGraph's ``prune``), then their exactly-once ledger rows
-        (``podium_tool_calls``, ``podium_approvals``), as :meth:`delete_thread`
-        does. ``"keep_latest"`` runs :func:`podium.checkpoints.prune` with
-        ``keep_last=1``: each thread keeps its latest checkpoint and what loading
-        it needs (LangGraph's ``keep_latest`` refuses threads whose history is a
-        ``DeltaChannel``, which every podium graph's is); its ledger rows stay,
-        since the thread lives on.
+        (``podium_tool_calls``, ``podium_approvals``) and run events
+        (``podium_events``), as :meth:`delete_thread` does. ``"keep_latest"`` runs
+        :func:`podium.checkpoints.prune` with ``keep_last=1``: each thread keeps its
+        latest checkpoint and what loading it needs (LangGraph's ``keep_latest``
+        refuses threads whose history is a ``DeltaChannel``, which every podium
+        graph's is); its ledger rows and events stay, since the thread lives on.
 
         Args:
             thread_ids: The threads (a sequence of ids; one string is refused).
@@ -417,7 +286,7 @@ class PodiumAsyncPostgresSaver(ClosesAsync, AsyncFencedWrites, AsyncPostgresSave
                 raise _Lost  # the writes are rolled back with the transaction
 
     async def adelete_thread(self, thread_id: str) -> None:
-        """Delete the thread's checkpoints, writes, blobs, and its ledger rows."""
+        """Delete the thread's checkpoints, writes, blobs, its ledger rows and run events."""
         await super().adelete_thread(thread_id)
         self.podium_ledger.delete_thread(str(thread_id))
 
@@ -456,7 +325,7 @@ class PodiumAsyncPostgresSaver(ClosesAsync, AsyncFencedWrites, AsyncPostgresSave
     def _keep_latest(self, url: str, thread_ids: Sequence[str]) -> None:
         from podium.checkpoints._retention import prune as retain  # imports this module
 
-        with Connection.connect(url, **_CONN_KWARGS, row_factory=dict_row) as conn:
+        with Connection.connect(url, **CONN_KWARGS, row_factory=dict_row) as conn:
             saver = PostgresSaver(conn, serde=self.serde)
             for thread_id in thread_ids:
                 retain(saver, thread_id, keep_last=1)
@@ -496,24 +365,24 @@ def async_postgres_saver(
             url,
             min_size=1,
             max_size=pool_size,
-            kwargs={**_CONN_KWARGS, "row_factory": dict_row},
+            kwargs={**CONN_KWARGS, "row_factory": dict_row},
             open=False,
         )
         try:
             await pool.open(wait=True, timeout=connect_timeout)
         except PoolTimeout as exc:
             await pool.close()
-            raise _unreachable(url, exc) from exc
+            raise unreachable(url, exc) from exc
         try:
             saver = PodiumAsyncPostgresSaver(pool, serde=podium_serde(allowed_types))
             saver.url = url
             async with pool.connection() as conn:
                 deadline = time.monotonic() + 300.0
-                while True:  # poll, never block in a statement (see _setup_lock)
+                while True:  # poll, never block in a statement (see setup_lock)
                     cur = await conn.execute(
-                        "SELECT pg_try_advisory_lock(%s) AS locked", (_SETUP_LOCK,)
+                        "SELECT pg_try_advisory_lock(%s) AS locked", (SETUP_LOCK,)
                     )
-                    if _locked(await cur.fetchone()):
+                    if locked(await cur.fetchone()):
                         break
                     if time.monotonic() > deadline:
                         raise TimeoutError("podium's schema set-up lock was busy for 300 s")
@@ -521,7 +390,7 @@ def async_postgres_saver(
                 try:
                     await saver.setup()
                 finally:
-                    await conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK,))
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
             saver.podium_ledger = PostgresLedger(url)
         except BaseException:
             await pool.close()

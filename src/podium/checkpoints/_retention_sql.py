@@ -22,7 +22,7 @@ from psycopg import Connection
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
-from podium.checkpoints._sizes import SizeRow, sqlite_sizes
+from podium.checkpoints._sizes import SizeRow, postgres_sizes, sqlite_sizes
 
 __all__ = ["Node", "PostgresStorage", "SizeRow", "SqliteStorage", "Storage"]
 
@@ -222,39 +222,7 @@ class PostgresStorage:
     def sizes(self) -> list[SizeRow]:
         """Per-thread size figures."""
         with self._conn() as conn, conn.cursor(row_factory=tuple_row) as cur:
-            totals = cur.execute(
-                "SELECT thread_id, SUM(pg_column_size(checkpoint) + pg_column_size(metadata)), "
-                "COUNT(*) FILTER (WHERE checkpoint_ns = ''), "
-                "MAX(checkpoint_id) FILTER (WHERE checkpoint_ns = '') "
-                "FROM checkpoints GROUP BY thread_id"
-            ).fetchall()
-            extra: dict[str, int] = {}
-            for sql in (
-                "SELECT thread_id, SUM(COALESCE(length(blob), 0)) FROM checkpoint_blobs "
-                "GROUP BY thread_id",
-                "SELECT thread_id, SUM(length(blob)) FROM checkpoint_writes GROUP BY thread_id",
-            ):
-                for thread, size in cur.execute(sql).fetchall():
-                    extra[thread] = extra.get(thread, 0) + int(size or 0)
-            latest = {
-                r[0]: (r[1], r[2])
-                for r in cur.execute(
-                    "SELECT DISTINCT ON (thread_id) thread_id, metadata, checkpoint ->> 'ts' "
-                    "FROM checkpoints WHERE checkpoint_ns = '' "
-                    "ORDER BY thread_id, checkpoint_id DESC"
-                ).fetchall()
-            }
-        return [
-            SizeRow(
-                str(t),
-                int(b or 0) + extra.get(t, 0),
-                int(n or 0),
-                m,
-                latest.get(t, (None, None))[0],
-                latest.get(t, (None, None))[1],
-            )
-            for t, b, n, m in totals
-        ]
+            return postgres_sizes(cur)
 
     def delete_events(self, thread_id: str) -> None:
-        """Run events are not stored in Postgres."""
+        """Nothing more: ``PostgresLedger.delete_thread`` deleted the run events."""

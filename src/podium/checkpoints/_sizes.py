@@ -1,7 +1,8 @@
-"""Per-thread storage figures of a SQLite checkpoint file, with the standard library only.
+"""Per-thread storage figures of a SQLite file (standard library) or a PostgreSQL database.
 
 Shared by retention (:func:`podium.checkpoints.thread_sizes`) and the CLI's
-read-only commands, which must not import LangGraph to list threads.
+read-only commands, which must not import LangGraph to list threads (on PostgreSQL
+they need psycopg's cursor only).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SizeRow", "sqlite_sizes"]
+__all__ = ["SizeRow", "postgres_sizes", "sqlite_sizes"]
 
 
 @dataclass(frozen=True)
@@ -48,5 +49,41 @@ def sqlite_sizes(cur: sqlite3.Cursor) -> list[SizeRow]:
     )
     return [
         SizeRow(str(t), int(b or 0) + int(writes.get(t) or 0), int(n or 0), m, latest.get(t), None)
+        for t, b, n, m in totals
+    ]
+
+
+def postgres_sizes(cur: Any) -> list[SizeRow]:
+    """:func:`sqlite_sizes` for LangGraph's PostgreSQL tables (a psycopg tuple cursor)."""
+    totals = cur.execute(
+        "SELECT thread_id, SUM(pg_column_size(checkpoint) + pg_column_size(metadata)), "
+        "COUNT(*) FILTER (WHERE checkpoint_ns = ''), "
+        "MAX(checkpoint_id) FILTER (WHERE checkpoint_ns = '') "
+        "FROM checkpoints GROUP BY thread_id"
+    ).fetchall()
+    extra: dict[str, int] = {}
+    for sql in (
+        "SELECT thread_id, SUM(COALESCE(length(blob), 0)) FROM checkpoint_blobs GROUP BY thread_id",
+        "SELECT thread_id, SUM(length(blob)) FROM checkpoint_writes GROUP BY thread_id",
+    ):
+        for thread, size in cur.execute(sql).fetchall():
+            extra[thread] = extra.get(thread, 0) + int(size or 0)
+    latest = {
+        r[0]: (r[1], r[2])
+        for r in cur.execute(
+            "SELECT DISTINCT ON (thread_id) thread_id, metadata, checkpoint ->> 'ts' "
+            "FROM checkpoints WHERE checkpoint_ns = '' "
+            "ORDER BY thread_id, checkpoint_id DESC"
+        ).fetchall()
+    }
+    return [
+        SizeRow(
+            str(t),
+            int(b or 0) + extra.get(t, 0),
+            int(n or 0),
+            m,
+            latest.get(t, (None, None))[0],
+            latest.get(t, (None, None))[1],
+        )
         for t, b, n, m in totals
     ]

@@ -28,7 +28,9 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from podium.checkpoints._common import ClosesPool
 from podium.checkpoints._integrity import check_database_file
-from podium.checkpoints._postgres import _CONN_KWARGS, _setup_lock, _unreachable
+from podium.checkpoints._pg import CONN_KWARGS as _CONN_KWARGS
+from podium.checkpoints._pg import setup_lock as _setup_lock
+from podium.checkpoints._pg import unreachable as _unreachable
 
 __all__ = ["PodiumPostgresStore", "PodiumSqliteStore", "postgres_store", "sqlite_store"]
 

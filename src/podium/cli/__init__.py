@@ -5,15 +5,18 @@ Each subcommand parses with ``parse_intermixed_args``, so options may come anywh
 on the line (``podium demo support --json "my request"``). Every command that
 prints takes ``--json``; any refusal exits with status 1.
 
-Read-only commands (``threads``, ``pending``, ``trace``, ``cost``) read the SQLite
-file with the standard library and never import LangGraph or the user's code;
-``inspect`` rebuilds the history with LangGraph but without the user's code.
+Every command reads ``--db``: a SQLite file, or a PostgreSQL URL
+(``postgresql://user:pw@host/db``: the database a ``postgres_saver`` or a
+``PODIUM_LEDGER`` URL writes; psycopg is imported only then). Read-only commands
+(``threads``, ``pending``, ``trace``, ``cost``) read the database with the standard
+library (or psycopg) and never import LangGraph or the user's code; ``inspect``
+rebuilds the history with LangGraph but without the user's code.
 ``eval`` (:mod:`podium.cli._eval`) runs a dataset of cases through graphs and
 compares them; it imports pydantic-evals and the graphs only when it runs.
 Commands that continue a run (``approve``, ``reject``, ``respond``, ``resume``)
 rebuild the thread's graph in this new process -- from what was recorded when it
-started, or ``--graph`` -- and resume it from the file, exactly as a different
-machine sharing the file would.
+started, or ``--graph`` -- and resume it from the database, exactly as a different
+machine sharing the database would.
 """
 
 from __future__ import annotations
@@ -45,7 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"podium {podium.__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--home", help="workspace folder (default: $PODIUM_HOME or .podium)")
-    common.add_argument("--db", help="SQLite file (default: HOME/podium.sqlite)")
+    common.add_argument(
+        "--db",
+        help="SQLite file or postgresql://user:pw@host/db URL (default: HOME/podium.sqlite)",
+    )
     common.add_argument("--json", action="store_true", help="machine-readable output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -164,7 +164,7 @@ def _start(
         ledger = ws.ledger()
         if ledger.thread(thread) is not None or any(s.thread_id == thread for s in ws.sizes()):
             raise ConfigurationError(
-                f"Thread {thread!r} already exists in {ws.db}.",
+                f"Thread {thread!r} already exists in {ws.where}.",
                 fix=f"Use `podium resume {thread}` to continue it, or pick another --thread.",
             )
         ledger.record_source(

@@ -1,8 +1,9 @@
 """The read-only commands: ``threads``, ``pending``, ``trace``, ``cost``.
 
-They read the SQLite file with the standard library (and print with rich): no user
-module, no LangGraph, no model SDK is imported, so they start in a fraction of a
-second and work for every thread in the file, whoever ran it.
+They read the SQLite file with the standard library, or the PostgreSQL database
+(``--db postgresql://...``) with psycopg, and print with rich: no user module, no
+LangGraph, no model SDK is imported, so they start in a fraction of a second and
+work for every thread in the database, whoever ran it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from rich.console import Console
 
+from podium.checkpoints._urls import is_postgres_url, safe_url
 from podium.cli._show import show_request
 from podium.cli._workspace import Workspace
 from podium.errors import ConfigurationError
@@ -36,18 +38,27 @@ __all__ = [
 
 
 def opened(args: argparse.Namespace) -> Workspace:
-    """The workspace the options name (``--home``, ``--db``, ``$PODIUM_HOME``)."""
+    """The workspace the options name (``--home``, ``--db``, ``$PODIUM_HOME``).
+
+    ``--db`` is a SQLite file or a PostgreSQL URL (``postgresql://user:pw@host/db``).
+    """
     home = Path(args.home or os.environ.get("PODIUM_HOME", ".podium"))
+    if is_postgres_url(args.db):
+        return Workspace(home, url=args.db)
     return Workspace(home, Path(args.db) if args.db else None)
 
 
 def location_flags(args: argparse.Namespace) -> list[str]:
-    """The options to repeat in commands we print, so they reach the same file."""
+    """The options to repeat in commands we print, so they reach the same database.
+
+    A PostgreSQL URL is repeated without its password (libpq finds it in
+    ``PGPASSWORD`` or ``~/.pgpass``): the CLI never prints one.
+    """
     flags: list[str] = []
     if args.home:
         flags += ["--home", args.home]
     if args.db:
-        flags += ["--db", args.db]
+        flags += ["--db", safe_url(args.db) if is_postgres_url(args.db) else args.db]
     return flags
 
 

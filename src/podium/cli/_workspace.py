@@ -1,16 +1,20 @@
 """The CLI's database: what it reads without user code, and how it rebuilds a graph.
 
 Every podium graph registers the threads it runs in ``podium_threads`` (see
-:mod:`podium.checkpoints._threads`), in the same file as its checkpoints, ledger
-and run events. So ``threads``, ``pending``, ``trace``, ``cost`` and ``inspect``
-read the file alone -- whoever started the run, from Python, a notebook, the CLI
-or LangGraph Server with ``PODIUM_LEDGER`` -- and import neither the user's module
-nor LangGraph (they only need :mod:`sqlite3`).
+:mod:`podium.checkpoints._threads`), in the same database as its checkpoints, ledger
+and run events: a SQLite file, or a PostgreSQL database (``--db postgresql://...``).
+So ``threads``, ``pending``, ``trace`` and ``cost`` read the database alone --
+whoever started the run, from Python, a notebook, the CLI or LangGraph Server with
+``PODIUM_LEDGER`` -- and import neither the user's module nor LangGraph (they need
+:mod:`sqlite3`, or psycopg, imported only for a PostgreSQL URL).
 
 Commands that continue a run (``approve``, ``reject``, ``respond``, ``resume``)
 must run the graph: they rebuild it from the thread's recorded ``source``
 (``package.module:attr``, or ``demo:NAME``) or from ``--graph``, and compile it on
-the file, exactly as another machine sharing the file would.
+podium's saver of the same database, exactly as another machine sharing it would.
+
+A PostgreSQL URL's password is never printed: messages and the commands the CLI
+suggests show the URL without it (libpq then reads ``PGPASSWORD`` or ``~/.pgpass``).
 """
 
 from __future__ import annotations
@@ -19,19 +23,21 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from podium.checkpoints._events import EventStore
+from podium.checkpoints._events import SQLiteEventStore
 from podium.checkpoints._integrity import check_database_file
-from podium.checkpoints._ledger import ApprovalRecord, SQLiteLedger
+from podium.checkpoints._ledger import ApprovalRecord, SQLiteLedger, ToolLedger
 from podium.checkpoints._sizes import SizeRow, sqlite_sizes
 from podium.checkpoints._threads import ThreadRecord, source_of
+from podium.checkpoints._urls import safe_url
 from podium.errors import ConfigurationError, UnknownThreadError
 
 if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
     from langgraph.graph import StateGraph
     from langgraph.graph.state import CompiledStateGraph
     from langgraph.pregel import Pregel
 
-    from podium.checkpoints import PodiumSqliteSaver
+    from podium.checkpoints._pg import PostgresLedger
 
 __all__ = ["Workspace", "load_graph"]
 
@@ -41,32 +47,66 @@ undecided row belongs to a branch that time travel left behind)."""
 
 
 class Workspace:
-    """The CLI's home folder and its SQLite file (checkpoints, ledger, threads, events)."""
+    """The CLI's home folder and its database (checkpoints, ledger, threads, events).
 
-    def __init__(self, home: Path, db: Path | None = None) -> None:
+    Args:
+        home: The workspace folder (demos keep their data there).
+        db: The SQLite file (default ``HOME/podium.sqlite``).
+        url: A PostgreSQL URL instead of a file (``--db postgresql://...``).
+    """
+
+    def __init__(self, home: Path, db: Path | None = None, url: str | None = None) -> None:
         self.home = home
         self.db = db or home / "podium.sqlite"
-        self._saver: PodiumSqliteSaver | None = None
-        self._ledger: SQLiteLedger | None = None
+        self.url = url
+        self._saver: BaseCheckpointSaver[Any] | None = None
+        self._ledger: ToolLedger | None = None
+        self._pg: PostgresLedger | None = None
 
-    # -- reading: standard library only ---------------------------------------------
+    @property
+    def where(self) -> str:
+        """The database, as messages name it (a URL without its password)."""
+        return safe_url(self.url) if self.url else str(self.db)
+
+    def _fix(self) -> str:
+        if self.url:
+            return (
+                "Pass --db with the URL your graph's postgres_saver uses (podium's tables are "
+                "created when a podium graph first opens the database)."
+            )
+        return (
+            "Pass --db FILE (the file your graph's sqlite_saver writes) or --home DIR; "
+            "PODIUM_HOME sets the default home."
+        )
+
+    def _postgres(self) -> PostgresLedger:
+        """The ledger on the URL's database, opened once (a down server fails here)."""
+        if self._pg is None:
+            from podium.checkpoints._pg import PostgresLedger, check_reachable
+
+            assert self.url is not None
+            check_reachable(self.url)
+            self._pg = PostgresLedger(self.url, setup=False)
+        return self._pg
+
+    # -- reading: standard library (or psycopg) only ----------------------------------
     def exists(self) -> bool:
-        """Whether the file is there (checked for damage and foreign tables)."""
+        """Whether the database is there (a file is checked for damage and foreign tables)."""
+        if self.url:
+            return self._postgres().has_table("podium_threads")
         if not self.db.exists():
             return False
         check_database_file(self.db, quick_check=False)
         return True
 
-    def ledger(self) -> SQLiteLedger:
-        """The ledger (and thread registry) in the file; the file must exist."""
+    def ledger(self) -> ToolLedger:
+        """The ledger (and thread registry) in the database; it must exist."""
         if self._ledger is None:
             if not self.exists():
                 raise UnknownThreadError(
-                    f"There is no podium database at {self.db}.",
-                    fix="Pass --db FILE (the file your graph's sqlite_saver writes) or "
-                    "--home DIR; PODIUM_HOME sets the default home.",
+                    f"There is no podium database at {self.where}.", fix=self._fix()
                 )
-            self._ledger = SQLiteLedger(self.db)
+            self._ledger = self._postgres() if self.url else SQLiteLedger(self.db)
         return self._ledger
 
     def threads(self) -> list[ThreadRecord]:
@@ -77,24 +117,33 @@ class Workspace:
         """One thread's record: registered, or a thread with checkpoints only."""
         if not self.exists():
             raise UnknownThreadError(
-                f"Thread {thread_id!r} is not in {self.db}: there is no podium database there.",
-                fix="Pass --db FILE (the file your graph's sqlite_saver writes) or --home DIR; "
-                "PODIUM_HOME sets the default home.",
+                f"Thread {thread_id!r} is not in {self.where}: there is no podium database there.",
+                fix=self._fix(),
             )
         found = self.ledger().thread(thread_id)
         if found is not None:
             return found
         size = next((s for s in self.sizes() if s.thread_id == thread_id), None)
-        if size is not None:  # a plain LangGraph graph on this file
+        if size is not None:  # a plain LangGraph graph on this database
             return ThreadRecord(thread_id, *(None,) * 6, "done", None, None, 0, 0.0, 0.0)
         known = ", ".join(t.thread_id for t in self.threads()[-5:]) or "none"
         raise UnknownThreadError(
-            f"Thread {thread_id!r} is not in {self.db} (recent threads: {known}).",
-            fix="Run `podium threads` to list them, or pass --db/--home for another file.",
+            f"Thread {thread_id!r} is not in {self.where} (recent threads: {known}).",
+            fix="Run `podium threads` to list them, or pass --db/--home for another database.",
         )
 
     def sizes(self) -> list[SizeRow]:
-        """Checkpoint figures per thread (none when the file holds no checkpoints)."""
+        """Checkpoint figures per thread (none when the database holds no checkpoints)."""
+        if self.url:
+            pg = self._postgres()
+            if not pg.has_table("checkpoints"):
+                return []
+            from psycopg.rows import tuple_row
+
+            from podium.checkpoints._sizes import postgres_sizes
+
+            with pg.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+                return postgres_sizes(cur)
         if not self.exists():
             return []
         db = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30)
@@ -118,22 +167,35 @@ class Workspace:
         return found
 
     def events(self, thread_id: str | None, since: float | None = None) -> list[dict[str, Any]]:
-        """Run events from the file (``[]`` when none were recorded)."""
+        """Run events from the database (``[]`` when none were recorded)."""
+        if self.url:
+            from podium.checkpoints._pg import PostgresEventStore
+
+            pg = self._postgres()
+            if not pg.has_table("podium_events"):
+                return []
+            return PostgresEventStore(pg).events(thread_id, since=since)
         if not self.exists():
             return []
-        store = EventStore(self.db)
+        store = SQLiteEventStore(self.db)
         try:
             return store.events(thread_id, since=since)
         finally:
             store.close()
 
     # -- running: imports LangGraph and the graph's module --------------------------
-    def saver(self) -> PodiumSqliteSaver:
-        """Podium's SQLite saver on the file (created if missing)."""
-        from podium.checkpoints import sqlite_saver
-
+    def saver(self) -> BaseCheckpointSaver[Any]:
+        """Podium's saver on the database (a SQLite file is created if missing)."""
         if self._saver is None:
-            self._saver = sqlite_saver(self.db)
+            if self.url:
+                from podium.checkpoints import postgres_saver
+
+                self._postgres()  # a down server: the clear error, before the pool's
+                self._saver = postgres_saver(self.url)
+            else:
+                from podium.checkpoints import sqlite_saver
+
+                self._saver = sqlite_saver(self.db)
         return self._saver
 
     def build(
@@ -157,7 +219,7 @@ class Workspace:
     def compiled(
         self, built: StateGraph[Any] | CompiledStateGraph[Any, Any, Any, Any]
     ) -> Pregel[Any, Any, Any, Any]:
-        """``built`` compiled on the file (a ``create_agent`` graph governed on it)."""
+        """``built`` compiled on the database (a ``create_agent`` graph governed on it)."""
         from langgraph.graph.state import CompiledStateGraph
 
         if isinstance(built, CompiledStateGraph):  # create_agent + podium.middleware.Governed
@@ -167,7 +229,7 @@ class Workspace:
         return built.compile(checkpointer=self.saver())
 
     def app(self, record: ThreadRecord, graph: str | None = None) -> Pregel[Any, Any, Any, Any]:
-        """The thread's graph compiled on the file (``graph`` overrides the record)."""
+        """The thread's graph compiled on the database (``graph`` overrides the record)."""
         source = graph or record.source
         if not source:
             what = f" (graph {record.graph!r})" if record.graph else ""
@@ -186,11 +248,16 @@ class Workspace:
     def close(self) -> None:
         """Close what was opened."""
         if self._saver is not None:
-            self._saver.close()
+            close = getattr(self._saver, "close", None)
+            if callable(close):
+                close()
             self._saver = None
         if self._ledger is not None:
             self._ledger.close()
             self._ledger = None
+        if self._pg is not None:
+            self._pg.close()
+            self._pg = None
 
 
 def load_graph(
@@ -221,13 +288,13 @@ def load_graph(
             raise ConfigurationError(
                 f"--graph {spec!r} is a compiled podium graph.",
                 fix="Expose the uncompiled graph (podium's create_*_graph result); the CLI "
-                "compiles it with its own SQLite checkpointer.",
+                "compiles it with its own checkpointer on --db.",
             )
         return target
     if not isinstance(target, StateGraph):
         raise ConfigurationError(
             f"--graph {spec!r} is a {type(target).__name__}, not an uncompiled StateGraph.",
             fix="Expose the uncompiled graph (podium's create_*_graph result); the CLI "
-            "compiles it with its own SQLite checkpointer.",
+            "compiles it with its own checkpointer on --db.",
         )
     return target

@@ -40,7 +40,7 @@ from podium.observe._scope import scope_of, scoped
 __all__ = ["RunEvent", "RunLedgerHandler", "Sink", "emit"]
 
 Sink = Callable[[Sequence["RunEvent"]], None]
-"""Where batches of events go (e.g. the SQLite run ledger)."""
+"""Where batches of events go (e.g. the run ledger's ``EventStore.write_events``)."""
 
 
 @dataclass

@@ -33,9 +33,9 @@ from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.typing import ContextT, InputT, OutputT, StateT
 
-from podium.checkpoints._events import EventStore
+from podium.checkpoints._events import EventStore, SQLiteEventStore
 from podium.checkpoints._ledger import MemoryLedger, SQLiteLedger, ToolLedger
-from podium.checkpoints._postgres import PostgresLedger
+from podium.checkpoints._pg import PostgresEventStore, PostgresLedger, is_postgres_url
 from podium.observe._events import RunLedgerHandler
 from podium.tools._app import DESCRIPTION_KEY, EFFECTS_KEY, GovernedApp
 from podium.tools._decisions import LEDGER_KEY
@@ -68,7 +68,7 @@ def _sqlite_file(saver: SqliteSaver) -> str | None:
 
 
 def _ledger_at(location: str) -> ToolLedger:
-    is_url = location.startswith(("postgres://", "postgresql://"))
+    is_url = is_postgres_url(location)
     key = location if is_url else os.path.realpath(os.path.expanduser(location))
     if not is_url:
         os.makedirs(os.path.dirname(key), exist_ok=True)  # PODIUM_LEDGER=~/data/l.sqlite
@@ -185,29 +185,55 @@ def governed_app(
 _STORES: dict[str, EventStore] = {}
 _HANDLERS: dict[int, RunLedgerHandler] = {}
 _MEMORY_STORES: weakref.WeakKeyDictionary[object, EventStore] = weakref.WeakKeyDictionary()
+_PG_STORES: weakref.WeakKeyDictionary[PostgresLedger, EventStore] = weakref.WeakKeyDictionary()
+
+
+def _postgres_ledger(checkpointer: object, configured: str, shared: str) -> PostgresLedger | None:
+    """The PostgreSQL ledger whose database keeps the run events, if they go to one."""
+    named = configured or shared  # PODIUM_RUN_LEDGER wins over PODIUM_LEDGER
+    if named:
+        found = _ledger_at(named) if is_postgres_url(named) else None  # else a SQLite file
+        return found if isinstance(found, PostgresLedger) else None
+    url = getattr(checkpointer, "url", None)
+    if isinstance(getattr(checkpointer, "podium_ledger", None), PostgresLedger) and url:
+        # the events' own pool, by URL: they are still written after the saver closes
+        found = _ledger_at(str(url))
+        return found if isinstance(found, PostgresLedger) else None
+    if isinstance(checkpointer, PostgresSaver):
+        found = ledger_for(checkpointer)
+        return found if isinstance(found, PostgresLedger) else None
+    return None
 
 
 def event_store_for(checkpointer: object) -> EventStore | None:
     """Where the run events of graphs compiled with ``checkpointer`` are stored.
 
     ``PODIUM_RUN_LEDGER=off`` disables the run ledger; ``PODIUM_RUN_LEDGER=/path``
-    puts it in that SQLite file. Otherwise the events go where the tool ledger and
-    thread registry are: the SQLite file ``PODIUM_LEDGER`` names (so runs served by
-    LangGraph Server, which owns the checkpointer, are traced beside their
-    approvals), else a SQLite checkpointer's own file; any other checkpointer gets
-    an in-memory store. Graphs compiled without a checkpointer (subgraphs) record
-    nothing themselves unless ``PODIUM_LEDGER`` names a file: their parent's run
-    ledger sees their model and tool calls (the same handler, counted once).
+    (or ``=postgresql://...``) puts it in that SQLite file (or database). Otherwise
+    the events go where the tool ledger and thread registry are: the SQLite file or
+    PostgreSQL database ``PODIUM_LEDGER`` names (so runs served by LangGraph Server,
+    which owns the checkpointer, are traced beside their approvals), else a SQLite
+    checkpointer's own file, else a PostgreSQL checkpointer's own database (table
+    ``podium_events``, created with the ledger's tables; a podium saver's events use
+    a small pool of their own on its URL, so events queued when the saver closes are
+    still written). Any other checkpointer gets an in-memory store. Graphs compiled
+    without a checkpointer (subgraphs) record nothing themselves unless
+    ``PODIUM_LEDGER`` names a file or database: their parent's run ledger sees their
+    model and tool calls (the same handler, counted once).
     """
     configured = os.environ.get("PODIUM_RUN_LEDGER", "")
     if configured.lower() in ("off", "0", "false", "no"):
         return None
     shared = os.environ.get("PODIUM_LEDGER", "")
-    if shared.startswith(("postgres://", "postgresql://")):
-        shared = ""  # events are kept in SQLite files only (PODIUM_RUN_LEDGER=/path)
     durable = isinstance(checkpointer, BaseCheckpointSaver)
     if not durable and not configured and not shared:
         return None
+    ledger = _postgres_ledger(checkpointer, configured, shared)
+    if ledger is not None:
+        with _LOCK:
+            if ledger not in _PG_STORES:
+                _PG_STORES[ledger] = PostgresEventStore(ledger)
+            return _PG_STORES[ledger]
     path = (
         configured
         or shared
@@ -215,12 +241,12 @@ def event_store_for(checkpointer: object) -> EventStore | None:
     )
     with _LOCK:
         if path:
-            real = os.path.realpath(path)
+            real = os.path.realpath(os.path.expanduser(path))
             if real not in _STORES:
-                _STORES[real] = EventStore(real)
+                _STORES[real] = SQLiteEventStore(real)
             return _STORES[real]
         if checkpointer not in _MEMORY_STORES:
-            _MEMORY_STORES[checkpointer] = EventStore()
+            _MEMORY_STORES[checkpointer] = SQLiteEventStore()
         return _MEMORY_STORES[checkpointer]
 
 
