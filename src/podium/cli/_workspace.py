@@ -84,9 +84,14 @@ class Workspace:
         if self._pg is None:
             from podium.checkpoints._pg import PostgresLedger, check_reachable
 
-            assert self.url is not None
-            check_reachable(self.url)
-            self._pg = PostgresLedger(self.url, setup=False)
+            url = self.url
+            if url is None:  # callers ask only when --db is a URL
+                raise ConfigurationError(
+                    "The CLI's database is a SQLite file, not a PostgreSQL URL.",
+                    fix="Pass --db postgresql://... to read a PostgreSQL database.",
+                )
+            check_reachable(url)
+            self._pg = PostgresLedger(url, setup=False)
         return self._pg
 
     # -- reading: standard library (or psycopg) only ----------------------------------
