@@ -39,13 +39,20 @@ def interleave(cases: Mapping[str, Case], *, repeats: int, warmup: int = 1) -> d
     """Run every case ``warmup + repeats`` times, interleaved; stats of the timed ones."""
     names = list(cases)
     samples: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(warmup + repeats):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
-            gc.collect()
-            value = cases[name]()
-            if r >= warmup:
-                samples[name].append(value)
+    # what exists now (earlier groups' objects, in a full run gigabytes) is frozen out of
+    # the collector, so the collection before each sample scans only what the cases made
+    gc.collect()
+    gc.freeze()
+    try:
+        for r in range(warmup + repeats):
+            order = names[r % len(names) :] + names[: r % len(names)]
+            for name in order:
+                gc.collect()
+                value = cases[name]()
+                if r >= warmup:
+                    samples[name].append(value)
+    finally:
+        gc.unfreeze()
     return {n: Stats.of(s) for n, s in samples.items()}
 
 
