@@ -39,12 +39,10 @@ GROUPS = (
     "storage",
     "concurrency",
     "tokens",
-    "local",
-    "cli",
-    "scaleout",
     "mcp",
     "local",
     "cli",
+    "scaleout",
     "sandbox",
 )
 ROW_IDS = [
@@ -303,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "REPORT.md")
     parser.add_argument("--only", default="", help=f"comma-separated groups: {','.join(GROUPS)}")
     args = parser.parse_args(argv)
-    groups = [g for g in args.only.split(",") if g] or list(GROUPS)
+    groups = list(dict.fromkeys(g for g in args.only.split(",") if g)) or list(GROUPS)
     unknown = set(groups) - set(GROUPS)
     if unknown:
         parser.error(f"unknown groups {sorted(unknown)}; choose from {', '.join(GROUPS)}")
