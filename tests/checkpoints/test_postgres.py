@@ -182,3 +182,22 @@ def test_ledger_location_for_served_graphs_and_stock_savers(
             assert served.count_calls("t") == 1  # the same database
     finally:
         _graph._BY_LOCATION.pop(postgres_url).close()
+
+
+def test_a_frozen_writers_transaction_is_ended_by_the_server(
+    postgres_server: _postgres.Server,
+) -> None:
+    """podium's sessions carry idle_in_transaction_session_timeout, keeping the URL's own
+    options: a worker frozen mid-transaction cannot hold its row locks for ever."""
+    url = postgres_server.create_database(empty=True)
+    with (
+        postgres_saver(url + "&options=-c%20statement_timeout%3D90000") as saver,
+        saver.conn.connection() as conn,
+    ):
+        rows = conn.execute(
+            "SELECT current_setting('idle_in_transaction_session_timeout') AS idle, "
+            "current_setting('statement_timeout') AS statement"
+        ).fetchone()
+    assert rows is not None
+    assert (rows["idle"], rows["statement"]) == ("10s", "90s"), rows
+    postgres_server.drop_database(url)

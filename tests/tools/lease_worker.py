@@ -23,6 +23,7 @@ checkpoint write (``put`` or ``put_writes``) returned. Prints one JSON line.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import signal
@@ -122,6 +123,8 @@ def main() -> None:
     p.add_argument("--die-after-saves", type=int, default=0)
     p.add_argument("--meet", nargs=2, default=None)
     a = p.parse_args()
+    # a worker stuck for a minute prints every thread's stack to stderr (the test shows it)
+    faulthandler.dump_traceback_later(60, exit=False)
 
     @tool
     def note(text: str) -> str:

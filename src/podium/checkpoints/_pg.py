@@ -37,6 +37,29 @@ __all__ = [
 SETUP_LOCK = 7_301_116_105_117_109  # advisory lock key: podium's schema set-up
 CONN_KWARGS: dict[str, Any] = {"autocommit": True, "prepare_threshold": 0}
 
+IDLE_IN_TRANSACTION_MS = 10_000
+"""The server ends a session of podium's that leaves a transaction open this long.
+
+podium's transactions are a few statements sent back to back; one left open for
+seconds belongs to a worker that was frozen mid-write (SIGSTOP, a paused VM). Its
+row locks (the fence's ``FOR SHARE`` on the thread's registry row) would otherwise
+block the worker that takes the thread over, for as long as the frozen one is stopped;
+this bounds the wait. The frozen worker's write then fails: it wrote nothing."""
+
+
+def session_kwargs(url: str) -> dict[str, Any]:
+    """Connection settings for podium's pools on ``url``.
+
+    :data:`CONN_KWARGS`, and the :data:`IDLE_IN_TRANSACTION_MS` limit added to the
+    URL's own ``options``.
+    """
+    try:
+        given = str(conninfo_to_dict(url).get("options") or "")
+    except Exception:  # an unparseable URL fails at connect, with its own message
+        given = ""
+    limit = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
+    return {**CONN_KWARGS, "options": f"{given} {limit}".strip()}
+
 
 def server_of(url: str) -> str:
     """``host:port`` (or the socket directory) the URL connects to, for error messages."""
@@ -141,7 +164,7 @@ class PostgresLedger(ToolLedger):
         self._owned = isinstance(conn, str)
         if isinstance(conn, str):
             pool: ConnectionPool[Any] = ConnectionPool(
-                conn, min_size=1, max_size=4, kwargs=dict(CONN_KWARGS), open=False
+                conn, min_size=1, max_size=4, kwargs=session_kwargs(conn), open=False
             )
             try:
                 pool.open(wait=True, timeout=10)

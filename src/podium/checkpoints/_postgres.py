@@ -60,6 +60,7 @@ from podium.checkpoints._pg import (
     SETUP_LOCK,
     PostgresLedger,
     locked,
+    session_kwargs,
     setup_lock,
     unreachable,
 )
@@ -137,7 +138,7 @@ class PodiumPostgresSaver(FencedWrites, ClosesPool, PostgresSaver):
             connection_class=Connection[DictRow],
             min_size=1,
             max_size=pool_size,
-            kwargs={**CONN_KWARGS, "row_factory": dict_row},
+            kwargs={**session_kwargs(url), "row_factory": dict_row},
             open=False,
         )
         try:
@@ -365,7 +366,7 @@ def async_postgres_saver(
             url,
             min_size=1,
             max_size=pool_size,
-            kwargs={**CONN_KWARGS, "row_factory": dict_row},
+            kwargs={**session_kwargs(url), "row_factory": dict_row},
             open=False,
         )
         try:

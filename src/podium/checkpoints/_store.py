@@ -28,7 +28,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from podium.checkpoints._common import ClosesPool
 from podium.checkpoints._integrity import check_database_file
-from podium.checkpoints._pg import CONN_KWARGS as _CONN_KWARGS
+from podium.checkpoints._pg import session_kwargs as _session_kwargs
 from podium.checkpoints._pg import setup_lock as _setup_lock
 from podium.checkpoints._pg import unreachable as _unreachable
 
@@ -126,7 +126,7 @@ def postgres_store(
         connection_class=Connection[DictRow],
         min_size=1,
         max_size=max(pool_size, 2),
-        kwargs={**_CONN_KWARGS, "row_factory": dict_row},
+        kwargs={**_session_kwargs(url), "row_factory": dict_row},
         open=False,
     )
     try:
