@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -240,3 +241,30 @@ def sandbox() -> str:
     from podium.environments._sandbox import check_sandbox
 
     return check_sandbox()  # installed but unable to start: a failure, not a skip
+
+
+@pytest.fixture
+def greeter() -> Iterator[int]:
+    """A TCP server on the host's loopback that greets every client; yields its port.
+
+    What sandboxed commands and MCP servers try to reach under each network policy.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.sendall(b"hello-from-the-host")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield int(listener.getsockname()[1])
+    stop.set()
+    thread.join(timeout=5)
+    listener.close()

@@ -7,9 +7,6 @@ connection the filtering proxy refuses is a ``network_refused`` run event.
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,31 +27,6 @@ CONNECT = (
 )
 
 
-@pytest.fixture
-def server() -> Iterator[int]:
-    """A TCP server on the host's loopback that greets every client; yields its port."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    port = listener.getsockname()[1]
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.sendall(b"hello-from-the-host")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield port
-    stop.set()
-    thread.join(timeout=5)
-    listener.close()
-
-
 def run(ws: Workspace, network: Any, command: str) -> str:
     return str(
         shell_tool(ws, network=network).invoke(
@@ -64,9 +36,9 @@ def run(ws: Workspace, network: Any, command: str) -> str:
 
 
 def test_none_reaches_nothing_outside_not_even_the_hosts_loopback(
-    sandbox: str, ws: Workspace, server: int
+    sandbox: str, ws: Workspace, greeter: int
 ) -> None:
-    out = run(ws, "none", CONNECT.format(port=server))
+    out = run(ws, "none", CONNECT.format(port=greeter))
     assert "hello-from-the-host" not in out
     assert "Connection refused" in out
 
@@ -81,31 +53,31 @@ def test_none_keeps_the_commands_own_loopback(sandbox: str, ws: Workspace) -> No
 
 
 def test_loopback_reaches_the_hosts_loopback_server(
-    sandbox: str, ws: Workspace, server: int
+    sandbox: str, ws: Workspace, greeter: int
 ) -> None:
-    assert "hello-from-the-host" in run(ws, "loopback", CONNECT.format(port=server))
+    assert "hello-from-the-host" in run(ws, "loopback", CONNECT.format(port=greeter))
 
 
-def test_an_allow_list_entry_reaches_its_server(sandbox: str, ws: Workspace, server: int) -> None:
-    assert "hello-from-the-host" in run(ws, [f"127.0.0.1:{server}"], CONNECT.format(port=server))
+def test_an_allow_list_entry_reaches_its_server(sandbox: str, ws: Workspace, greeter: int) -> None:
+    assert "hello-from-the-host" in run(ws, [f"127.0.0.1:{greeter}"], CONNECT.format(port=greeter))
 
 
 def test_an_allow_list_refuses_what_it_does_not_name(
-    sandbox: str, ws: Workspace, server: int
+    sandbox: str, ws: Workspace, greeter: int
 ) -> None:
-    other = [f"127.0.0.1:{server + 1 if server < 65535 else server - 1}"]
-    out = run(ws, other, CONNECT.format(port=server))
+    other = [f"127.0.0.1:{greeter + 1 if greeter < 65535 else greeter - 1}"]
+    out = run(ws, other, CONNECT.format(port=greeter))
     assert "hello-from-the-host" not in out
-    assert f"refused connections to 127.0.0.1:{server}" in out
+    assert f"refused connections to 127.0.0.1:{greeter}" in out
 
 
 def test_refused_connections_are_run_events(
-    sandbox: str, ws: Workspace, server: int, tmp_path: Path
+    sandbox: str, ws: Workspace, greeter: int, tmp_path: Path
 ) -> None:
     """Through a graph: the command event and one network_refused event per refusal."""
     shell = shell_tool(ws, network="loopback")
     command = (
-        CONNECT.format(port=server)
+        CONNECT.format(port=greeter)
         + "; curl -s -m 5 -o /dev/null -w 'proxy:%{http_connect}' https://example.com/; true"
     )
     call = {"name": "shell", "args": {"command": command}, "id": "c1"}

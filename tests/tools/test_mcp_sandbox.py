@@ -11,10 +11,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,30 +113,6 @@ def gone(pids: list[int], seconds: float = 10) -> bool:
             return True
         time.sleep(0.05)
     return False
-
-
-@pytest.fixture
-def greeter() -> Iterator[int]:
-    """A TCP server on the host's loopback that greets every client; yields its port."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.2)
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn:
-                conn.sendall(b"hello-from-the-host")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield int(listener.getsockname()[1])
-    stop.set()
-    thread.join(timeout=5)
-    listener.close()
 
 
 # -- real servers from PyPI ---------------------------------------------------------------------
