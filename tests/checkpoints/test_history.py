@@ -40,7 +40,7 @@ def chat(app: Any, thread: str, turns: int, start: int = 0) -> None:
     cfg = {"configurable": {"thread_id": thread}}
     for i in range(start, start + turns):
         text = f"{i:05d}" + "a" * (MESSAGE - 5)
-        app.invoke({"messages": [("user", text)]}, cfg, durability="sync")
+        app.invoke({"messages": [("user", text)]}, cfg)
 
 
 def stored_bytes(path: Path) -> int:
